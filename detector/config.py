@@ -1,0 +1,251 @@
+"""Pipeline file (TOML) -> frozen settings, validated once at start.
+
+Every section is a frozen dataclass. The loader rejects unknown keys, wrong
+types and impossible values with one message naming the file, the key, the
+offending value and what was expected. The core never reads files or the
+environment: it receives a `Pipeline`.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import typing
+from dataclasses import MISSING, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+DEFAULT_PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "default.toml"
+
+SIGNALS = ("error_rate", "latency", "volume", "transactions", "log_errors", "log_novelty", "metric")
+ACTIONS = ("rollback", "page", "ticket", "none")
+SCOPES = ("service", "endpoint")
+COMPARISONS = ("auto", "canary", "before_after")
+
+
+class ConfigError(ValueError):
+    """The pipeline file is wrong; the message says where and what to write instead."""
+
+
+@dataclass(frozen=True)
+class Topics:
+    requests: str = "requests"
+    logs: str = "logs"
+    metrics: str = "metrics"
+    deploys: str = "deploys"
+    alerts: str = "alerts"
+    dlq: str = "detector.dlq"
+    state: str = "detector.state"
+
+
+@dataclass(frozen=True)
+class Windows:
+    width_s: float = 10.0
+    lateness_s: float = 5.0
+
+    def check(self) -> None:
+        _require(self.width_s > 0 and 86400 % self.width_s == 0, "windows.width_s", self.width_s,
+                 "a positive number of seconds that divides a day (86400)")
+        _require(self.lateness_s >= 0, "windows.lateness_s", self.lateness_s, "a number >= 0")
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_services: int = 2_000
+    max_endpoints_per_service: int = 200
+    max_versions_per_service: int = 16
+    max_metric_series_per_service: int = 256
+    max_txn_names_per_service: int = 64
+    max_message_bytes: int = 1_048_576
+    max_interned_strings: int = 1_000_000
+
+    def check(self) -> None:
+        for f in fields(self):
+            _require(getattr(self, f.name) >= 1, f"limits.{f.name}", getattr(self, f.name), "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class Baselines:
+    slot_s: float = 1800.0
+    level_half_life_s: float = 1800.0
+    min_history_s: float = 600.0
+    seasonal_min_days: float = 1.0
+    warm_start: str = ""
+
+    def check(self) -> None:
+        _require(self.slot_s > 0 and 86400 % self.slot_s == 0, "baselines.slot_s", self.slot_s,
+                 "a positive number of seconds that divides a day (86400)")
+        _require(self.level_half_life_s > 0, "baselines.level_half_life_s", self.level_half_life_s, "a number > 0")
+        _require(self.min_history_s >= 0, "baselines.min_history_s", self.min_history_s, "a number >= 0")
+
+
+@dataclass(frozen=True)
+class Tests:
+    significance: float = 0.001
+    latency_quantiles: tuple[float, ...] = (0.5, 0.95, 0.99)
+    min_requests: int = 30
+
+    def check(self) -> None:
+        _require(0 < self.significance < 0.5, "tests.significance", self.significance, "a p-value in (0, 0.5)")
+        for q in self.latency_quantiles:
+            _require(0 < q < 1, "tests.latency_quantiles", q, "quantiles strictly between 0 and 1")
+        _require(self.min_requests >= 1, "tests.min_requests", self.min_requests, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class Verification:
+    period_s: float = 1800.0
+    baseline_s: float = 900.0
+    comparison: str = "auto"
+    infra_metrics: tuple[str, ...] = ("db_latency_ms",)
+    critical_endpoints: tuple[str, ...] = ()
+    inconclusive_min_requests: int = 200
+    detectable_error_points: float = 5.0
+
+    def check(self) -> None:
+        _require(self.period_s > 0, "verification.period_s", self.period_s, "a number of seconds > 0")
+        _require(self.baseline_s > 0, "verification.baseline_s", self.baseline_s, "a number of seconds > 0")
+        _require(self.comparison in COMPARISONS, "verification.comparison", self.comparison,
+                 f"one of {', '.join(COMPARISONS)}")
+
+
+@dataclass(frozen=True)
+class Rule:
+    name: str
+    signal: str
+    action: str
+    scope: str = "service"
+    min_effect: float = 0.0
+    min_score: float = 3.0
+    duration_s: float = 60.0
+    min_traffic_share: float = 0.0
+    max_traffic_share: float = 1.0
+    min_level: float = 0.0
+    quantile: float = 0.95
+    critical_action: str = ""
+    dry_run: bool = False
+
+    def check(self, where: str) -> None:
+        _require(self.signal in SIGNALS, f"{where}.signal", self.signal, f"one of {', '.join(SIGNALS)}")
+        _require(self.action in ACTIONS, f"{where}.action", self.action, f"one of {', '.join(ACTIONS)}")
+        _require(self.critical_action in ACTIONS + ("",), f"{where}.critical_action", self.critical_action,
+                 f"one of {', '.join(ACTIONS)} or empty")
+        _require(self.scope in SCOPES, f"{where}.scope", self.scope, f"one of {', '.join(SCOPES)}")
+        _require(self.duration_s >= 0, f"{where}.duration_s", self.duration_s, "a number of seconds >= 0")
+        _require(0 <= self.min_traffic_share <= 1, f"{where}.min_traffic_share", self.min_traffic_share, "0-1")
+        _require(0 < self.max_traffic_share <= 1, f"{where}.max_traffic_share", self.max_traffic_share, "(0, 1]")
+        _require(0 < self.quantile < 1, f"{where}.quantile", self.quantile, "a quantile strictly between 0 and 1")
+
+
+@dataclass(frozen=True)
+class Logs:
+    enabled: bool = True
+    max_templates_per_service: int = 1_000
+    max_message_chars: int = 2_000
+
+
+@dataclass(frozen=True)
+class Sinks:
+    jsonl: str = ""
+    alerts_topic: bool = True
+    alertmanager_url: str = ""
+    webhook_url: str = ""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    source: str = "<defaults>"
+    topics: Topics = field(default_factory=Topics)
+    windows: Windows = field(default_factory=Windows)
+    limits: Limits = field(default_factory=Limits)
+    baselines: Baselines = field(default_factory=Baselines)
+    tests: Tests = field(default_factory=Tests)
+    verification: Verification = field(default_factory=Verification)
+    logs: Logs = field(default_factory=Logs)
+    sinks: Sinks = field(default_factory=Sinks)
+    rules: tuple[Rule, ...] = ()
+
+
+class _Invalid(Exception):
+    def __init__(self, key: str, value: Any, expected: str) -> None:
+        super().__init__(key, value, expected)
+        self.key, self.value, self.expected = key, value, expected
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise _Invalid(key, value, expected)
+
+
+def _coerce(tp: Any, value: Any, key: str) -> Any:
+    origin = typing.get_origin(tp)
+    if tp is bool:
+        _require(type(value) is bool, key, value, "true or false")
+        return value
+    if tp is int:
+        _require(type(value) is int, key, value, "an integer")
+        return value
+    if tp is float:
+        _require(type(value) in (int, float), key, value, "a number")
+        return float(value)
+    if tp is str:
+        _require(type(value) is str, key, value, "a string")
+        return value
+    if origin is tuple:
+        (item_tp, _ellipsis) = typing.get_args(tp)
+        _require(type(value) is list, key, value, "an array")
+        return tuple(_coerce(item_tp, v, f"{key}[{i}]") for i, v in enumerate(value))
+    if isinstance(tp, type) and hasattr(tp, "__dataclass_fields__"):
+        _require(type(value) is dict, key, value, "a table")
+        return _build(tp, value, key)
+    raise TypeError(f"unsupported settings type {tp!r} for {key}")  # programming error
+
+
+def _build(cls: type, table: dict, prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in fields(cls) if f.name != "source"}
+    kwargs = {}
+    for k, v in table.items():
+        key = f"{prefix}.{k}" if prefix else k
+        if k not in known:
+            raise _Invalid(key, v, f"no such key; known keys here: {', '.join(sorted(known))}")
+        kwargs[k] = _coerce(hints[k], v, key)
+    for name, f in known.items():
+        if name not in kwargs and f.default is MISSING and f.default_factory is MISSING:
+            raise _Invalid(f"{prefix}.{name}" if prefix else name, None, "a value (this key is required)")
+    return cls(**kwargs)
+
+
+def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{source}: not valid TOML: {e}") from None
+    try:
+        rules_raw = data.pop("rules", [])
+        _require(type(rules_raw) is list, "rules", rules_raw, "an array of tables ([[rules]])")
+        pipeline = _build(Pipeline, data, "")
+        rules = tuple(_coerce(Rule, r, f"rules[{i}]") for i, r in enumerate(rules_raw))
+        for section in (pipeline.windows, pipeline.limits, pipeline.baselines, pipeline.tests, pipeline.verification):
+            section.check()
+        names = set()
+        for i, r in enumerate(rules):
+            r.check(f"rules[{i}]")
+            _require(r.name not in names, f"rules[{i}].name", r.name, "a name not used by another rule")
+            names.add(r.name)
+    except _Invalid as e:
+        shown = "(missing)" if e.value is None else repr(e.value)
+        raise ConfigError(f"{source}: {e.key} must be {e.expected} (got {shown})") from None
+    return Pipeline(source=source, topics=pipeline.topics, windows=pipeline.windows, limits=pipeline.limits,
+                    baselines=pipeline.baselines, tests=pipeline.tests, verification=pipeline.verification,
+                    logs=pipeline.logs, sinks=pipeline.sinks, rules=rules)
+
+
+def load_pipeline(path: str | Path | None = None) -> Pipeline:
+    """Load and validate a pipeline file; the shipped default when `path` is None."""
+    p = Path(path) if path else DEFAULT_PIPELINE
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read pipeline file: {e.strerror}") from None
+    return parse_pipeline(text, str(path) if path else "pipelines/default.toml")
+
