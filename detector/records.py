@@ -25,7 +25,8 @@ def _round(v: Any) -> Any:
     if isinstance(v, float):
         if not math.isfinite(v):
             return None
-        return float(f"{v:.6g}")
+        # times keep milliseconds; measures keep six significant digits
+        return round(v, 3) if abs(v) >= 1e5 else float(f"{v:.6g}")
     if isinstance(v, dict):
         return {k: _round(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):

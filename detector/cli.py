@@ -1,0 +1,78 @@
+"""`detector` command line: argument parsing only; the work lives in app modules."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from detector.config import ConfigError, load_pipeline
+
+
+def _replay(args: argparse.Namespace) -> int:
+    from detector.replay import run_replay
+
+    pipeline = load_pipeline(args.pipeline)
+    result = run_replay(args.input, args.output, pipeline, dlq=args.dlq, quiet=args.quiet)
+    if not args.quiet:
+        print(f"{result.events:,} events ({result.rejected:,} rejected, {result.late:,} late) -> "
+              f"{result.anomalies:,} anomalies, {result.verdicts:,} verdicts in {result.seconds:.1f} s "
+              f"({result.events / max(result.seconds, 1e-9):,.0f} events/s)", file=sys.stderr)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from detector.simulate.main import run
+
+    return run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from detector.runtime.app import run_live
+
+    return run_live(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="detector", description="Is the new version working as well as the old one?")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    rp = sub.add_parser("replay", help="run the detector over JSONL files at full speed")
+    rp.add_argument("--input", action="append", required=True, help="JSONL file of contract events (repeatable)")
+    rp.add_argument("--output", required=True, help="JSONL file for anomalies and verdicts")
+    rp.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
+    rp.add_argument("--dlq", help="JSONL file for rejected input lines with their reasons")
+    rp.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    rp.set_defaults(func=_replay)
+
+    sp = sub.add_parser("simulate", help="generate production-like traffic with good and bad deploys")
+    try:
+        from detector.simulate.main import add_arguments
+    except ImportError:  # pragma: no cover - the simulator ships with the package
+        add_arguments = None
+    if add_arguments is not None:
+        add_arguments(sp)
+    sp.set_defaults(func=_simulate)
+
+    run = sub.add_parser("run", help="live detection on Kafka (sidecar)")
+    run.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
+                     help="HOST:PORT[,HOST:PORT] (default: $KAFKA_BOOTSTRAP_SERVERS)")
+    run.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
+    run.set_defaults(func=_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as e:
+        print(f"detector: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Blame: is a deviation the deploy's fault, or shared with what it did not change?
+
+A deviation that also shows in the stable version over the same windows, in
+other services at the same time, or in infrastructure metric samples
+(database latency, ...) is not the deploy's: the anomaly goes out without a
+deploy id and the verdict cannot be a rollback for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from detector import stats
+from detector.config import Rule
+from detector.judge.evidence import Population
+from detector.judge.rules import latency_deviation
+from detector.windows import WindowFacts
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the blame checks may look at, prepared by the judge."""
+
+    span: Sequence[WindowFacts]
+    before: Sequence[WindowFacts]
+    population: Callable[..., Population]  # (windows, service, versions=None, exclude_versions=()) -> Population
+    services: Sequence[int]  # services of this partition with traffic in the span
+    lookup: Callable[[int], str]  # interned id -> string
+    metric_service: np.ndarray
+    metric_name: np.ndarray
+    infra_metric_ids: frozenset[int]
+
+
+def _worse(rule: Rule, now: Population, before: Population) -> bool:
+    """The same signal, on a population the deploy did not change, moved the same way."""
+    if now.total_n < 30 or before.total_n < 30:
+        return False
+    if rule.signal == "error_rate":
+        dev = stats.error_rate_two_sample(now.total_errors, now.total_n, before.total_errors, before.total_n)
+        return dev.effect >= max(rule.min_effect / 2, 0.5) and dev.score >= 3
+    if rule.signal == "latency":
+        dev = latency_deviation(now.whole, before.whole, rule.quantile)
+        return dev.effect >= 1 + max(rule.min_effect - 1, 0.2) / 2 and dev.score >= 3
+    if rule.signal == "transactions":
+        dev = stats.error_rate_two_sample(before.total_txn, before.total_n, now.total_txn, now.total_n)
+        return dev.score >= 3 and dev.observed > 0 and 1 - dev.expected / dev.observed >= rule.min_effect / 2
+    return False
+
+
+def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx: Context) -> tuple[str, ...]:
+    """Reasons the deviation is shared (empty: it is the deploy's)."""
+    reasons: list[str] = []
+    if rule.signal not in ("error_rate", "latency", "transactions"):
+        return ()
+    if reference == "before":
+        # Only a comparison against the past can be fooled by a shared cause;
+        # a canary compared with the stable version over the same windows
+        # already cancels it. Still, the stable version moving is the tell.
+        stable_now = ctx.population(ctx.span, service, exclude_versions=(new_version,))
+        stable_before = ctx.population(ctx.before, service, exclude_versions=(new_version,))
+        if _worse(rule, stable_now, stable_before):
+            reasons.append(f"the stable version shows the same {rule.signal} change in the same windows")
+    others = []
+    for other in ctx.services:
+        if other == service:
+            continue
+        if _worse(rule, ctx.population(ctx.span, other), ctx.population(ctx.before, other)):
+            others.append(ctx.lookup(other))
+    if others:
+        reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(sorted(others))}")
+    infra = infra_anomalies(ctx)
+    if infra:
+        reasons.append("infrastructure metrics deviate: " + ", ".join(infra))
+    return tuple(reasons)
+
+
+def infra_anomalies(ctx: Context, min_z: float = 4.0) -> list[str]:
+    """Infrastructure metric series whose level in the span is far from before (robust z)."""
+    if not ctx.infra_metric_ids or not ctx.span or not ctx.before:
+        return []
+    wanted = np.flatnonzero(np.isin(ctx.metric_name, list(ctx.infra_metric_ids)))
+    out = []
+    for m in wanted.tolist():
+        before = _window_means(ctx.before, m)
+        now = _window_means(ctx.span, m)
+        if len(before) < 5 or len(now) == 0:
+            continue
+        z = stats.robust_z(float(np.median(now)), before, direction="up").effect
+        if z >= min_z:
+            service, name = ctx.lookup(int(ctx.metric_service[m])), ctx.lookup(int(ctx.metric_name[m]))
+            out.append(f"{name} of {service} at {z:.1f} robust z above its level before")
+    return out
+
+
+def _window_means(windows: Sequence[WindowFacts], m: int) -> np.ndarray:
+    vals = [w.metric_sum[m] / w.metric_n[m] for w in windows if m < len(w.metric_n) and w.metric_n[m] > 0]
+    return np.asarray(vals, dtype=float)

@@ -1,0 +1,288 @@
+"""The judge: deploys in, anomalies and exactly one verdict per deploy out.
+
+At every closed window it evaluates the escalation rules for each open
+verification, comparing the new version with the stable version over the
+same windows when the stable version still serves enough traffic (canary,
+mid-rollout), else with the service before the deploy. A rule that holds
+becomes a finding and an anomaly; findings that are shared with what the
+deploy did not change are blamed elsewhere. A rollback or page is decided as
+soon as its rule holds; tickets, confirmations and inconclusive verdicts at
+the end of the verification period.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from typing import Callable, Sequence
+
+import numpy as np
+
+from detector.columns import DeployEvent
+from detector.config import Pipeline, Rule
+from detector.interner import Interner
+from detector.judge import blame, rules
+from detector.judge.evidence import Population, combine, population
+from detector.judge.rootcause import LogEvidence, hint
+from detector.judge.verification import Finding, Verification
+from detector.records import Anomaly, Record, Verdict
+from detector.series import MetricSeries, RequestSeries
+from detector.windows import WindowFacts
+
+ACTION_RANK = {"rollback": 3, "page": 2, "ticket": 1, "none": 0}
+SEVERITY = {"rollback": "critical", "page": "critical", "ticket": "warning", "none": "info"}
+
+LogEvidenceFn = Callable[[Verification, float], list[LogEvidence]]
+
+
+class Judge:
+    def __init__(self, pipeline: Pipeline, interner: Interner, requests: RequestSeries, metrics: MetricSeries,
+                 log_evidence: LogEvidenceFn | None = None) -> None:
+        self.p = pipeline
+        self.interner = interner
+        self.requests = requests
+        self.metrics = metrics
+        self.log_evidence = log_evidence
+        self.verifications: dict[int, Verification] = {}
+        self.done: deque[str] = deque(maxlen=10_000)  # deploy ids already judged (replays of their events)
+        self._infra_ids = frozenset(interner.intern(n) for n in pipeline.verification.infra_metrics)
+        self._critical = frozenset(pipeline.verification.critical_endpoints)
+
+    # --- lifecycle ---
+
+    def on_deploy(self, ev: DeployEvent) -> list[Record]:
+        out: list[Record] = []
+        sid = self.interner.intern(ev.service)
+        cur = self.verifications.get(sid)
+        if ev.phase == "started":
+            if ev.deploy_id in self.done or (cur is not None and cur.deploy.deploy_id == ev.deploy_id):
+                return out
+            if cur is not None and cur.open:
+                out.append(self._verdict(cur, ev.ts, "superseded",
+                                         [f"deploy {ev.deploy_id} of version {ev.version} started at "
+                                          f"{ev.ts:.0f} before this verification ended"], "unknown", ()))
+            stable: tuple[int, ...] = ()
+            if ev.previous_version:
+                stable = (self.interner.intern(ev.previous_version),)
+            self.verifications[sid] = Verification(
+                deploy=ev, service=sid, version=self.interner.intern(ev.version), started=ev.ts,
+                ends=ev.ts + self.p.verification.period_s, stable_versions=stable)
+        elif cur is not None and cur.deploy.deploy_id == ev.deploy_id:
+            if ev.phase == "finished":
+                cur.finished_ts = ev.ts
+            elif ev.phase == "rolled_back" and cur.open:
+                out.extend(self._conclude(cur, ev.ts, rolled_back=True))
+        return out
+
+    # --- per closed window ---
+
+    def on_window(self, w: WindowFacts, history: Sequence[WindowFacts]) -> list[Record]:
+        out: list[Record] = []
+        for v in list(self.verifications.values()):
+            if not v.open or w.end <= v.started:
+                continue
+            out.extend(self._evaluate(v, w, history))
+            if v.open and w.end >= v.ends:
+                out.extend(self._conclude(v, w.end))
+        for sid in [s for s, v in self.verifications.items() if not v.open]:
+            self.done.append(self.verifications.pop(sid).deploy.deploy_id)
+        return out
+
+    def _pop(self, windows: Sequence[WindowFacts], service: int, versions=None, exclude_versions=(),
+             endpoints=None) -> Population:
+        rs = self.requests
+        return population(windows, rs.service, rs.endpoint, rs.version, service, versions, exclude_versions,
+                          endpoints)
+
+    def _slice(self, v: Verification, w: WindowFacts, endpoints: np.ndarray) -> dict[str, Population]:
+        """This window's new-version, stable and whole-service traffic, computed once."""
+        one = [w]
+        stable_versions = v.stable_versions or None
+        return {
+            "new": self._pop(one, v.service, versions=(v.version,), endpoints=endpoints),
+            "stable": self._pop(one, v.service, versions=stable_versions, exclude_versions=(v.version,),
+                                endpoints=endpoints),
+        }
+
+    def _evaluate(self, v: Verification, w: WindowFacts, history: Sequence[WindowFacts]) -> list[Record]:
+        width = self.p.windows.width_s
+        start_floor = math.floor(v.started / width) * width
+        endpoints = np.unique(self.requests.endpoint[self.requests.service == v.service]).astype(np.int32)
+        here = self._slice(v, w, endpoints)
+        v.slices[w.start] = here
+        new_here = here["new"].total_n
+        v.new_requests += new_here
+        if new_here and v.first_new_window is None:
+            v.first_new_window = w.start
+        if v.first_new_window is None:
+            return []
+        before = [h for h in history if h.end <= start_floor and h.start >= start_floor - self.p.verification.baseline_s]
+        if v.pre is None:
+            v.pre = self._pop(before, v.service, exclude_versions=(v.version,), endpoints=endpoints)
+        pre_all = v.pre
+        out: list[Record] = []
+        memo: dict[tuple, Population] = {}
+
+        def span_of(kind: str, starts: list[float]) -> Population:
+            key = (kind, starts[0], starts[-1]) if starts else (kind,)
+            if key not in memo:
+                memo[key] = combine([v.slices[s][kind] for s in starts], endpoints)
+            return memo[key]
+
+        for rule in self.p.rules:
+            if rule.signal not in ("error_rate", "latency", "transactions"):
+                continue
+            if w.end - max(start_floor, v.first_new_window) < rule.duration_s:
+                continue
+            starts = [s for s in v.slices if s >= w.end - rule.duration_s - 1e-9]
+            if not starts:
+                continue
+            new = span_of("new", starts)
+            if new.total_n == 0:
+                continue
+            stable = span_of("stable", starts)
+            if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
+                ref, ref_name = stable, "stable"
+            else:
+                ref, ref_name = pre_all, "before"
+            k = len(starts)
+            parts = [span_of("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] if k >= 3 else []
+            shares = ref if ref.total_n else new
+
+            def share_of(ep: int, _p: Population = shares) -> float:
+                row = _p.row(ep)
+                return float(_p.n[row] / _p.total_n) if row >= 0 and _p.total_n else 0.0
+
+            span = [h for h in history if h.start >= starts[0]]
+            for c in rules.evaluate(rule, new, ref, self.p.tests, parts, share_of):
+                key = (rule.name, c.endpoint)
+                if key in v.findings:
+                    continue
+                ctx = blame.Context(
+                    span=span, before=before, population=self._pop,
+                    services=self._active_services(span), lookup=self.interner.lookup,
+                    metric_service=self.metrics.arrays()[0], metric_name=self.metrics.arrays()[1],
+                    infra_metric_ids=self._infra_ids)
+                shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx)
+                action = rule.action
+                ep_name = self.interner.lookup(c.endpoint) if c.endpoint >= 0 else None
+                if ep_name in self._critical and rule.critical_action:
+                    action = rule.critical_action
+                f = Finding(rule=rule.name, signal=rule.signal, action=action, endpoint=c.endpoint,
+                            observed=c.observed, expected=c.expected, effect=c.effect, score=c.score, n=c.n,
+                            share=c.share, window_start=starts[0], window_end=w.end, reference=ref_name,
+                            dry_run=rule.dry_run, shared=shared, detail=c.detail)
+                anomaly = self._anomaly(v, f, rule).with_id()
+                f.anomaly_id = anomaly.id
+                v.findings[key] = f
+                out.append(anomaly)
+        horizon = w.end - max([r.duration_s for r in self.p.rules] + [width]) - width
+        for s in [s for s in v.slices if s < horizon]:
+            del v.slices[s]
+        acted = v.acted()
+        if acted:
+            top = max(acted, key=lambda f: ACTION_RANK[f.action])
+            if top.action in ("rollback", "page"):
+                out.extend(self._decide(v, w.end, top.action))
+        return out
+
+    def _active_services(self, span: Sequence[WindowFacts]) -> list[int]:
+        seen: set[int] = set()
+        for h in span:
+            k = len(h.count)
+            seen.update(np.unique(self.requests.service[:k][h.count > 0]).tolist())
+        return sorted(seen)
+
+    # --- records ---
+
+    def _anomaly(self, v: Verification, f: Finding, rule: Rule) -> Anomaly:
+        sev = "warning" if f.blamed_elsewhere else SEVERITY[f.action]
+        if f.dry_run:
+            sev = "info"
+        detail = {"rule": f.rule, "action": f.action, "reference": f.reference, "effect": f.effect,
+                  "requests": f.n, "traffic_share": f.share, "dry_run": f.dry_run, **f.detail}
+        if f.shared:
+            detail["shared"] = list(f.shared)
+            detail["suspected_deploy_id"] = v.deploy.deploy_id
+        return Anomaly(
+            ts=f.window_end, service=v.deploy.service,
+            endpoint=self.interner.lookup(f.endpoint) if f.endpoint >= 0 else None,
+            version=v.deploy.version, signal=f.signal, observed=f.observed, expected=f.expected,
+            score=f.score, severity=sev, window_start=f.window_start, window_end=f.window_end,
+            deploy_id=None if f.shared else v.deploy.deploy_id, detail=detail)
+
+    def _reason(self, f: Finding) -> str:
+        rule = next(r for r in self.p.rules if r.name == f.rule)
+        scope = f"endpoint {self.interner.lookup(f.endpoint)} ({f.share:.0%} of traffic)" if f.endpoint >= 0 \
+            else "all endpoints"
+        ref = "the stable version in the same windows" if f.reference == "stable" else "the service before the deploy"
+        p = 10 ** -f.score
+        need = f"rule '{f.rule}' needs"
+        if f.signal == "error_rate":
+            what = (f"error rate {f.observed:.2%} vs {f.expected:.2%} for {ref} on {scope} "
+                    f"(+{f.effect:.1f} points, p={p:.1g}, {f.n} requests)")
+            need += f" +{rule.min_effect:g} points"
+        elif f.signal == "latency":
+            q = f.detail.get("quantile", rule.quantile)
+            what = (f"p{q * 100:g} latency {f.observed:.0f} ms vs {f.expected:.0f} ms for {ref} on {scope} "
+                    f"({f.effect:.2f}x, p={p:.1g}, {f.n} requests)")
+            need += f" {rule.min_effect:g}x"
+        else:
+            what = (f"completed transactions {f.observed:.2%} of requests vs {f.expected:.2%} for {ref} on {scope} "
+                    f"(-{f.effect:.0%}, p={p:.1g})")
+            need += f" a drop of {rule.min_effect:.0%}"
+        if rule.min_level:
+            need += f" above {rule.min_level:g}"
+        return f"{what} over {rule.duration_s:g} s; {need} at p<{10 ** -rule.min_score:.0g} -> {f.action}"
+
+    def _decide(self, v: Verification, now: float, decision: str) -> list[Record]:
+        acted = sorted(v.acted(), key=lambda f: (-ACTION_RANK[f.action], f.window_end))
+        blamed = [f for f in v.findings.values() if f.blamed_elsewhere]
+        logs = self.log_evidence(v, now) if self.log_evidence else []
+        endpoints_with_traffic = self._endpoints_with_new_traffic(v)
+        first_err = None
+        errs = [f for f in acted if f.signal == "error_rate"]
+        if errs and v.first_new_window is not None:
+            first_err = max(0.0, min(f.window_start for f in errs) - v.first_new_window)
+        h = hint(acted, blamed, logs, endpoints_with_traffic, first_err, v.deploy.change_kind)
+        reasons = [self._reason(f) for f in acted[:5]]
+        return [self._verdict(v, now, decision, reasons, h.category, h.evidence)]
+
+    def _endpoints_with_new_traffic(self, v: Verification) -> int:
+        rs = self.requests
+        return int(len(np.unique(rs.endpoint[(rs.service == v.service) & (rs.version == v.version)])))
+
+    def _conclude(self, v: Verification, now: float, rolled_back: bool = False) -> list[Record]:
+        acted = v.acted()
+        if acted:
+            top = max(acted, key=lambda f: ACTION_RANK[f.action])
+            return self._decide(v, now, top.action)
+        blamed = [f for f in v.findings.values() if f.blamed_elsewhere]
+        ver = self.p.verification
+        if v.new_requests < ver.inconclusive_min_requests:
+            reasons = [f"only {v.new_requests} requests reached version {v.deploy.version} in "
+                       f"{now - v.started:.0f} s; at least {ver.inconclusive_min_requests} are needed to tell a "
+                       f"{ver.detectable_error_points:g}-point error-rate regression from noise"]
+            return [self._verdict(v, now, "inconclusive", reasons, "unknown", ())]
+        reasons = [f"no rule held for version {v.deploy.version} over {now - v.started:.0f} s "
+                   f"({v.new_requests} requests)"]
+        if rolled_back:
+            reasons.append("the deploy was rolled back before the verification period ended")
+        if blamed:
+            reasons.extend(f"{self._reason(f)}; not the deploy's: {'; '.join(f.shared)}" for f in blamed[:3])
+            h = hint([], blamed, self.log_evidence(v, now) if self.log_evidence else [], 0, None, None)
+            return [self._verdict(v, now, "confirmed", reasons, h.category, h.evidence)]
+        return [self._verdict(v, now, "confirmed", reasons, "unknown", ())]
+
+    def _verdict(self, v: Verification, now: float, decision: str, reasons: Sequence[str], category: str,
+                 evidence: Sequence[str]) -> Verdict:
+        anomalies = tuple(f.anomaly_id for f in v.findings.values() if f.anomaly_id)
+        verdict = Verdict(ts=now, service=v.deploy.service, deploy_id=v.deploy.deploy_id, version=v.deploy.version,
+                          decision=decision, reasons=tuple(reasons), root_cause=category, evidence=tuple(evidence),
+                          anomalies=anomalies, started=v.started, ended=now,
+                          detail={"strategy": v.deploy.strategy, "new_version_requests": v.new_requests})
+        v.verdict = verdict
+        return verdict
+
+    def open_verifications(self) -> list[Verification]:
+        return [v for v in self.verifications.values() if v.open]

@@ -1,0 +1,78 @@
+"""Root-cause hints, in the order on-call engineers investigate.
+
+1. Shared with other versions or services, or visible in infrastructure
+   metrics -> `data_or_infra`.
+2. Errors from the new version's first requests on (nearly) every endpoint,
+   or new configuration-error log templates -> `config`.
+3. Confined to the new version, with new exception log templates, or on some
+   endpoints only of a code change -> `code`.
+4. Otherwise `unknown`: an honest answer that tells a person to look.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from detector.judge.verification import Finding
+
+
+@dataclass(frozen=True)
+class LogEvidence:
+    """A log template the new version emits, as the judge needs it."""
+
+    template: str
+    kind: str  # config | connection | exception | data | other
+    count: int
+    first_seen_after_s: float
+    shared: bool  # also in other versions or services
+
+
+@dataclass(frozen=True)
+class Hint:
+    category: str
+    evidence: tuple[str, ...]
+
+
+def hint(
+    findings: Sequence[Finding],
+    blamed: Sequence[Finding],
+    logs: Sequence[LogEvidence],
+    endpoints_with_traffic: int,
+    first_error_after_s: float | None,
+    change_kind: str | None,
+) -> Hint:
+    evidence: list[str] = []
+    if blamed and not findings:
+        for f in blamed[:3]:
+            evidence.extend(f.shared)
+        shared_logs = [e for e in logs if e.shared and e.kind in ("connection", "data")]
+        evidence.extend(f"shared log template: {e.template}" for e in shared_logs[:2])
+        return Hint("data_or_infra", tuple(dict.fromkeys(evidence)))
+    own_logs = [e for e in logs if not e.shared]
+    config_logs = [e for e in own_logs if e.kind == "config"]
+    code_logs = [e for e in own_logs if e.kind in ("exception", "data")]
+    error_findings = [f for f in findings if f.signal == "error_rate"]
+    endpoints_hit = {f.endpoint for f in error_findings if f.endpoint >= 0}
+    service_wide = any(f.endpoint < 0 for f in error_findings)
+    everywhere = service_wide and (not endpoints_hit or len(endpoints_hit) >= max(1, int(0.8 * endpoints_with_traffic)))
+    early = first_error_after_s is not None and first_error_after_s <= 60
+    if config_logs or (everywhere and early and not code_logs):
+        if early and error_findings:
+            evidence.append(f"errors began within {first_error_after_s:.0f} s of the new version's first requests")
+        if everywhere:
+            evidence.append("errors on every endpoint of the new version, not on some code paths")
+        evidence.extend(f"new log template: {e.template}" for e in config_logs[:3])
+        if change_kind == "config":
+            evidence.append("the deploy is a configuration change")
+        return Hint("config", tuple(evidence))
+    if code_logs or (findings and endpoints_hit and not everywhere and change_kind == "code"):
+        if endpoints_hit and not everywhere:
+            evidence.append(f"confined to the new version on {len(endpoints_hit)} of {endpoints_with_traffic} endpoints")
+        evidence.extend(f"new log template: {e.template}" for e in code_logs[:3])
+        if change_kind == "code":
+            evidence.append("the deploy is a code change")
+        return Hint("code", tuple(evidence))
+    if findings:
+        evidence.append("confined to the new version; no log pattern or infrastructure signal explains it")
+    return Hint("unknown", tuple(evidence))

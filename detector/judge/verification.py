@@ -1,0 +1,67 @@
+"""Deploy lifecycle: one open verification per service.
+
+A `started` deploy opens a verification of its version for its service for
+`verification.period_s`; a later `started` deploy of the same service
+supersedes it; `finished` marks the rollout complete; `rolled_back` closes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from detector.columns import DeployEvent
+from detector.judge.evidence import Population
+from detector.records import Verdict
+
+
+@dataclass
+class Finding:
+    """One rule holding (or a deviation explained elsewhere) at one time."""
+
+    rule: str
+    signal: str
+    action: str
+    endpoint: int  # -1: service-wide
+    observed: float
+    expected: float
+    effect: float
+    score: float
+    n: int
+    share: float
+    window_start: float
+    window_end: float
+    reference: str  # "stable" (same windows) or "before" (the service before the deploy)
+    dry_run: bool = False
+    shared: tuple[str, ...] = ()  # why it is not the deploy's fault
+    detail: dict = field(default_factory=dict)
+    anomaly_id: str = ""
+
+    @property
+    def blamed_elsewhere(self) -> bool:
+        return bool(self.shared)
+
+
+@dataclass
+class Verification:
+    deploy: DeployEvent
+    service: int
+    version: int
+    started: float
+    ends: float
+    finished_ts: float | None = None
+    pre: Population | None = None
+    slices: dict[float, dict[str, Population]] = field(default_factory=dict)  # window start -> traffic
+    stable_versions: tuple[int, ...] = ()
+    findings: dict[tuple[str, int], Finding] = field(default_factory=dict)
+    log_findings: list = field(default_factory=list)
+    first_new_window: float | None = None
+    new_requests: int = 0
+    verdict: Verdict | None = None
+
+    @property
+    def open(self) -> bool:
+        return self.verdict is None
+
+    def acted(self) -> list[Finding]:
+        return [f for f in self.findings.values() if not f.dry_run and not f.blamed_elsewhere
+                and f.action != "none"]
