@@ -321,6 +321,8 @@ def _metrics(docs: list[dict], pos: np.ndarray, interner: Interner) -> MetricCol
     )
 
 
+_EMPTY = {"request": RequestColumns, "log": LogColumns, "metric": MetricColumns}
+
 _BUILDERS: dict[str, tuple[Callable, Callable]] = {
     "request": (_requests, check_request),
     "log": (_logs, check_log),
@@ -343,6 +345,8 @@ def _build(kind: str, docs: list[dict], pos: list[int], interner: Interner, reje
             continue
         good_docs.append(d)
         good_pos.append(p)
+    if not good_docs:
+        return _EMPTY[kind]()
     return build(good_docs, np.asarray(good_pos, dtype=np.int64), interner)
 
 
