@@ -16,7 +16,9 @@ from detector.columns import DecodedBatch
 from detector.config import Pipeline
 from detector.interner import Interner
 from detector.judge.judge import Judge
+from detector.baselines import BaselineBank
 from detector.records import Record
+from detector.seasonal import SeasonalWatch
 from detector.series import MetricSeries, RequestSeries
 from detector.windows import WindowFacts, WindowStore
 
@@ -33,13 +35,15 @@ class CoreStats:
 
 
 class Core:
-    def __init__(self, pipeline: Pipeline, interner: Interner | None = None) -> None:
+    def __init__(self, pipeline: Pipeline, interner: Interner | None = None,
+                 baselines: BaselineBank | None = None) -> None:
         self.pipeline = pipeline
         self.interner = interner or Interner(max_size=pipeline.limits.max_interned_strings)
         self.requests = RequestSeries(self.interner, pipeline.limits)
         self.metrics = MetricSeries(self.interner, pipeline.limits)
         self.windows = WindowStore(pipeline.windows.width_s, pipeline.windows.lateness_s, self.requests, self.metrics)
-        self.judge = Judge(pipeline, self.interner, self.requests, self.metrics)
+        self.seasonal = SeasonalWatch(pipeline, self.interner, self.requests, self.metrics, baselines)
+        self.judge = Judge(pipeline, self.interner, self.requests, self.metrics, seasonal=self.seasonal)
         horizon_s = max([pipeline.verification.baseline_s] + [r.duration_s for r in pipeline.rules]) \
             + 2 * pipeline.windows.width_s
         self.history: deque[WindowFacts] = deque(maxlen=int(horizon_s // pipeline.windows.width_s) + 2)
@@ -71,6 +75,7 @@ class Core:
                 out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
             self.history.append(w)
             self.stats.windows_closed += 1
+            out.extend(self.seasonal.observe(w))
             out.extend(self.judge.on_window(w, self.history))
         if final:
             while self._pending_deploys:

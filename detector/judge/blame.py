@@ -32,6 +32,7 @@ class Context:
     metric_service: np.ndarray
     metric_name: np.ndarray
     infra_metric_ids: frozenset[int]
+    new_versions: dict  # service -> versions under verification (not "established" traffic)
 
 
 def _worse(rule: Rule, now: Population, before: Population) -> bool:
@@ -55,19 +56,24 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
     reasons: list[str] = []
     if rule.signal not in ("error_rate", "latency", "transactions"):
         return ()
-    if reference == "before":
-        # Only a comparison against the past can be fooled by a shared cause;
-        # a canary compared with the stable version over the same windows
-        # already cancels it. Still, the stable version moving is the tell.
-        stable_now = ctx.population(ctx.span, service, exclude_versions=(new_version,))
-        stable_before = ctx.population(ctx.before, service, exclude_versions=(new_version,))
-        if _worse(rule, stable_now, stable_before):
-            reasons.append(f"the stable version shows the same {rule.signal} change in the same windows")
+    if reference == "stable":
+        # The new version was compared with the stable version over the same
+        # windows: a shared cause (database, network, load) hits both alike
+        # and cancels out, so what remains is the deploy's.
+        return ()
+    stable_now = ctx.population(ctx.span, service, exclude_versions=(new_version,))
+    stable_before = ctx.population(ctx.before, service, exclude_versions=(new_version,))
+    if _worse(rule, stable_now, stable_before):
+        reasons.append(f"the stable version shows the same {rule.signal} change in the same windows")
     others = []
     for other in ctx.services:
         if other == service:
             continue
-        if _worse(rule, ctx.population(ctx.span, other), ctx.population(ctx.before, other)):
+        # Only other services' established versions speak for a shared cause:
+        # a version under its own verification may be failing on its own.
+        skip = tuple(ctx.new_versions.get(other, ()))
+        if _worse(rule, ctx.population(ctx.span, other, exclude_versions=skip),
+                  ctx.population(ctx.before, other, exclude_versions=skip)):
             others.append(ctx.lookup(other))
     if others:
         reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(sorted(others))}")

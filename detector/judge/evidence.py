@@ -163,3 +163,45 @@ def combine(pops: Sequence[Population], endpoints: np.ndarray | None = None) -> 
             lats.append(sketch.merge_grouped(p.lat, rows, max(n_rows, 1)))
     lat = _pad_groups(sketch.add_grouped(*lats), n_rows)
     return Population(endpoints, n, errors, txn, lat, whole, *totals)
+
+
+def _scale_sketch(s: sketch.Sketch, f: float) -> sketch.Sketch:
+    c = np.rint(s.counts * f).astype(np.int64)
+    keep = c > 0
+    return sketch.Sketch(s.buckets[keep], c[keep])
+
+
+def scaled(p: Population, f: float) -> Population:
+    """The population with every count multiplied by `f` (rounded): a reweighting, not a merge."""
+    if f == 1.0:
+        return p
+    lat = p.lat
+    c = np.rint(lat.counts * f).astype(np.int64)
+    entry = sketch.entry_series(lat)
+    keep = c > 0
+    lat = sketch.group_codes(sketch.encode(entry[keep], lat.buckets[keep]), lat.n_series, c[keep])
+    r = lambda a: np.rint(a * f).astype(np.int64)  # noqa: E731
+    return Population(p.endpoints, r(p.n), r(p.errors), r(p.txn), lat, _scale_sketch(p.whole, f),
+                      int(round(p.total_n * f)), int(round(p.total_errors * f)), int(round(p.total_txn * f)),
+                      p.windows, p.seconds)
+
+
+def time_matched(reference: Sequence[Population], new: Sequence[Population],
+                 endpoints: np.ndarray) -> Population:
+    """The reference reweighted window by window to the new population's time profile.
+
+    Comparing sums over a span is biased when the two populations are spread
+    differently over it (a rolling deploy moves traffic from the stable to the
+    new version while a shared slowdown begins: Simpson's paradox). Direct
+    standardisation fixes it: each window of the reference counts in
+    proportion to the new version's share of traffic in that window, keeping
+    the reference's total size. Windows where either side has no traffic are
+    left out.
+    """
+    both = [(r, n) for r, n in zip(reference, new) if r.total_n > 0 and n.total_n > 0]
+    if not both:
+        return combine([], endpoints)
+    ref_total = sum(r.total_n for r, _ in both)
+    new_total = sum(n.total_n for _, n in both)
+    parts = [scaled(r, (n.total_n / new_total) / (r.total_n / ref_total)) for r, n in both]
+    return combine(parts, endpoints)

@@ -22,7 +22,7 @@ from detector.columns import DeployEvent
 from detector.config import Pipeline, Rule
 from detector.interner import Interner
 from detector.judge import blame, rules
-from detector.judge.evidence import Population, combine, population
+from detector.judge.evidence import Population, combine, population, time_matched
 from detector.judge.rootcause import LogEvidence, hint
 from detector.judge.verification import Finding, Verification
 from detector.records import Anomaly, Record, Verdict
@@ -37,12 +37,13 @@ LogEvidenceFn = Callable[[Verification, float], list[LogEvidence]]
 
 class Judge:
     def __init__(self, pipeline: Pipeline, interner: Interner, requests: RequestSeries, metrics: MetricSeries,
-                 log_evidence: LogEvidenceFn | None = None) -> None:
+                 log_evidence: LogEvidenceFn | None = None, seasonal=None) -> None:
         self.p = pipeline
         self.interner = interner
         self.requests = requests
         self.metrics = metrics
         self.log_evidence = log_evidence
+        self.seasonal = seasonal
         self.verifications: dict[int, Verification] = {}
         self.done: deque[str] = deque(maxlen=10_000)  # deploy ids already judged (replays of their events)
         self._infra_ids = frozenset(interner.intern(n) for n in pipeline.verification.infra_metrics)
@@ -142,6 +143,12 @@ class Judge:
                 continue
             stable = span_of("stable", starts)
             if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
+                key = ("matched", starts[0], starts[-1])
+                if key not in memo:
+                    memo[key] = time_matched([v.slices[s]["stable"] for s in starts],
+                                             [v.slices[s]["new"] for s in starts], endpoints)
+                stable = memo[key]
+            if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
                 ref, ref_name = stable, "stable"
             else:
                 ref, ref_name = pre_all, "before"
@@ -162,7 +169,8 @@ class Judge:
                     span=span, before=before, population=self._pop,
                     services=self._active_services(span), lookup=self.interner.lookup,
                     metric_service=self.metrics.arrays()[0], metric_name=self.metrics.arrays()[1],
-                    infra_metric_ids=self._infra_ids)
+                    infra_metric_ids=self._infra_ids,
+                    new_versions={o.service: (o.version,) for o in self.verifications.values() if o.open})
                 shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx)
                 action = rule.action
                 ep_name = self.interner.lookup(c.endpoint) if c.endpoint >= 0 else None

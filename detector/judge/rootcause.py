@@ -54,6 +54,7 @@ def hint(
     code_logs = [e for e in own_logs if e.kind in ("exception", "data")]
     error_findings = [f for f in findings if f.signal == "error_rate"]
     endpoints_hit = {f.endpoint for f in error_findings if f.endpoint >= 0}
+    localised = {f.endpoint for f in findings if f.endpoint >= 0}
     service_wide = any(f.endpoint < 0 for f in error_findings)
     everywhere = service_wide and (not endpoints_hit or len(endpoints_hit) >= max(1, int(0.8 * endpoints_with_traffic)))
     early = first_error_after_s is not None and first_error_after_s <= 60
@@ -66,9 +67,10 @@ def hint(
         if change_kind == "config":
             evidence.append("the deploy is a configuration change")
         return Hint("config", tuple(evidence))
-    if code_logs or (findings and endpoints_hit and not everywhere and change_kind == "code"):
-        if endpoints_hit and not everywhere:
-            evidence.append(f"confined to the new version on {len(endpoints_hit)} of {endpoints_with_traffic} endpoints")
+    some_paths = bool(localised) and not service_wide and len(localised) < endpoints_with_traffic
+    if code_logs or (some_paths and change_kind == "code"):
+        if some_paths:
+            evidence.append(f"confined to the new version on {len(localised)} of {endpoints_with_traffic} endpoints")
         evidence.extend(f"new log template: {e.template}" for e in code_logs[:3])
         if change_kind == "code":
             evidence.append("the deploy is a code change")

@@ -1,0 +1,155 @@
+"""Seasonal watch: service-level series learnt from every closed window.
+
+Owns a partition's `BaselineBank` (volume, error rate, latency quantiles,
+completed transactions per service; metric samples per metric series). Each
+closed window is tested against the expectation made before it was seen and
+then learnt. A sustained departure of volume or of an infrastructure metric
+from what is expected for this time of day becomes an anomaly without a
+deploy (a surge is `info`, a drop or a metric excursion a `warning`); the
+judge asks it what volume to expect while a deploy is verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from detector import sketch, stats
+from detector.baselines import BaselineBank, latency_signal
+from detector.config import Pipeline
+from detector.interner import Interner
+from detector.records import Anomaly
+from detector.series import MetricSeries, RequestSeries
+from detector.windows import WindowFacts
+
+SEP = "\x1f"  # cannot occur in names on the wire
+
+
+@dataclass
+class _Episode:
+    run: int = 0
+    open: bool = False
+
+
+class SeasonalWatch:
+    def __init__(self, pipeline: Pipeline, interner: Interner, requests: RequestSeries, metrics: MetricSeries,
+                 bank: BaselineBank | None = None, min_score: float = 6.0, sustain_windows: int = 3) -> None:
+        b = pipeline.baselines
+        self.p = pipeline
+        self.interner = interner
+        self.requests = requests
+        self.metrics = metrics
+        self.quantile = 0.95
+        self.bank = bank or BaselineBank.for_signals(
+            (self.quantile,), slot_s=b.slot_s, window_s=pipeline.windows.width_s,
+            level_half_life_s=b.level_half_life_s, min_history_s=b.min_history_s,
+            seasonal_min_days=b.seasonal_min_days)
+        self.min_score = min_score
+        self.sustain = sustain_windows
+        self._episodes: dict[tuple[str, str], _Episode] = {}
+
+    def _service_keys(self, services: np.ndarray) -> np.ndarray:
+        return self.bank.series_index([f"svc{SEP}{self.interner.lookup(int(s))}" for s in services.tolist()])
+
+    def observe(self, w: WindowFacts) -> list[Anomaly]:
+        """Test this window against expectations, learn it, return sustained departures."""
+        out: list[Anomaly] = []
+        k = len(w.count)
+        svc_of = self.requests.service[:k].astype(np.int64)
+        services = np.unique(svc_of[w.count > 0]) if k else np.empty(0, np.int64)
+        if len(services):
+            slot = np.searchsorted(services, svc_of)
+            slot = np.where((slot < len(services)) & (services[np.minimum(slot, len(services) - 1)] == svc_of), slot, -1)
+            ok = slot >= 0
+            n = np.bincount(slot[ok], weights=w.count[ok], minlength=len(services))
+            err = np.bincount(slot[ok], weights=w.errors[ok], minlength=len(services))
+            txn = np.zeros(len(services))
+            if len(w.txn_series):
+                ts_slot = slot[np.minimum(w.txn_series, k - 1)]
+                tv = (w.txn_series < k) & (ts_slot >= 0)
+                txn = np.bincount(ts_slot[tv], weights=w.txn_count[tv], minlength=len(services))
+            lat = sketch.merge_grouped(w.lat, np.where(ok, slot, -1)[: w.lat.n_series], len(services))
+            p95 = sketch.quantiles_grouped(lat, [self.quantile])[:, 0]
+            idx = self._service_keys(services)
+            vol = self.bank["volume"].update(idx, w.start, n)
+            self.bank["error_rate"].update(idx, w.start, err / np.maximum(n, 1), weights=n)
+            self.bank["transactions"].update(idx, w.start, txn)
+            has_lat = np.isfinite(p95)
+            if has_lat.any():
+                self.bank[latency_signal(self.quantile)].update(idx[has_lat], w.start, p95[has_lat])
+            out.extend(self._volume_anomalies(w, services, n, vol))
+        out.extend(self._metric_anomalies(w))
+        return out
+
+    def _volume_anomalies(self, w: WindowFacts, services: np.ndarray, n: np.ndarray, exp) -> list[Anomaly]:
+        out = []
+        ready = exp.ready
+        if not ready.any():
+            return out
+        var = np.where(np.isfinite(exp.std), exp.std ** 2, np.inf)
+        dev = stats.count_deviation_array(n, np.where(ready, exp.mean, 1.0), np.where(ready, var, 1.0),
+                                          direction="both")
+        for i in range(len(services)):
+            name = self.interner.lookup(int(services[i]))
+            hit = bool(ready[i]) and float(dev.score[i]) >= self.min_score
+            ev = self._episode(("volume", name), hit)
+            if ev:
+                surge = n[i] > exp.mean[i]
+                out.append(Anomaly(
+                    ts=w.end, service=name, endpoint=None, version=None, signal="volume", observed=float(n[i]),
+                    expected=float(exp.mean[i]), score=float(dev.score[i]), severity="info" if surge else "warning",
+                    window_start=w.start, window_end=w.end, deploy_id=None,
+                    detail={"direction": "surge" if surge else "drop", "seasonal": bool(exp.seasonal[i]),
+                            "expected_std": float(exp.std[i]), "sustained_windows": self.sustain}).with_id())
+        return out
+
+    def _metric_anomalies(self, w: WindowFacts) -> list[Anomaly]:
+        out = []
+        m = np.flatnonzero(w.metric_n > 0)
+        if not len(m):
+            return out
+        ms, mn, ml = self.metrics.arrays()
+        keys = [f"m{SEP}{self.interner.lookup(int(ms[i]))}{SEP}{self.interner.lookup(int(mn[i]))}{SEP}"
+                f"{self.interner.lookup(int(ml[i])) or ''}" for i in m.tolist()]
+        idx = self.bank.series_index(keys)
+        mean = w.metric_sum[m] / w.metric_n[m]
+        exp = self.bank["metric"].update(idx, w.start, mean, weights=w.metric_n[m])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = (mean - exp.mean) / exp.std
+        for j, i in enumerate(m.tolist()):
+            name = self.interner.lookup(int(mn[i]))
+            hit = bool(exp.ready[j]) and np.isfinite(z[j]) and abs(float(z[j])) >= self.min_score
+            if self._episode(("metric", keys[j]), hit):
+                out.append(Anomaly(
+                    ts=w.end, service=self.interner.lookup(int(ms[i])), endpoint=None, version=None, signal="metric",
+                    observed=float(mean[j]), expected=float(exp.mean[j]), score=float(abs(z[j])),
+                    severity="warning", window_start=w.start, window_end=w.end, deploy_id=None,
+                    detail={"metric": name, "labels": self.interner.lookup(int(ml[i])) or "", "z": float(z[j]),
+                            "seasonal": bool(exp.seasonal[j])}).with_id())
+        return out
+
+    def _episode(self, key: tuple[str, str], hit: bool) -> bool:
+        """True once per episode: when a departure has held for `sustain` windows."""
+        ep = self._episodes.get(key)
+        if ep is None:
+            if not hit:
+                return False
+            ep = self._episodes[key] = _Episode()
+        if hit:
+            ep.run += 1
+            if ep.run >= self.sustain and not ep.open:
+                ep.open = True
+                return True
+            return False
+        ep.run = 0
+        ep.open = False
+        return False
+
+    def expected_volume(self, service: int, starts: list[float]) -> tuple[float, float, bool]:
+        """Expected requests of `service` over windows starting at `starts`: mean, variance, ready."""
+        idx = self._service_keys(np.array([service]))
+        exp = self.bank["volume"].expect(np.repeat(idx, len(starts)), np.asarray(starts))
+        if not exp.ready.all():
+            return float("nan"), float("nan"), False
+        return float(exp.mean.sum()), float((exp.std ** 2).sum()), True
