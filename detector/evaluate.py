@@ -146,3 +146,34 @@ def table(rows: list[tuple[str, Summary]]) -> str:
                      f"{s.matching}/{len(s.results)} | {rc_ok}/{rc_n} | "
                      f"{'-' if ttv is None else f'{ttv:.0f} s'} |")
     return "\n".join(lines)
+
+
+def pipeline_for(truth: dict, pipeline=None):
+    """The pipeline with the verification period the scenario was written for."""
+    import dataclasses
+
+    from detector.config import load_pipeline
+
+    p = pipeline or load_pipeline()
+    period = truth.get("verification_s")
+    if period:
+        p = dataclasses.replace(p, verification=dataclasses.replace(p.verification, period_s=float(period)))
+    return p
+
+
+def replay_scenario(scenario: str | Path, workdir: str | Path, pipeline=None, rate_scale: float | None = None,
+                    seed: int | None = None) -> tuple[dict, list[dict], Path]:
+    """Simulate a scenario into `workdir`, replay it, return (truth, records, events file)."""
+    from detector.records import encode
+    from detector.replay import replay
+    from detector.simulate.main import resolve_scenario
+    from detector.simulate.output import simulate_to_file
+    from detector.simulate.scenario import load_scenario
+
+    sc = load_scenario(resolve_scenario(str(scenario)), rate_scale=rate_scale, seed=seed)
+    tag = f"{sc.name}-x{rate_scale}" if rate_scale else sc.name
+    events = Path(workdir) / f"{tag}.jsonl"
+    truth = simulate_to_file(sc, events)
+    records: list[dict] = []
+    replay([events], pipeline_for(truth, pipeline), lambda r: records.append(orjson.loads(encode(r))))
+    return truth, records, events

@@ -25,7 +25,7 @@ from detector.simulate.messages import PLACEHOLDERS
 
 STRATEGIES = ("rolling", "canary", "blue_green")
 CHANGE_KINDS = ("code", "config")
-VERDICTS = ("rollback", "page", "ticket", "confirmed", "inconclusive")
+VERDICTS = ("rollback", "page", "ticket", "confirmed", "inconclusive", "superseded")
 ROOT_CAUSES = ("code", "config", "data_or_infra", "unknown")
 LOG_LEVELS = ("INFO", "WARN", "ERROR", "FATAL")
 LATENCY_MODES = ("step", "ramp")

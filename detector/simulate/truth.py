@@ -111,6 +111,7 @@ def build_truth(scenario: Scenario, timeline: Timeline, counts: dict[str, int] |
         "end_ts": sc.end_ts,
         "duration_s": sc.duration_s,
         "out_of_order_s": sc.out_of_order_s,
+        "verification_s": sc.verification_s,
         "metric_interval_s": sc.metric_interval_s,
         "services": [
             {
