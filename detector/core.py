@@ -16,6 +16,8 @@ from detector.columns import DecodedBatch
 from detector.config import Pipeline
 from detector.interner import Interner
 from detector.judge.judge import Judge
+from detector.logs.settings import LogSettings
+from detector.logs.templates import LogTemplates
 from detector.baselines import BaselineBank
 from detector.records import Record
 from detector.seasonal import SeasonalWatch
@@ -43,7 +45,17 @@ class Core:
         self.metrics = MetricSeries(self.interner, pipeline.limits)
         self.windows = WindowStore(pipeline.windows.width_s, pipeline.windows.lateness_s, self.requests, self.metrics)
         self.seasonal = SeasonalWatch(pipeline, self.interner, self.requests, self.metrics, baselines)
-        self.judge = Judge(pipeline, self.interner, self.requests, self.metrics, seasonal=self.seasonal)
+        self.logs: LogTemplates | None = None
+        if pipeline.logs.enabled:
+            ver = pipeline.verification
+            self.logs = LogTemplates(LogSettings(
+                window_s=pipeline.windows.width_s,
+                history_s=ver.baseline_s + ver.period_s + 10 * pipeline.windows.width_s,
+                baseline_s=ver.baseline_s,
+                max_templates_per_service=pipeline.logs.max_templates_per_service,
+                max_message_chars=pipeline.logs.max_message_chars))
+        self.judge = Judge(pipeline, self.interner, self.requests, self.metrics, seasonal=self.seasonal,
+                           logs=self.logs)
         horizon_s = max([pipeline.verification.baseline_s] + [r.duration_s for r in pipeline.rules]) \
             + 2 * pipeline.windows.width_s
         self.history: deque[WindowFacts] = deque(maxlen=int(horizon_s // pipeline.windows.width_s) + 2)
@@ -55,7 +67,10 @@ class Core:
         self.stats.events += batch.accepted
         self.stats.rejected += len(batch.rejected)
         out: list[Record] = []
-        self.windows.add(batch, source)
+        ok = self.windows.add(batch, source)
+        if self.logs is not None and len(batch.logs):
+            logs = batch.logs if ok.all() else batch.logs.take(ok.nonzero()[0])
+            self.logs.add_batch(logs, self.interner)
         if batch.deploys:
             self._pending_deploys.extend(batch.deploys)
             self._pending_deploys.sort(key=lambda d: (d.ts, d.pos))
@@ -75,6 +90,8 @@ class Core:
                 out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
             self.history.append(w)
             self.stats.windows_closed += 1
+            if self.logs is not None:
+                self.logs.close_windows(w.end)
             out.extend(self.seasonal.observe(w))
             out.extend(self.judge.on_window(w, self.history))
         if final:

@@ -19,7 +19,7 @@ from detector.config import load_pipeline
 from detector.evaluate import replay_scenario, score
 
 SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "benign_surge", "infra_slowdown",
-             "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded", "demo"]
+             "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded", "log_only_code", "demo"]
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +72,7 @@ def test_a_dry_run_rule_is_reported_but_never_acted_on(workdir):
     rules = tuple(dataclasses.replace(r, dry_run=True) if r.action == "rollback" or r.critical_action == "rollback"
                   else r for r in base.rules)
     truth, records, _ = replay_scenario("config_fault", workdir, pipeline=dataclasses.replace(base, rules=rules))
-    dry = [r for r in records if r["type"] == "anomaly" and r["detail"]["dry_run"]]
+    dry = [r for r in records if r["type"] == "anomaly" and r["detail"].get("dry_run")]
     assert dry and all(r["severity"] == "info" for r in dry)
     verdict = next(r for r in records if r["type"] == "verdict")
     assert verdict["decision"] != "rollback"

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from detector.interner import Interner
 from detector.judge import blame, rules
 from detector.judge.evidence import Population, combine, population, time_matched
 from detector.judge.rootcause import LogEvidence, hint
+from detector.logs.findings import DeployContext
 from detector.judge.verification import Finding, Verification
 from detector.records import Anomaly, Record, Verdict
 from detector.series import MetricSeries, RequestSeries
@@ -32,17 +33,15 @@ from detector.windows import WindowFacts
 ACTION_RANK = {"rollback": 3, "page": 2, "ticket": 1, "none": 0}
 SEVERITY = {"rollback": "critical", "page": "critical", "ticket": "warning", "none": "info"}
 
-LogEvidenceFn = Callable[[Verification, float], list[LogEvidence]]
-
 
 class Judge:
     def __init__(self, pipeline: Pipeline, interner: Interner, requests: RequestSeries, metrics: MetricSeries,
-                 log_evidence: LogEvidenceFn | None = None, seasonal=None) -> None:
+                 seasonal=None, logs=None) -> None:
         self.p = pipeline
         self.interner = interner
         self.requests = requests
         self.metrics = metrics
-        self.log_evidence = log_evidence
+        self.logs = logs
         self.seasonal = seasonal
         self.verifications: dict[int, Verification] = {}
         self.done: deque[str] = deque(maxlen=10_000)  # deploy ids already judged (replays of their events)
@@ -115,13 +114,13 @@ class Judge:
         v.new_requests += new_here
         if new_here and v.first_new_window is None:
             v.first_new_window = w.start
+        out: list[Record] = self._log_findings(v, w)
         if v.first_new_window is None:
-            return []
+            return out
         before = [h for h in history if h.end <= start_floor and h.start >= start_floor - self.p.verification.baseline_s]
         if v.pre is None:
             v.pre = self._pop(before, v.service, exclude_versions=(v.version,), endpoints=endpoints)
         pre_all = v.pre
-        out: list[Record] = []
         memo: dict[tuple, Population] = {}
 
         def span_of(kind: str, starts: list[float]) -> Population:
@@ -194,6 +193,79 @@ class Judge:
                 out.extend(self._decide(v, w.end, top.action))
         return out
 
+    def _log_findings(self, v: Verification, w: WindowFacts) -> list[Record]:
+        """Template novelty and error shifts of this window: evidence, anomalies, log rules."""
+        if self.logs is None:
+            return []
+        stable = self.interner.lookup(v.stable_versions[0]) if v.stable_versions else None
+        ctx = DeployContext(v.deploy.service, v.deploy.deploy_id, v.started, v.deploy.version, stable)
+        try:
+            found = self.logs.findings(ctx, w.start)
+        except ValueError:  # the log window is not closed (no log line reached it yet)
+            found = []
+        out: list[Record] = []
+        for f in found:
+            v.log_findings.append(f)
+            key = (f.signal, f.template_id)
+            if key in v.log_reported:
+                continue
+            v.log_reported[key] = f
+            anomaly = Anomaly(
+                ts=w.end, service=f.service, endpoint=None, version=f.version, signal=f.signal,
+                observed=f.observed, expected=f.expected, score=f.score,
+                severity=f.severity if f.attributed else "warning",
+                window_start=f.window_start, window_end=f.window_end,
+                deploy_id=f.deploy_id if f.attributed else None,
+                detail={"template_id": f.template_id, "template": f.template, "kind": f.kind, "level": f.level,
+                        "scope": f.scope, "first_seen_after_deploy_s": f.first_seen_after_deploy_s,
+                        "count_since_deploy": f.count_since_deploy, "versions": list(f.versions),
+                        "services": list(f.services),
+                        **({} if f.attributed else {"suspected_deploy_id": f.deploy_id})}).with_id()
+            v.log_anomaly_ids[key] = anomaly.id
+            out.append(anomaly)
+        self._log_rules(v, w)
+        return out
+
+    def _log_rules(self, v: Verification, w: WindowFacts) -> None:
+        """A log rule holds for a template of the deploy's own (not shared) findings
+        when it has at least min_effect lines at WARN or above, at least min_level
+        lines per request of the new version, and kept appearing for duration_s
+        after it was first seen (a pod-restart blip's lines do not)."""
+        for (signal, tid), f in v.log_reported.items():
+            if not f.attributed or f.level == "info":
+                continue
+            info = self.logs.template_by_id(tid)
+            if info is None:
+                continue
+            lines = sum(c for lvl, c in info.counts_by_level.items() if lvl != "info")
+            for rule in self.p.rules:
+                key = (rule.name, tid)
+                if rule.signal != signal or key in v.findings:
+                    continue
+                if lines < rule.min_effect or f.score < rule.min_score:
+                    continue
+                if lines / max(v.new_requests, 1) < rule.min_level:
+                    continue
+                if info.last_seen_ts - info.first_seen_ts < rule.duration_s:
+                    continue
+                finding = Finding(rule=rule.name, signal=signal, action=rule.action, endpoint=-1,
+                                  observed=float(lines), expected=f.expected, effect=float(lines), score=f.score,
+                                  n=lines, share=1.0, window_start=f.window_start, window_end=w.end,
+                                  reference="before", dry_run=rule.dry_run,
+                                  detail={"template": f.template, "kind": f.kind})
+                finding.anomaly_id = v.log_anomaly_ids[(signal, tid)]
+                v.findings[key] = finding
+
+    def _log_evidence(self, v: Verification) -> list[LogEvidence]:
+        best: dict[str, LogEvidence] = {}
+        for f in v.log_findings:
+            if f.level == "info":
+                continue
+            best[f.template_id] = LogEvidence(template=f.template, kind=f.kind, count=f.count_since_deploy,
+                                              first_seen_after_s=f.first_seen_after_deploy_s,
+                                              shared=not f.attributed)
+        return sorted(best.values(), key=lambda e: (-e.count, e.template))
+
     def _active_services(self, span: Sequence[WindowFacts]) -> list[int]:
         seen: set[int] = set()
         for h in span:
@@ -235,6 +307,12 @@ class Judge:
             what = (f"p{q * 100:g} latency {f.observed:.0f} ms vs {f.expected:.0f} ms for {ref} on {scope} "
                     f"({f.effect:.2f}x, p={p:.1g}, {f.n} requests)")
             need += f" {rule.min_effect:g}x"
+        elif f.signal in ("log_novelty", "log_errors"):
+            label = "new log template" if f.signal == "log_novelty" else "log template rising"
+            what = (f'{label} ({f.detail.get("kind", "other")}) "{f.detail.get("template", "")}": '
+                    f"{f.n} lines from the new version since the deploy")
+            return (f"{what}; rule '{f.rule}' needs {rule.min_effect:g} lines, {rule.min_level:.1%} of the new "
+                    f"version's requests, still appearing {rule.duration_s:g} s after the first -> {f.action}")
         else:
             what = (f"completed transactions {f.observed:.2%} of requests vs {f.expected:.2%} for {ref} on {scope} "
                     f"(-{f.effect:.0%}, p={p:.1g})")
@@ -246,7 +324,7 @@ class Judge:
     def _decide(self, v: Verification, now: float, decision: str) -> list[Record]:
         acted = sorted(v.acted(), key=lambda f: (-ACTION_RANK[f.action], f.window_end))
         blamed = [f for f in v.findings.values() if f.blamed_elsewhere]
-        logs = self.log_evidence(v, now) if self.log_evidence else []
+        logs = self._log_evidence(v)
         endpoints_with_traffic = self._endpoints_with_new_traffic(v)
         first_err = None
         errs = [f for f in acted if f.signal == "error_rate"]
@@ -278,7 +356,7 @@ class Judge:
             reasons.append("the deploy was rolled back before the verification period ended")
         if blamed:
             reasons.extend(f"{self._reason(f)}; not the deploy's: {'; '.join(f.shared)}" for f in blamed[:3])
-            h = hint([], blamed, self.log_evidence(v, now) if self.log_evidence else [], 0, None, None)
+            h = hint([], blamed, self._log_evidence(v), 0, None, None)
             return [self._verdict(v, now, "confirmed", reasons, h.category, h.evidence)]
         return [self._verdict(v, now, "confirmed", reasons, "unknown", ())]
 

@@ -53,7 +53,9 @@ class Verification:
     slices: dict[float, dict[str, Population]] = field(default_factory=dict)  # window start -> traffic
     stable_versions: tuple[int, ...] = ()
     findings: dict[tuple[str, int], Finding] = field(default_factory=dict)
-    log_findings: list = field(default_factory=list)
+    log_findings: list = field(default_factory=list)  # TemplateFinding evidence, every window
+    log_reported: dict = field(default_factory=dict)  # (signal, template id) -> first finding, sent as anomaly
+    log_anomaly_ids: dict = field(default_factory=dict)  # (signal, template id) -> anomaly id
     first_new_window: float | None = None
     new_requests: int = 0
     verdict: Verdict | None = None
