@@ -1,0 +1,79 @@
+"""PagerDuty Events API v2 sink: verdicts that call for a person become incidents.
+
+Bodies follow https://developer.pagerduty.com/docs/events-api-v2/trigger-events/:
+
+trigger::
+
+    {"routing_key": "<integration key>", "event_action": "trigger", "dedup_key": "v-d-981",
+     "payload": {"summary": "[rollback] checkout v43 (deploy d-981): error rate ...",
+                 "source": "checkout", "severity": "critical", "component": "checkout",
+                 "group": "d-981", "class": "rollback",
+                 "custom_details": {<the verdict as on the alerts topic>, "event_time": "2025-...Z"}},
+     "client": "deploy-detector", "client_url": "<generator_url>",
+     "links": [{"href": "<generator_url>", "text": "deploy detector"}]}
+
+resolve::
+
+    {"routing_key": "<integration key>", "event_action": "resolve", "dedup_key": "v-d-981"}
+
+``payload.timestamp`` is left out on purpose: PagerDuty then stamps the
+incident with the time it received it, which is what a replay of old events
+should show; the event time is in ``custom_details.event_time``.
+
+The routing key comes from the pipeline file or the environment variable
+``DETECTOR_PAGERDUTY_ROUTING_KEY`` and is never logged (log lines carry the
+endpoint's host only, and request bodies are not logged).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from detector.sinks.describe import dedup_key, record_dict, rfc3339, severity, summary
+from detector.sinks.events import Event, EventSink
+from detector.sinks.http import HttpClient
+
+ROUTING_KEY_ENV = "DETECTOR_PAGERDUTY_ROUTING_KEY"
+DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
+
+
+class PagerDutySink(EventSink):
+    name = "pagerduty"
+
+    def __init__(self, *, routing_key: str, client: HttpClient, decisions: tuple[str, ...] = ("rollback", "page"),
+                 url: str = DEFAULT_URL, queue_max: int = 10_000, generator_url: str = "") -> None:
+        if not routing_key.strip():
+            raise ValueError(f"pagerduty: routing key is empty; set sinks.pagerduty_routing_key or {ROUTING_KEY_ENV}")
+        super().__init__(url=url, client=client, decisions=decisions, queue_max=queue_max,
+                         generator_url=generator_url)
+        self._routing_key = routing_key.strip()
+
+    def __repr__(self) -> str:  # keep the key out of reprs that end up in logs or tracebacks
+        return f"PagerDutySink(url={self.url!r}, decisions={sorted(self.decisions)})"
+
+    def body(self, event: Event) -> dict[str, Any]:
+        if event.action == "resolve":
+            return {"routing_key": self._routing_key, "event_action": "resolve", "dedup_key": event.dedup_key}
+        v = event.verdict
+        assert v is not None, "a trigger event carries its verdict"
+        details = record_dict(v)
+        details["event_time"] = rfc3339(v.ts)
+        body: dict[str, Any] = {
+            "routing_key": self._routing_key,
+            "event_action": "trigger",
+            "dedup_key": dedup_key(v),
+            "payload": {
+                "summary": summary(v),
+                "source": v.service,
+                "severity": severity(v),
+                "component": v.service,
+                "group": v.deploy_id,
+                "class": v.decision,
+                "custom_details": details,
+            },
+            "client": "deploy-detector",
+        }
+        if self.generator_url:
+            body["client_url"] = self.generator_url
+            body["links"] = [{"href": self.generator_url, "text": "deploy detector"}]
+        return body

@@ -1,0 +1,59 @@
+"""Generic webhook sink: every verdict whose decision is listed, as one JSON POST.
+
+For chat bridges, CD systems and anything else that takes a JSON POST. The
+body (schema ``deploy-detector.webhook.v1``; fields are only ever added):
+
+trigger::
+
+    {"schema": "deploy-detector.webhook.v1", "event_action": "trigger", "dedup_key": "v-d-981",
+     "severity": "critical", "summary": "[rollback] checkout v43 (deploy d-981): ...",
+     "service": "checkout", "deploy_id": "d-981", "decision": "rollback",
+     "event_time": "2025-11-26T06:02:00.000Z", "sent_at": "<wall clock, RFC 3339>",
+     "generator_url": "<generator_url or null>", "record": {<the verdict as on the alerts topic>}}
+
+resolve (a later verdict of the service superseded it, or it was resolved explicitly)::
+
+    {"schema": "deploy-detector.webhook.v1", "event_action": "resolve", "dedup_key": "v-d-981",
+     "service": "checkout", "deploy_id": "d-981", "reason": "superseded by v-d-982", "sent_at": "..."}
+
+Each request carries ``Idempotency-Key: <dedup_key>:<event_action>`` so a
+receiver can drop the duplicate a retry after a lost response produces.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from detector.sinks.describe import record_dict, rfc3339, severity, summary
+from detector.sinks.events import Event, EventSink
+from detector.sinks.http import HttpClient
+
+SCHEMA = "deploy-detector.webhook.v1"
+ALL_DECISIONS = ("rollback", "page", "ticket", "confirmed", "inconclusive", "superseded")
+
+
+class WebhookSink(EventSink):
+    name = "webhook"
+
+    def __init__(self, *, url: str, client: HttpClient, decisions: tuple[str, ...] = ALL_DECISIONS,
+                 queue_max: int = 10_000, generator_url: str = "",
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(url=url, client=client, decisions=decisions, queue_max=queue_max,
+                         generator_url=generator_url)
+        self.clock = clock
+
+    def body(self, event: Event) -> dict[str, Any]:
+        base: dict[str, Any] = {"schema": SCHEMA, "event_action": event.action, "dedup_key": event.dedup_key,
+                                "service": event.service, "deploy_id": event.deploy_id,
+                                "sent_at": rfc3339(self.clock())}
+        if event.action == "resolve":
+            return {**base, "reason": event.reason}
+        v = event.verdict
+        assert v is not None, "a trigger event carries its verdict"
+        return {**base, "severity": severity(v), "summary": summary(v), "decision": v.decision,
+                "event_time": rfc3339(v.ts), "generator_url": self.generator_url or None, "record": record_dict(v)}
+
+    def headers(self, event: Event) -> dict[str, str]:
+        return {"Idempotency-Key": f"{event.dedup_key}:{event.action}"}
