@@ -13,7 +13,8 @@ def _replay(args: argparse.Namespace) -> int:
     from detector.replay import run_replay
 
     pipeline = load_pipeline(args.pipeline)
-    result = run_replay(args.input, args.output, pipeline, dlq=args.dlq, quiet=args.quiet)
+    result = run_replay(args.input, args.output, pipeline, dlq=args.dlq, quiet=args.quiet,
+                        partitions=args.partitions)
     if not args.quiet:
         print(f"{result.events:,} events ({result.rejected:,} rejected, {result.late:,} late) -> "
               f"{result.anomalies:,} anomalies, {result.verdicts:,} verdicts in {result.seconds:.1f} s "
@@ -43,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
     rp.add_argument("--dlq", help="JSONL file for rejected input lines with their reasons")
     rp.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+    rp.add_argument("--partitions", type=int, default=1,
+                    help="route services to N cores like Kafka's partitioner does to N partitions, so the output "
+                         "equals a live run over N-partition topics (default 1: one core sees every service)")
     rp.set_defaults(func=_replay)
 
     sp = sub.add_parser("simulate", help="generate production-like traffic with good and bad deploys")
@@ -58,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
                      help="HOST:PORT[,HOST:PORT] (default: $KAFKA_BOOTSTRAP_SERVERS)")
     run.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
+    run.add_argument("--group-id", help="consumer group (default: kafka.group_id of the pipeline)")
+    run.add_argument("--http-port", type=int, help="port of /healthz /readyz /metrics (0: any free port, -1: off)")
     run.set_defaults(func=_run)
     return parser
 

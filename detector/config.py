@@ -20,6 +20,8 @@ SIGNALS = ("error_rate", "latency", "volume", "transactions", "log_errors", "log
 ACTIONS = ("rollback", "page", "ticket", "none")
 SCOPES = ("service", "endpoint")
 COMPARISONS = ("auto", "canary", "before_after")
+DECISIONS = ("rollback", "page", "ticket", "confirmed", "inconclusive", "superseded")
+SEVERITIES = ("critical", "warning", "info")
 
 
 class ConfigError(ValueError):
@@ -145,10 +147,83 @@ class Logs:
 
 @dataclass(frozen=True)
 class Sinks:
+    """Where anomalies and verdicts go besides the alerts topic; empty strings switch a sink off."""
+
     jsonl: str = ""
     alerts_topic: bool = True
-    alertmanager_url: str = ""
+    alertmanager_url: str = ""  # e.g. http://127.0.0.1:9093
+    alertmanager_severities: tuple[str, ...] = ("critical",)  # anomaly severities posted as alerts
+    alertmanager_decisions: tuple[str, ...] = ("rollback", "page")  # verdicts posted as alerts
+    alertmanager_resend_s: float = 60.0  # firing alerts are re-sent this often until resolved
+    alert_resolve_s: float = 600.0  # a firing alert resolves after this long without a new finding
+    generator_url: str = ""  # link back to the detector, shown by Alertmanager
+    pagerduty_routing_key: str = ""  # Events API v2 integration key; or env DETECTOR_PAGERDUTY_ROUTING_KEY
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    pagerduty_decisions: tuple[str, ...] = ("rollback", "page")
     webhook_url: str = ""
+    webhook_decisions: tuple[str, ...] = ("rollback", "page", "ticket", "confirmed", "inconclusive", "superseded")
+    queue_max: int = 10_000  # per sink; past it the oldest records are dropped and counted
+    timeout_s: float = 5.0  # per HTTP request
+    max_retries: int = 5  # on 429 and 5xx, with exponential backoff
+    rollback_command: str = ""  # e.g. "kubectl rollout undo deployment/{service}"
+    rollback_url: str = ""  # or an HTTP POST of the verdict
+    rollback_dry_run: bool = True  # log and publish what would run, run nothing
+    rollback_timeout_s: float = 60.0
+
+    def check(self) -> None:
+        for key in ("alertmanager_resend_s", "alert_resolve_s", "timeout_s", "rollback_timeout_s"):
+            _require(getattr(self, key) > 0, f"sinks.{key}", getattr(self, key), "a number of seconds > 0")
+        _require(self.queue_max >= 1, "sinks.queue_max", self.queue_max, "an integer >= 1")
+        _require(self.max_retries >= 0, "sinks.max_retries", self.max_retries, "an integer >= 0")
+        for key in ("alertmanager_url", "pagerduty_url", "webhook_url", "rollback_url", "generator_url"):
+            url = getattr(self, key)
+            _require(not url or url.startswith(("http://", "https://")), f"sinks.{key}", url,
+                     "an http:// or https:// URL, or empty")
+        for d in self.alertmanager_decisions + self.pagerduty_decisions + self.webhook_decisions:
+            _require(d in DECISIONS, "sinks.*_decisions", d, f"one of {', '.join(DECISIONS)}")
+        for sev in self.alertmanager_severities:
+            _require(sev in SEVERITIES, "sinks.alertmanager_severities", sev, f"one of {', '.join(SEVERITIES)}")
+
+
+@dataclass(frozen=True)
+class Kafka:
+    """Live mode (`detector run`). Secrets may come from the environment instead
+    (DETECTOR_KAFKA_SASL_PASSWORD); they are never logged."""
+
+    bootstrap_servers: str = ""  # or --bootstrap-servers / KAFKA_BOOTSTRAP_SERVERS
+    group_id: str = "detector"
+    group_instance_id: str = ""  # static membership: no rebalance when a sidecar restarts
+    client_id: str = "detector"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""  # PLAIN, SCRAM-SHA-256, SCRAM-SHA-512
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""
+    ssl_certfile: str = ""
+    ssl_keyfile: str = ""
+    enable_idempotence: bool = False  # on against a real cluster; the embedded broker refuses it
+    partitions: int = 8  # for topics the detector creates
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    max_batch_records: int = 20_000  # per getmany
+    checkpoint_interval_s: float = 10.0  # wall clock between checkpoints (and commits)
+    source_idle_s: float = 30.0  # a topic silent this long stops holding the watermark back
+    op_timeout_s: float = 30.0  # outer timeout on every broker operation
+    http_port: int = 8080  # /healthz /readyz /metrics; 0 picks a free port, -1 disables
+    http_host: str = "127.0.0.1"
+
+    def check(self) -> None:
+        _require(self.security_protocol in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+                 "kafka.security_protocol", self.security_protocol, "PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+        _require(self.sasl_mechanism in ("", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"), "kafka.sasl_mechanism",
+                 self.sasl_mechanism, "PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or empty")
+        _require(self.partitions >= 1, "kafka.partitions", self.partitions, "an integer >= 1")
+        _require(self.heartbeat_interval_ms * 3 <= self.session_timeout_ms, "kafka.heartbeat_interval_ms",
+                 self.heartbeat_interval_ms, "at most a third of kafka.session_timeout_ms")
+        for key in ("checkpoint_interval_s", "source_idle_s", "op_timeout_s"):
+            _require(getattr(self, key) > 0, f"kafka.{key}", getattr(self, key), "a number of seconds > 0")
+        _require(self.max_batch_records >= 1, "kafka.max_batch_records", self.max_batch_records, "an integer >= 1")
+        _require(-1 <= self.http_port <= 65535, "kafka.http_port", self.http_port, "a port, 0 (any) or -1 (off)")
 
 
 @dataclass(frozen=True)
@@ -162,6 +237,7 @@ class Pipeline:
     verification: Verification = field(default_factory=Verification)
     logs: Logs = field(default_factory=Logs)
     sinks: Sinks = field(default_factory=Sinks)
+    kafka: Kafka = field(default_factory=Kafka)
     rules: tuple[Rule, ...] = ()
 
 
@@ -225,7 +301,8 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
         _require(type(rules_raw) is list, "rules", rules_raw, "an array of tables ([[rules]])")
         pipeline = _build(Pipeline, data, "")
         rules = tuple(_coerce(Rule, r, f"rules[{i}]") for i, r in enumerate(rules_raw))
-        for section in (pipeline.windows, pipeline.limits, pipeline.baselines, pipeline.tests, pipeline.verification):
+        for section in (pipeline.windows, pipeline.limits, pipeline.baselines, pipeline.tests, pipeline.verification,
+                        pipeline.sinks, pipeline.kafka):
             section.check()
         names = set()
         for i, r in enumerate(rules):
@@ -237,7 +314,7 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
         raise ConfigError(f"{source}: {e.key} must be {e.expected} (got {shown})") from None
     return Pipeline(source=source, topics=pipeline.topics, windows=pipeline.windows, limits=pipeline.limits,
                     baselines=pipeline.baselines, tests=pipeline.tests, verification=pipeline.verification,
-                    logs=pipeline.logs, sinks=pipeline.sinks, rules=rules)
+                    logs=pipeline.logs, sinks=pipeline.sinks, kafka=pipeline.kafka, rules=rules)
 
 
 def load_pipeline(path: str | Path | None = None) -> Pipeline:
@@ -249,3 +326,30 @@ def load_pipeline(path: str | Path | None = None) -> Pipeline:
         raise ConfigError(f"{p}: cannot read pipeline file: {e.strerror}") from None
     return parse_pipeline(text, str(path) if path else "pipelines/default.toml")
 
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+    if isinstance(v, tuple):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    raise TypeError(f"cannot write {type(v).__name__} to TOML")
+
+
+def to_toml(pipeline: Pipeline) -> str:
+    """The pipeline as a complete pipeline file (every key spelled out); parses back equal."""
+    lines: list[str] = [f"# written from {pipeline.source}"]
+    for f in fields(pipeline):
+        if f.name in ("source", "rules"):
+            continue
+        section = getattr(pipeline, f.name)
+        lines.append(f"\n[{f.name}]")
+        lines.extend(f"{k.name} = {_toml_value(getattr(section, k.name))}" for k in fields(section))
+    for rule in pipeline.rules:
+        lines.append("\n[[rules]]")
+        lines.extend(f"{k.name} = {_toml_value(getattr(rule, k.name))}" for k in fields(rule))
+    return "\n".join(lines) + "\n"

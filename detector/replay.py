@@ -19,6 +19,8 @@ import orjson
 from detector.config import Pipeline
 from detector.contract import decode_batch
 from detector.core import Core
+from detector.interner import Interner
+from detector.partitioning import Router
 from detector.records import Record, encode
 
 CHUNK_LINES = 8192
@@ -66,11 +68,19 @@ def replay(
     emit: Callable[[Record], None],
     rejected: Callable[[str, int, bytes, str], None] | None = None,
     progress: Callable[[int, float], None] | None = None,
-    core: Core | None = None,
+    partitions: int = 1,
 ) -> ReplayResult:
-    """Feed every input through one core; `emit` gets each record in order."""
+    """Feed every input through one core per partition; `emit` gets each record in order.
+
+    With `partitions` = N, services are routed to N cores as Kafka's default
+    partitioner routes them to N partitions, so the output equals a live run
+    over topics with N partitions. Within one batch, records are emitted
+    partition by partition.
+    """
     t0 = time.perf_counter()
-    core = core or Core(pipeline)
+    interner = Interner(max_size=pipeline.limits.max_interned_strings)
+    cores = [Core(pipeline, interner=interner) for _ in range(partitions)]
+    router = Router(interner, partitions)
     paths = [str(p) for p in inputs]
     handles = [open(p, "rb") for p in paths]
     try:
@@ -84,33 +94,38 @@ def replay(
             chunk = next(readers[i], None)
             if chunk is None:
                 live.remove(i)
-                core.windows.max_ts.pop(paths[i], None) if len(live) else None
+                if live:
+                    for c in cores:
+                        c.windows.max_ts.pop(paths[i], None)
                 continue
-            batch = decode_batch(chunk, core.interner, pipeline.limits.max_message_bytes)
+            batch = decode_batch(chunk, interner, pipeline.limits.max_message_bytes)
             if rejected is not None:
                 for r in batch.rejected:
                     rejected(paths[i], position[i] + r.pos, chunk[r.pos], r.reason)
             position[i] += len(chunk)
             behind[i] = _last_ts(chunk)
             n_events += len(chunk)
-            for rec in core.process(batch, source=paths[i]):
-                emit(rec)
-                n_records += 1
+            for c, part in zip(cores, router.split(batch)):
+                for rec in c.process(part, source=paths[i]):
+                    emit(rec)
+                    n_records += 1
             if progress is not None:
                 progress(n_events, time.perf_counter() - t0)
-        for rec in core.finish():
-            emit(rec)
-            n_records += 1
+        for c in cores:
+            for rec in c.finish():
+                emit(rec)
+                n_records += 1
     finally:
         for h in handles:
             h.close()
-    return ReplayResult(events=n_events, rejected=core.stats.rejected, late=core.late_events, records=n_records,
-                        anomalies=core.stats.anomalies, verdicts=core.stats.verdicts,
+    return ReplayResult(events=n_events, rejected=sum(c.stats.rejected for c in cores),
+                        late=sum(c.late_events for c in cores), records=n_records,
+                        anomalies=sum(c.stats.anomalies for c in cores), verdicts=sum(c.stats.verdicts for c in cores),
                         seconds=time.perf_counter() - t0)
 
 
 def run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | None = None,
-               quiet: bool = False) -> ReplayResult:
+               quiet: bool = False, partitions: int = 1) -> ReplayResult:
     """`detector replay`: write records to `output` (JSONL), dead letters to `dlq`."""
     show = not quiet and sys.stderr.isatty()
     last = [0.0]
@@ -132,7 +147,7 @@ def run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | No
                     dlq_fh.write(orjson.dumps({"error": reason, "source": path, "line": line_no + 1,
                                                "value": value.decode("utf-8", "replace")}) + b"\n")
 
-            result = replay(inputs, pipeline, emit, reject, progress)
+            result = replay(inputs, pipeline, emit, reject, progress, partitions=partitions)
     finally:
         if dlq_fh is not None:
             dlq_fh.close()
