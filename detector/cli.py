@@ -14,7 +14,7 @@ def _replay(args: argparse.Namespace) -> int:
 
     pipeline = load_pipeline(args.pipeline)
     result = run_replay(args.input, args.output, pipeline, dlq=args.dlq, quiet=args.quiet,
-                        partitions=args.partitions)
+                        partitions=args.partitions, alertmanager_url=args.alertmanager_url)
     if not args.quiet:
         print(f"{result.events:,} events ({result.rejected:,} rejected, {result.late:,} late) -> "
               f"{result.anomalies:,} anomalies, {result.verdicts:,} verdicts in {result.seconds:.1f} s "
@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--output", required=True, help="JSONL file for anomalies and verdicts")
     rp.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
     rp.add_argument("--dlq", help="JSONL file for rejected input lines with their reasons")
+    rp.add_argument("--alertmanager-url", help="also post paging verdicts and critical anomalies to this Alertmanager")
     rp.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     rp.add_argument("--partitions", type=int, default=1,
                     help="route services to N cores like Kafka's partitioner does to N partitions, so the output "
@@ -64,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
     run.add_argument("--group-id", help="consumer group (default: kafka.group_id of the pipeline)")
     run.add_argument("--http-port", type=int, help="port of /healthz /readyz /metrics (0: any free port, -1: off)")
+    run.add_argument("--alertmanager-url", help="post paging verdicts and critical anomalies to this Alertmanager")
     run.set_defaults(func=_run)
     return parser
 

@@ -169,6 +169,7 @@ class Sinks:
     rollback_url: str = ""  # or an HTTP POST of the verdict
     rollback_dry_run: bool = True  # log and publish what would run, run nothing
     rollback_timeout_s: float = 60.0
+    rollback_state_path: str = "detector-rollback-state.json"  # verdict ids already acted on (once per id)
 
     def check(self) -> None:
         for key in ("alertmanager_resend_s", "alert_resolve_s", "timeout_s", "rollback_timeout_s"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from detector import state
 from detector.columns import DecodedBatch
 from detector.config import Pipeline
 from detector.interner import Interner
@@ -19,7 +20,7 @@ from detector.judge.judge import Judge
 from detector.logs.settings import LogSettings
 from detector.logs.templates import LogTemplates
 from detector.baselines import BaselineBank
-from detector.records import Record
+from detector.records import Record, Verdict
 from detector.seasonal import SeasonalWatch
 from detector.series import MetricSeries, RequestSeries
 from detector.windows import WindowFacts, WindowStore
@@ -62,8 +63,13 @@ class Core:
         self.stats = CoreStats()
         self._pending_deploys: list = []
 
-    def process(self, batch: DecodedBatch, source: str = "default") -> list[Record]:
-        """Fold one decoded batch in; return the records it caused, in event-time order."""
+    def process(self, batch: DecodedBatch, source: str | None = "default") -> list[Record]:
+        """Fold one decoded batch in; return the records it caused, in event-time order.
+
+        `source` is the input (topic, file) whose event time moves the watermark;
+        None for a deploys-only control stream: a deploy event that arrives after
+        windows following it closed is judged from history (see Judge.catch_up).
+        """
         self.stats.events += batch.accepted
         self.stats.rejected += len(batch.rejected)
         out: list[Record] = []
@@ -72,14 +78,24 @@ class Core:
             logs = batch.logs if ok.all() else batch.logs.take(ok.nonzero()[0])
             self.logs.add_batch(logs, self.interner)
         if batch.deploys:
-            self._pending_deploys.extend(batch.deploys)
+            closed_until = self.history[-1].end if self.history else None
+            for d in sorted(batch.deploys, key=lambda d: (d.ts, d.pos)):
+                if closed_until is not None and d.ts < closed_until:
+                    # Late: windows after it have closed. Judge them now, from history.
+                    out.extend(self.judge.on_deploy(d))
+                    out.extend(self.judge.catch_up(d, self.history))
+                else:
+                    self._pending_deploys.append(d)
             self._pending_deploys.sort(key=lambda d: (d.ts, d.pos))
         out.extend(self._advance(self.windows.close_ready()))
+        self._count(out)
         return out
 
     def finish(self) -> list[Record]:
         """End of input (replay): close every open window."""
-        return self._advance(self.windows.close_all(), final=True)
+        out = self._advance(self.windows.close_all(), final=True)
+        self._count(out)
+        return out
 
     def _advance(self, closed: list[WindowFacts], final: bool = False) -> list[Record]:
         out: list[Record] = []
@@ -97,13 +113,28 @@ class Core:
         if final:
             while self._pending_deploys:
                 out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
-        for r in out:
-            if r.to_dict()["type"] == "anomaly":
-                self.stats.anomalies += 1
-            else:
-                self.stats.verdicts += 1
         return out
+
+    def _count(self, records: list[Record]) -> None:
+        for r in records:
+            if isinstance(r, Verdict):
+                self.stats.verdicts += 1
+            else:
+                self.stats.anomalies += 1
 
     @property
     def late_events(self) -> int:
         return self.windows.late
+
+    def snapshot(self) -> bytes:
+        """This partition's whole state as bytes, for a checkpoint (format: `detector.state`)."""
+        return state.snapshot(self)
+
+    @classmethod
+    def restore(cls, pipeline: Pipeline, data: bytes) -> "Core":
+        """A core that continues exactly where the one that wrote `data` stopped.
+
+        Raises `state.StateError` when `data` is truncated, corrupt, of another
+        format version or written under incompatible pipeline settings.
+        """
+        return state.restore(cls, pipeline, data)

@@ -8,6 +8,8 @@ closed their windows. Same input, same output, byte for byte.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import sys
 import time
 from dataclasses import dataclass
@@ -22,6 +24,7 @@ from detector.core import Core
 from detector.interner import Interner
 from detector.partitioning import Router
 from detector.records import Record, encode
+from detector.sinks import build_sinks
 
 CHUNK_LINES = 8192
 
@@ -125,8 +128,30 @@ def replay(
 
 
 def run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | None = None,
-               quiet: bool = False, partitions: int = 1) -> ReplayResult:
-    """`detector replay`: write records to `output` (JSONL), dead letters to `dlq`."""
+               quiet: bool = False, partitions: int = 1, alertmanager_url: str | None = None) -> ReplayResult:
+    """`detector replay`: write records to `output` (JSONL), dead letters to `dlq`, and to the
+    pipeline's sinks when any is configured (a replay never runs a rollback: the hook is a dry run)."""
+    sinks_settings = dataclasses.replace(pipeline.sinks, rollback_dry_run=True)
+    sinks = build_sinks(sinks_settings, alertmanager_url=alertmanager_url,
+                        rollback_state_path=pipeline.sinks.rollback_state_path)
+    if sinks:
+        return asyncio.run(_replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partitions))
+    return _run_replay(inputs, output, pipeline, dlq, quiet, partitions)
+
+
+async def _replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partitions) -> ReplayResult:
+    loop = asyncio.get_running_loop()
+    await sinks.start()
+    try:
+        return await asyncio.to_thread(_run_replay, inputs, output, pipeline, dlq, quiet, partitions,
+                                       lambda rec: loop.call_soon_threadsafe(sinks.submit, rec))
+    finally:
+        await sinks.flush(30.0)
+        await sinks.close(5.0)
+
+
+def _run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | None, quiet: bool, partitions: int,
+                also: Callable[[Record], None] | None = None) -> ReplayResult:
     show = not quiet and sys.stderr.isatty()
     last = [0.0]
 
@@ -141,6 +166,8 @@ def run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | No
         with open(output, "wb") as out:
             def emit(rec: Record) -> None:
                 out.write(encode(rec) + b"\n")
+                if also is not None:
+                    also(rec)
 
             def reject(path: str, line_no: int, value: bytes, reason: str) -> None:
                 if dlq_fh is not None:

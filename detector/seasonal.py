@@ -49,6 +49,21 @@ class SeasonalWatch:
         self.sustain = sustain_windows
         self._episodes: dict[tuple[str, str], _Episode] = {}
 
+    def to_state(self) -> dict:
+        """Learnt state for a core snapshot: the bank as bytes and the departure episodes."""
+        return {"bank": self.bank.to_bytes(),
+                "episodes": [[kind, key, ep.run, ep.open] for (kind, key), ep in self._episodes.items()]}
+
+    def load_state(self, state: dict) -> None:
+        """Inverse of `to_state`; a damaged bank raises `baselines.BaselineFormatError`."""
+        episodes = {}
+        for kind, key, run, is_open in state["episodes"]:
+            if not (isinstance(kind, str) and isinstance(key, str) and type(run) is int and type(is_open) is bool):
+                raise ValueError(f"seasonal episode should be [str, str, int, bool], got {[kind, key, run, is_open]!r}")
+            episodes[(kind, key)] = _Episode(run, is_open)
+        self.bank = BaselineBank.from_bytes(state["bank"], source="seasonal baselines in the core snapshot")
+        self._episodes = episodes
+
     def _service_keys(self, services: np.ndarray) -> np.ndarray:
         return self.bank.series_index([f"svc{SEP}{self.interner.lookup(int(s))}" for s in services.tolist()])
 

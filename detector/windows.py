@@ -69,6 +69,14 @@ def _grow(a: np.ndarray, n: int, fill: float = 0) -> np.ndarray:
     return out
 
 
+def _distinct(chunks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct codes over a list of code chunks and how often each occurs."""
+    if not chunks:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    uniq, counts = np.unique(np.concatenate(chunks), return_counts=True)
+    return uniq.astype(np.int64), counts.astype(np.int64)
+
+
 @dataclass
 class _OpenWindow:
     """Accumulates one open window. Dense arrays grow with the series tables."""
@@ -129,6 +137,34 @@ class _OpenWindow:
 
     def add_logs(self, codes: np.ndarray) -> None:
         self.log_codes.append(codes)
+
+    def to_state(self) -> dict[str, np.ndarray]:
+        """The window as plain arrays for a state snapshot, chunk lists merged; the window is not modified.
+
+        Dense arrays keep their grown length: their tail is not all zeros
+        (`m_min` is +inf there), and `close` reads it when later series appear.
+        """
+        lat_codes, lat_counts = self._lat_merged()
+        txn_codes, txn_counts = _distinct(self.txn_codes)
+        log_codes, log_counts = _distinct(self.log_codes)
+        return {"count": self.count, "errors": self.errors, "lat_codes": lat_codes, "lat_counts": lat_counts,
+                "txn_codes": txn_codes, "txn_counts": txn_counts, "m_n": self.m_n, "m_sum": self.m_sum,
+                "m_min": self.m_min, "m_max": self.m_max, "log_codes": log_codes, "log_counts": log_counts}
+
+    @classmethod
+    def from_state(cls, arrays: dict[str, np.ndarray]) -> "_OpenWindow":
+        """Inverse of `to_state`: a window that closes to the same `WindowFacts`."""
+        win = cls(count=arrays["count"], errors=arrays["errors"], m_n=arrays["m_n"], m_sum=arrays["m_sum"],
+                  m_min=arrays["m_min"], m_max=arrays["m_max"])
+        if len(arrays["lat_codes"]):
+            win.lat_codes, win.lat_counts = [arrays["lat_codes"]], [arrays["lat_counts"]]
+            win.lat_rows = len(arrays["lat_codes"])
+        # transaction and log codes are counted by repetition when the window closes
+        if len(arrays["txn_codes"]):
+            win.txn_codes = [np.repeat(arrays["txn_codes"], arrays["txn_counts"])]
+        if len(arrays["log_codes"]):
+            win.log_codes = [np.repeat(arrays["log_codes"], arrays["log_counts"])]
+        return win
 
     def close(self, start: float, end: float, n_series: int, n_mseries: int) -> WindowFacts:
         codes, counts = self._lat_merged()
@@ -252,11 +288,14 @@ class WindowStore:
         self.events += int(ok.sum())
         return ok
 
-    def add(self, batch: DecodedBatch, source: str = "default") -> np.ndarray:
+    def add(self, batch: DecodedBatch, source: str | None = "default") -> np.ndarray:
+        """Fold a batch in. `source` names the input whose progress moves the watermark;
+        None for a control stream (deploy events only) that must never hold it back."""
         self.add_requests(batch.requests)
         self.add_metrics(batch.metrics)
         ok = self.add_logs(batch.logs)
-        self.observe(source, batch.max_ts())
+        if source is not None:
+            self.observe(source, batch.max_ts())
         return ok
 
     # --- closing ---
@@ -264,7 +303,7 @@ class WindowStore:
     def close_ready(self, watermark: float | None = None) -> list[WindowFacts]:
         """Close, in time order, every open window whose end is <= the watermark."""
         wm = self.watermark if watermark is None else watermark
-        if wm is None:
+        if wm is None or not np.isfinite(wm):  # -inf: a source with data still unread holds it back
             return []
         upto = int(np.floor(wm / self.width_s))  # windows < upto end at or before wm
         if self.closed_before is None or upto > self.closed_before:

@@ -90,3 +90,25 @@ def test_replaying_the_same_input_twice_gives_byte_identical_output(workdir, tmp
         outs.append(out.read_bytes())
     assert outs[0] == outs[1] and outs[0].count(b'"type":"verdict"') >= 0
     assert Path(events).stat().st_size > 0
+
+
+def test_a_deploy_event_arriving_late_gets_the_same_verdict(workdir, tmp_path):
+    """Event time, not arrival, decides: a deploy event delivered a minute late changes no record."""
+    import orjson
+
+    from detector.evaluate import pipeline_for
+    from detector.records import encode
+    from detector.replay import replay
+
+    truth, records, events = replay_scenario("config_fault", workdir)
+    lines = events.read_bytes().splitlines()
+    idx = next(i for i, ln in enumerate(lines) if b'"type":"deploy"' in ln)
+    deploy_ts = orjson.loads(lines[idx])["ts"]
+    later = next(i for i, ln in enumerate(lines) if orjson.loads(ln)["ts"] > deploy_ts + 60)
+    moved = lines[:idx] + lines[idx + 1:later] + [lines[idx]] + lines[later:]
+    late_file = tmp_path / "late.jsonl"
+    late_file.write_bytes(b"\n".join(moved) + b"\n")
+    late_records = []
+    replay([late_file], pipeline_for(truth), lambda r: late_records.append(orjson.loads(encode(r))))
+    assert [r for r in late_records if r["type"] == "verdict"] == [r for r in records if r["type"] == "verdict"]
+    assert sorted(r["id"] for r in late_records) == sorted(r["id"] for r in records)

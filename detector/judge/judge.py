@@ -84,8 +84,30 @@ class Judge:
             out.extend(self._evaluate(v, w, history))
             if v.open and w.end >= v.ends:
                 out.extend(self._conclude(v, w.end))
+        self._retire()
+        return out
+
+    def _retire(self) -> None:
         for sid in [s for s, v in self.verifications.items() if not v.open]:
             self.done.append(self.verifications.pop(sid).deploy.deploy_id)
+
+    def catch_up(self, ev: DeployEvent, history: Sequence[WindowFacts]) -> list[Record]:
+        """A deploy event that arrived after windows following it had closed: judge those
+        windows now, in order, as if it had arrived in time (they are still in history)."""
+        v = self.verifications.get(self.interner.get(ev.service))
+        if v is None or v.deploy.deploy_id != ev.deploy_id:
+            return []
+        out: list[Record] = []
+        hist = list(history)
+        for i, h in enumerate(hist):
+            if h.end <= v.started:
+                continue
+            if not v.open:
+                break
+            out.extend(self._evaluate(v, h, hist[: i + 1]))
+            if v.open and h.end >= v.ends:
+                out.extend(self._conclude(v, h.end))
+        self._retire()
         return out
 
     def _pop(self, windows: Sequence[WindowFacts], service: int, versions=None, exclude_versions=(),
@@ -108,6 +130,8 @@ class Judge:
         width = self.p.windows.width_s
         start_floor = math.floor(v.started / width) * width
         endpoints = np.unique(self.requests.endpoint[self.requests.service == v.service]).astype(np.int32)
+        if self.logs is not None:
+            self._count_log_lines(v, self.logs.closed_counts(w.start, w.end))
         here = self._slice(v, w, endpoints)
         v.slices[w.start] = here
         new_here = here["new"].total_n
@@ -226,6 +250,23 @@ class Judge:
         self._log_rules(v, w)
         return out
 
+    @staticmethod
+    def _count_log_lines(v: Verification, log_windows: Sequence) -> None:
+        """WARN-and-above lines of the new version per template, from closed log windows only
+        (so the count is the same however the lines arrived)."""
+        for lw in log_windows:
+            if lw.end_ts <= v.started:
+                continue
+            for row in lw.rows:
+                if row.service != v.deploy.service or row.version != v.deploy.version or row.level == "info":
+                    continue
+                seen = v.log_lines.get(row.template_id)
+                if seen is None:
+                    v.log_lines[row.template_id] = [row.count, lw.start_ts, lw.end_ts]
+                else:
+                    seen[0] += row.count
+                    seen[2] = max(seen[2], lw.end_ts)
+
     def _log_rules(self, v: Verification, w: WindowFacts) -> None:
         """A log rule holds for a template of the deploy's own (not shared) findings
         when it has at least min_effect lines at WARN or above, at least min_level
@@ -234,10 +275,10 @@ class Judge:
         for (signal, tid), f in v.log_reported.items():
             if not f.attributed or f.level == "info":
                 continue
-            info = self.logs.template_by_id(tid)
-            if info is None:
+            seen = v.log_lines.get(tid)
+            if seen is None:
                 continue
-            lines = sum(c for lvl, c in info.counts_by_level.items() if lvl != "info")
+            lines, first_start, last_end = seen
             for rule in self.p.rules:
                 key = (rule.name, tid)
                 if rule.signal != signal or key in v.findings:
@@ -246,7 +287,7 @@ class Judge:
                     continue
                 if lines / max(v.new_requests, 1) < rule.min_level:
                     continue
-                if info.last_seen_ts - info.first_seen_ts < rule.duration_s:
+                if last_end - first_start < rule.duration_s:
                     continue
                 finding = Finding(rule=rule.name, signal=signal, action=rule.action, endpoint=-1,
                                   observed=float(lines), expected=f.expected, effect=float(lines), score=f.score,

@@ -56,6 +56,7 @@ class Verification:
     log_findings: list = field(default_factory=list)  # TemplateFinding evidence, every window
     log_reported: dict = field(default_factory=dict)  # (signal, template id) -> first finding, sent as anomaly
     log_anomaly_ids: dict = field(default_factory=dict)  # (signal, template id) -> anomaly id
+    log_lines: dict = field(default_factory=dict)  # template id -> [lines, first window start, last window end]
     first_new_window: float | None = None
     new_requests: int = 0
     verdict: Verdict | None = None

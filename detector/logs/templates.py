@@ -150,6 +150,10 @@ class LogTemplates:
         """Close every window ending at or before `upto_ts`; their counts, oldest first."""
         return [self._window_counts(w) for w in self._counts.close(upto_ts)]
 
+    def closed_counts(self, start_ts: float, end_ts: float) -> list[WindowTemplateCounts]:
+        """Counts of the retained closed windows starting in [start_ts, end_ts), oldest first."""
+        return [self._window_counts(w) for w in self._counts.between(start_ts, end_ts)]
+
     def close_all(self) -> list[WindowTemplateCounts]:
         """End of input (replay): close every open window."""
         return [self._window_counts(w) for w in self._counts.close_all()]

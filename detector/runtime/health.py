@@ -1,0 +1,86 @@
+"""Operations endpoint: /healthz, /readyz and /metrics (Prometheus text format).
+
+A deliberately small HTTP/1.0 server on asyncio streams: three GET routes do
+not justify a web framework. Metrics live in a per-sidecar registry so
+several sidecars (tests) can share a process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.events_in = Counter("detector_events_in", "Input messages read", ["topic"], registry=r)
+        self.rejected = Counter("detector_events_rejected", "Input messages sent to the dead-letter topic",
+                                ["topic"], registry=r)
+        self.records_out = Counter("detector_records_out", "Records produced to the alerts topic", ["type"],
+                                   registry=r)
+        self.checkpoints = Counter("detector_checkpoints", "Checkpoints written", registry=r)
+        self.checkpoint_bytes = Gauge("detector_checkpoint_bytes", "Size of the last checkpoint", ["partition"],
+                                      registry=r)
+        self.checkpoint_age = Gauge("detector_checkpoint_age_seconds", "Seconds since the last checkpoint",
+                                    ["partition"], registry=r)
+        self.events_per_s = Gauge("detector_events_per_second", "Input rate over the last interval", registry=r)
+        self.late = Gauge("detector_late_events", "Events that arrived after their window closed", ["partition"],
+                          registry=r)
+        self.lag = Gauge("detector_consumer_lag", "High watermark minus position", ["topic", "partition"],
+                         registry=r)
+        self.windows_open = Gauge("detector_windows_open", "Open event-time windows", ["partition"], registry=r)
+        self.series = Gauge("detector_series", "Request series tracked", ["partition"], registry=r)
+        self.partitions = Gauge("detector_partitions_owned", "Partitions this instance owns", registry=r)
+        self.broker_errors = Counter("detector_broker_errors", "Broker operations that failed and were retried",
+                                     ["operation"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HealthServer:
+    def __init__(self, metrics: Metrics, ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.metrics = metrics
+        self.ready = ready
+        self.host = host
+        self.port = port
+        self._server: asyncio.base_events.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            line = await asyncio.wait_for(reader.readline(), 5.0)
+            parts = line.decode("latin-1").split()
+            path = parts[1].split("?")[0] if len(parts) >= 2 else ""
+            while (await asyncio.wait_for(reader.readline(), 5.0)) not in (b"\r\n", b"\n", b""):
+                pass
+            if path == "/healthz":
+                status, ctype, body = "200 OK", "text/plain", b"ok\n"
+            elif path == "/readyz":
+                ok = self.ready()
+                status, ctype, body = ("200 OK" if ok else "503 Service Unavailable"), "text/plain", \
+                    (b"ready\n" if ok else b"not ready\n")
+            elif path == "/metrics":
+                status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, self.metrics.render()
+            else:
+                status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
+            writer.write(f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                         f"Connection: close\r\n\r\n".encode() + body)
+            await writer.drain()
+        except (asyncio.TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()

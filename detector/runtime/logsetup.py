@@ -1,0 +1,34 @@
+"""structlog as one JSON object per line on stderr (orjson), with bound context.
+
+Secrets never reach a log line: settings are logged through `redact`.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import orjson
+import structlog
+
+SECRET_KEYS = ("password", "secret", "token", "routing_key", "sasl_plain_password")
+
+
+def configure(level: str = "info") -> None:
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer(serializer=orjson.dumps),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level.upper(), logging.INFO)),
+        logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
+        cache_logger_on_first_use=False,
+    )
+
+
+def redact(settings: dict) -> dict:
+    """A copy safe to log: values of secret-looking keys are replaced."""
+    return {k: ("***" if v and any(s in k.lower() for s in SECRET_KEYS) else v) for k, v in settings.items()}
