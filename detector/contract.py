@@ -224,13 +224,13 @@ def _num_col(values: list) -> np.ndarray:
     return arr
 
 
-def _str_col(values: list, interner: Interner, max_chars: int, optional: bool) -> np.ndarray:
+def _str_col(values: list, interner: Interner, max_chars: int, optional: bool, key: bool = False) -> np.ndarray:
     kinds = _types(values)
     if kinds == _STR:
         uniq = set(values)
         if "" in uniq or max(map(len, uniq)) > max_chars:
             raise _ColumnCheckFailed
-        return np.asarray(interner.intern_many(values), dtype=np.int32)
+        return np.asarray(interner.intern_many(values, key), dtype=np.int32)
     if not optional or not kinds <= _OPT_STR:
         raise _ColumnCheckFailed
     if kinds == {type(None)}:
@@ -240,7 +240,7 @@ def _str_col(values: list, interner: Interner, max_chars: int, optional: bool) -
     if max(map(len, uniq)) > max_chars:
         raise _ColumnCheckFailed
     intern = interner.intern
-    return np.asarray([-1 if v is None else intern(v) for v in values], dtype=np.int32)
+    return np.asarray([-1 if v is None else intern(v, key) for v in values], dtype=np.int32)
 
 
 def _requests(docs: list[dict], pos: np.ndarray, interner: Interner) -> RequestColumns:
@@ -257,9 +257,9 @@ def _requests(docs: list[dict], pos: np.ndarray, interner: Interner) -> RequestC
     return RequestColumns(
         pos=pos,
         ts=ts,
-        service=_str_col([d.get("service") for d in docs], interner, MAX_SERVICE_CHARS, False),
+        service=_str_col([d.get("service") for d in docs], interner, MAX_SERVICE_CHARS, False, key=True),
         endpoint=_str_col([d.get("endpoint") for d in docs], interner, MAX_NAME_CHARS, False),
-        version=_str_col([d.get("version") for d in docs], interner, MAX_NAME_CHARS, True),
+        version=_str_col([d.get("version") for d in docs], interner, MAX_NAME_CHARS, True, key=True),
         instance=_str_col([d.get("instance") for d in docs], interner, MAX_NAME_CHARS, True),
         status=status.astype(np.int16),
         latency_ms=lat,
@@ -283,8 +283,8 @@ def _logs(docs: list[dict], pos: np.ndarray, interner: Interner) -> LogColumns:
     return LogColumns(
         pos=pos,
         ts=ts,
-        service=_str_col([d.get("service") for d in docs], interner, MAX_SERVICE_CHARS, False),
-        version=_str_col([d.get("version") for d in docs], interner, MAX_NAME_CHARS, True),
+        service=_str_col([d.get("service") for d in docs], interner, MAX_SERVICE_CHARS, False, key=True),
+        version=_str_col([d.get("version") for d in docs], interner, MAX_NAME_CHARS, True, key=True),
         instance=_str_col([d.get("instance") for d in docs], interner, MAX_NAME_CHARS, True),
         level=np.asarray([code[lv] for lv in levels], dtype=np.int8),
         logger=_str_col([d.get("logger") for d in docs], interner, MAX_NAME_CHARS, True),
@@ -312,11 +312,11 @@ def _metrics(docs: list[dict], pos: np.ndarray, interner: Interner) -> MetricCol
     return MetricColumns(
         pos=pos,
         ts=ts,
-        service=_str_col([d.get("service") for d in docs], interner, MAX_SERVICE_CHARS, False),
+        service=_str_col([d.get("service") for d in docs], interner, MAX_SERVICE_CHARS, False, key=True),
         name=_str_col([d.get("name") for d in docs], interner, MAX_NAME_CHARS, False),
         labels=np.asarray(label_ids, dtype=np.int32),
         value=value,
-        version=_str_col([d.get("version") for d in docs], interner, MAX_NAME_CHARS, True),
+        version=_str_col([d.get("version") for d in docs], interner, MAX_NAME_CHARS, True, key=True),
         instance=_str_col([d.get("instance") for d in docs], interner, MAX_NAME_CHARS, True),
     )
 

@@ -53,7 +53,7 @@ def show(rec: dict, tty: bool) -> None:
         for ev in rec["root_cause"]["evidence"][:3]:
             print(c(DIM, f"      * {ev}"))
     elif rec["severity"] != "info":
-        where = rec["endpoint"] or "all endpoints"
+        where = rec["endpoint"] or rec["detail"].get("metric") or "all endpoints"
         dep = rec["deploy_id"] or "no deploy (shared cause)"
         print(c(DIM, f"[{_t(rec['ts'])}] anomaly {rec['severity']:<8} {rec['service']}/{where} {rec['signal']}: "
                      f"{rec['observed']:.4g} vs {rec['expected']:.4g} expected -> {dep}"))

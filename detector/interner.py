@@ -2,8 +2,11 @@
 
 Ids are local to one interner (one partition's state); outputs always carry
 the strings back, so ids never leak onto the wire. The table is capped: past
-`max_size` distinct strings, new strings map to the id of "other" and are
-counted, so hostile cardinality cannot grow memory without bound.
+`max_size` distinct strings, new bulk strings (endpoints, instances, metric
+names, ...) map to the id of "other" and are counted, so hostile cardinality
+cannot grow memory without bound. Key strings (services, versions) have
+`max_keys` slots reserved beyond that, so a flood of endpoint paths can never
+turn a new service or a new version into "other".
 """
 
 from __future__ import annotations
@@ -14,21 +17,23 @@ OVERFLOW = "other"
 class Interner:
     """Append-only string <-> int table. Id -1 means "absent"."""
 
-    __slots__ = ("_ids", "_strings", "max_size", "overflow")
+    __slots__ = ("_ids", "_strings", "max_size", "max_keys", "overflow")
 
-    def __init__(self, strings: list[str] | None = None, max_size: int = 1_000_000) -> None:
+    def __init__(self, strings: list[str] | None = None, max_size: int = 1_000_000,
+                 max_keys: int | None = None) -> None:
         self._strings: list[str] = []
         self._ids: dict[str, int] = {}
         self.max_size = max(2, max_size)
+        self.max_keys = max(1, self.max_size // 10 if max_keys is None else max_keys)
         self.overflow = 0
         self.intern(OVERFLOW)
         for s in strings or ():
-            self.intern(s)
+            self.intern(s, key=True)
 
-    def intern(self, s: str) -> int:
+    def intern(self, s: str, key: bool = False) -> int:
         i = self._ids.get(s)
         if i is None:
-            if len(self._strings) >= self.max_size:
+            if len(self._strings) >= self.max_size + (self.max_keys if key else 0):
                 self.overflow += 1
                 return 0
             i = len(self._strings)
@@ -36,11 +41,11 @@ class Interner:
             self._strings.append(s)
         return i
 
-    def intern_many(self, strings: list[str]) -> list[int]:
+    def intern_many(self, strings: list[str], key: bool = False) -> list[int]:
         get = self._ids.get
         out = [get(s) for s in strings]
         if None in out:
-            out = [i if i is not None else self.intern(s) for i, s in zip(out, strings)]
+            out = [i if i is not None else self.intern(s, key) for i, s in zip(out, strings)]
         return out
 
     def lookup(self, i: int) -> str | None:

@@ -78,7 +78,7 @@ class _Table:
                 c = self._other
                 self.overflow += 1
             cs.add(c)
-        code = int(_code3(np.array([a]), np.array([b]), np.array([c]))[0])
+        code = (a << (2 * _SHIFT)) | ((_NONE if b < 0 else b) << _SHIFT) | (_NONE if c < 0 else c)
         idx = self.index.get(code)
         if idx is None:
             idx = len(self.a)

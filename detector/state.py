@@ -569,7 +569,7 @@ def _restore_interner(saved: dict, pipeline: Pipeline) -> Interner:
     if type(overflow) is not int or overflow < 0:
         raise ValueError(f"overflow should be an int >= 0, got {overflow!r}")
     cap = pipeline.limits.max_interned_strings
-    if len(strings) > cap:
+    if len(strings) > cap + Interner(max_size=cap).max_keys:
         raise StateError(f"core state snapshot holds {len(strings)} interned strings, more than "
                          f"limits.max_interned_strings = {cap} in {pipeline.source}; raise the limit, or "
                          f"{_START_COLD}")

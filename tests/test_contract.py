@@ -111,7 +111,7 @@ def test_interner_is_capped_so_hostile_cardinality_cannot_grow_memory():
     """Past max_size distinct strings, new ones map to "other"."""
     it = Interner(max_size=50)
     b = decode_batch([orjson.dumps({**REQ, "endpoint": f"/x/{i}"}) for i in range(500)], it)
-    assert len(it) == 50 and it.overflow > 0 and len(b.requests) == 500
+    assert len(it) <= 50 + it.max_keys and it.overflow > 0 and len(b.requests) == 500
     assert it.lookup(int(b.requests.endpoint[-1])) == "other"
 
 
@@ -139,3 +139,13 @@ def test_arbitrary_bytes_and_json_are_accepted_or_rejected_never_raised(values):
     assert all(math.isfinite(x) for x in b.requests.ts)
     assert np.all((b.requests.status >= 100) & (b.requests.status <= 599))
     assert np.all(b.requests.latency_ms >= 0)
+
+
+def test_a_flood_of_endpoints_never_turns_a_new_service_or_version_into_other():
+    """Key strings (service, version) keep reserved room past the bulk cap."""
+    it = Interner(max_size=100)
+    decode_batch([orjson.dumps({**REQ, "endpoint": f"/x/{i}"}) for i in range(1000)], it)
+    b = decode_batch([orjson.dumps({**REQ, "service": "brand-new", "version": "v99", "endpoint": "/y"})], it)
+    assert it.lookup(int(b.requests.service[0])) == "brand-new"
+    assert it.lookup(int(b.requests.version[0])) == "v99"
+    assert it.lookup(int(b.requests.endpoint[0])) == "other"

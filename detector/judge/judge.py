@@ -52,7 +52,7 @@ class Judge:
 
     def on_deploy(self, ev: DeployEvent) -> list[Record]:
         out: list[Record] = []
-        sid = self.interner.intern(ev.service)
+        sid = self.interner.intern(ev.service, key=True)
         cur = self.verifications.get(sid)
         if ev.phase == "started":
             if ev.deploy_id in self.done or (cur is not None and cur.deploy.deploy_id == ev.deploy_id):
@@ -63,9 +63,9 @@ class Judge:
                                           f"{ev.ts:.0f} before this verification ended"], "unknown", ()))
             stable: tuple[int, ...] = ()
             if ev.previous_version:
-                stable = (self.interner.intern(ev.previous_version),)
+                stable = (self.interner.intern(ev.previous_version, key=True),)
             self.verifications[sid] = Verification(
-                deploy=ev, service=sid, version=self.interner.intern(ev.version), started=ev.ts,
+                deploy=ev, service=sid, version=self.interner.intern(ev.version, key=True), started=ev.ts,
                 ends=ev.ts + self.p.verification.period_s, stable_versions=stable)
         elif cur is not None and cur.deploy.deploy_id == ev.deploy_id:
             if ev.phase == "finished":
