@@ -177,3 +177,27 @@ def test_sigterm_drains_checkpoints_and_exits_cleanly_within_ten_seconds(setup):
     assert code == 0 and took_s < 10
     events = [r.get("event") for r in det.log_lines()]
     assert "stopping: final checkpoint and commit" in events and "stopped" in events
+
+
+def test_health_ready_and_metrics_endpoints_answer(setup):
+    """/healthz and /readyz answer 200 once running; /metrics speaks Prometheus text with the core's figures."""
+    import urllib.request
+
+    det = setup["start"]()
+    url = det.wait_for_log("health endpoint", 30)["url"]
+    det.wait_for_log("partition started cold", 30)
+    asyncio.run(produce_scenario(setup["sc"], setup["bootstrap"], setup["pipeline"], speed=400))
+    with urllib.request.urlopen(url + "/healthz", timeout=5) as r:
+        assert r.status == 200
+    with urllib.request.urlopen(url + "/readyz", timeout=5) as r:
+        assert r.status == 200
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        if "detector_checkpoints_total" in text and 'detector_events_in_total{topic=' in text:
+            break
+        time.sleep(1)
+    for name in ("detector_events_in_total", "detector_consumer_lag", "detector_windows_open", "detector_series",
+                 "detector_checkpoint_age_seconds", "detector_records_out_total", "detector_late_events"):
+        assert name in text, name
