@@ -16,7 +16,7 @@ from typing import Any
 
 DEFAULT_PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "default.toml"
 
-SIGNALS = ("error_rate", "latency", "volume", "transactions", "log_errors", "log_novelty", "metric")
+SIGNALS = ("error_rate", "latency", "volume", "transactions", "log_errors", "log_novelty")  # what rules can test
 ACTIONS = ("rollback", "page", "ticket", "none")
 SCOPES = ("service", "endpoint")
 COMPARISONS = ("auto", "canary", "before_after")

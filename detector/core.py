@@ -45,6 +45,9 @@ class Core:
         self.requests = RequestSeries(self.interner, pipeline.limits)
         self.metrics = MetricSeries(self.interner, pipeline.limits)
         self.windows = WindowStore(pipeline.windows.width_s, pipeline.windows.lateness_s, self.requests, self.metrics)
+        if baselines is None and pipeline.baselines.warm_start:
+            # A new sidecar starts warm from baselines learnt on history (models/).
+            baselines = BaselineBank.load(pipeline.baselines.warm_start)
         self.seasonal = SeasonalWatch(pipeline, self.interner, self.requests, self.metrics, baselines)
         self.logs: LogTemplates | None = None
         if pipeline.logs.enabled:

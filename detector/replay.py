@@ -72,6 +72,7 @@ def replay(
     rejected: Callable[[str, int, bytes, str], None] | None = None,
     progress: Callable[[int, float], None] | None = None,
     partitions: int = 1,
+    save_baselines: str | Path | None = None,
 ) -> ReplayResult:
     """Feed every input through one core per partition; `emit` gets each record in order.
 
@@ -118,6 +119,13 @@ def replay(
             for rec in c.finish():
                 emit(rec)
                 n_records += 1
+        if save_baselines:
+            # One file per partition when there are several (models/NAME-p3.npz).
+            for i, c in enumerate(cores):
+                path = Path(save_baselines)
+                if partitions > 1:
+                    path = path.with_name(f"{path.stem}-p{i}{path.suffix}")
+                c.seasonal.bank.save(path)
     finally:
         for h in handles:
             h.close()
@@ -128,30 +136,32 @@ def replay(
 
 
 def run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | None = None,
-               quiet: bool = False, partitions: int = 1, alertmanager_url: str | None = None) -> ReplayResult:
+               quiet: bool = False, partitions: int = 1, alertmanager_url: str | None = None,
+               save_baselines: str | None = None) -> ReplayResult:
     """`detector replay`: write records to `output` (JSONL), dead letters to `dlq`, and to the
     pipeline's sinks when any is configured (a replay never runs a rollback: the hook is a dry run)."""
     sinks_settings = dataclasses.replace(pipeline.sinks, rollback_dry_run=True)
     sinks = build_sinks(sinks_settings, alertmanager_url=alertmanager_url,
                         rollback_state_path=pipeline.sinks.rollback_state_path)
     if sinks:
-        return asyncio.run(_replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partitions))
-    return _run_replay(inputs, output, pipeline, dlq, quiet, partitions)
+        return asyncio.run(_replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partitions,
+                                              save_baselines))
+    return _run_replay(inputs, output, pipeline, dlq, quiet, partitions, None, save_baselines)
 
 
-async def _replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partitions) -> ReplayResult:
+async def _replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partitions, save_baselines) -> ReplayResult:
     loop = asyncio.get_running_loop()
     await sinks.start()
     try:
         return await asyncio.to_thread(_run_replay, inputs, output, pipeline, dlq, quiet, partitions,
-                                       lambda rec: loop.call_soon_threadsafe(sinks.submit, rec))
+                                       lambda rec: loop.call_soon_threadsafe(sinks.submit, rec), save_baselines)
     finally:
         await sinks.flush(30.0)
         await sinks.close(5.0)
 
 
 def _run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | None, quiet: bool, partitions: int,
-                also: Callable[[Record], None] | None = None) -> ReplayResult:
+                also: Callable[[Record], None] | None = None, save_baselines: str | None = None) -> ReplayResult:
     show = not quiet and sys.stderr.isatty()
     last = [0.0]
 
@@ -174,7 +184,8 @@ def _run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | N
                     dlq_fh.write(orjson.dumps({"error": reason, "source": path, "line": line_no + 1,
                                                "value": value.decode("utf-8", "replace")}) + b"\n")
 
-            result = replay(inputs, pipeline, emit, reject, progress, partitions=partitions)
+            result = replay(inputs, pipeline, emit, reject, progress, partitions=partitions,
+                            save_baselines=save_baselines)
     finally:
         if dlq_fh is not None:
             dlq_fh.close()

@@ -48,6 +48,9 @@ class SeasonalWatch:
         self.min_score = min_score
         self.sustain = sustain_windows
         self._episodes: dict[tuple[str, str], _Episode] = {}
+        # memos (derived data, rebuilt after a restore): interned id / metric series -> bank index
+        self._svc_index: dict[int, int] = {}
+        self._metric_index: dict[int, tuple[int, str]] = {}
 
     def to_state(self) -> dict:
         """Learnt state for a core snapshot: the bank as bytes and the departure episodes."""
@@ -63,9 +66,29 @@ class SeasonalWatch:
             episodes[(kind, key)] = _Episode(run, is_open)
         self.bank = BaselineBank.from_bytes(state["bank"], source="seasonal baselines in the core snapshot")
         self._episodes = episodes
+        self._svc_index, self._metric_index = {}, {}
 
     def _service_keys(self, services: np.ndarray) -> np.ndarray:
-        return self.bank.series_index([f"svc{SEP}{self.interner.lookup(int(s))}" for s in services.tolist()])
+        """Bank index of each service (interned id), memoised: names are built once per service."""
+        cache = self._svc_index
+        missing = [s for s in services.tolist() if s not in cache]
+        if missing:
+            idx = self.bank.series_index([f"svc{SEP}{self.interner.lookup(s)}" for s in missing])
+            cache.update(zip(missing, idx.tolist()))
+        return np.asarray([cache[s] for s in services.tolist()], dtype=np.int64)
+
+    def _metric_keys(self, m: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """Bank index of each metric series, memoised like `_service_keys`."""
+        ms, mn, ml = self.metrics.arrays()
+        cache = self._metric_index
+        missing = [i for i in m.tolist() if i not in cache]
+        if missing:
+            keys = [f"m{SEP}{self.interner.lookup(int(ms[i]))}{SEP}{self.interner.lookup(int(mn[i]))}{SEP}"
+                    f"{self.interner.lookup(int(ml[i])) or ''}" for i in missing]
+            idx = self.bank.series_index(keys)
+            cache.update(zip(missing, zip(idx.tolist(), keys)))
+        pairs = [cache[i] for i in m.tolist()]
+        return np.asarray([p[0] for p in pairs], dtype=np.int64), [p[1] for p in pairs]
 
     def observe(self, w: WindowFacts) -> list[Anomaly]:
         """Test this window against expectations, learn it, return sustained departures."""
@@ -125,9 +148,7 @@ class SeasonalWatch:
         if not len(m):
             return out
         ms, mn, ml = self.metrics.arrays()
-        keys = [f"m{SEP}{self.interner.lookup(int(ms[i]))}{SEP}{self.interner.lookup(int(mn[i]))}{SEP}"
-                f"{self.interner.lookup(int(ml[i])) or ''}" for i in m.tolist()]
-        idx = self.bank.series_index(keys)
+        idx, keys = self._metric_keys(m)
         mean = w.metric_sum[m] / w.metric_n[m]
         exp = self.bank["metric"].update(idx, w.start, mean, weights=w.metric_n[m])
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -163,8 +184,13 @@ class SeasonalWatch:
 
     def expected_volume(self, service: int, starts: list[float]) -> tuple[float, float, bool]:
         """Expected requests of `service` over windows starting at `starts`: mean, variance, ready."""
+        mean, var, ready, _seasonal = self.expected_volume_detail(service, starts)
+        return mean, var, ready
+
+    def expected_volume_detail(self, service: int, starts: list[float]) -> tuple[float, float, bool, bool]:
+        """As `expected_volume`, plus whether the time-of-day profile (not only recent level) was used."""
         idx = self._service_keys(np.array([service]))
         exp = self.bank["volume"].expect(np.repeat(idx, len(starts)), np.asarray(starts))
         if not exp.ready.all():
-            return float("nan"), float("nan"), False
-        return float(exp.mean.sum()), float((exp.std ** 2).sum()), True
+            return float("nan"), float("nan"), False, False
+        return float(exp.mean.sum()), float((exp.std ** 2).sum()), True, bool(exp.seasonal.all())

@@ -19,7 +19,8 @@ from detector.config import load_pipeline
 from detector.evaluate import replay_scenario, score
 
 SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "benign_surge", "infra_slowdown",
-             "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded", "log_only_code", "demo"]
+             "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded", "log_only_code",
+             "traffic_loss", "demo"]
 
 
 @pytest.fixture(scope="module")
@@ -112,3 +113,27 @@ def test_a_deploy_event_arriving_late_gets_the_same_verdict(workdir, tmp_path):
     replay([late_file], pipeline_for(truth), lambda r: late_records.append(orjson.loads(encode(r))))
     assert [r for r in late_records if r["type"] == "verdict"] == [r for r in records if r["type"] == "verdict"]
     assert sorted(r["id"] for r in late_records) == sorted(r["id"] for r in records)
+
+
+def test_baselines_learnt_on_history_warm_start_a_new_core(workdir, tmp_path):
+    """A replay saves its baselines; a core started with [baselines] warm_start expects traffic at once."""
+    import dataclasses
+
+    import numpy as np
+
+    from detector.config import load_pipeline
+    from detector.core import Core
+    from detector.replay import replay
+
+    _truth, _records, events = replay_scenario("morning_ramp", workdir)
+    saved = tmp_path / "baselines.npz"
+    replay([events], load_pipeline(), lambda r: None, save_baselines=saved)
+    base = load_pipeline()
+    warm = Core(dataclasses.replace(base, baselines=dataclasses.replace(base.baselines, warm_start=str(saved))))
+    cold = Core(base)
+    sid_w = warm.interner.intern("search", key=True)
+    sid_c = cold.interner.intern("search", key=True)
+    ts = [1795681200.0 + 10 * i for i in range(3)]
+    _mean, _var, ready = warm.seasonal.expected_volume(sid_w, ts)
+    assert ready and np.isfinite(_mean) and _mean > 0
+    assert not cold.seasonal.expected_volume(sid_c, ts)[2]

@@ -321,6 +321,18 @@ def test_blue_green_switches_all_traffic_at_once():
     assert {d["version"] for d in stock if d["ts"] >= t + 0.01} == {"s2"}
 
 
+def test_traffic_loss_thins_only_the_new_versions_requests():
+    """A traffic_loss fault removes its fraction of the new version's requests, nothing else."""
+    sc = scenario(
+        '[[deploys]]\nservice = "stock"\nversion = "s2"\nat_s = 100\nstrategy = "blue_green"\n'
+        '  [[deploys.faults]]\n  kind = "traffic_loss"\n  fraction = 0.6\n', duration_s=200
+    )
+    stock = requests(docs_of(sc), service="stock")
+    before, after = len(between(stock, 0, 100)), len(between(stock, 100, 200))
+    assert 0.3 < after / before < 0.5  # 40 % of the traffic is left
+    assert all(d["version"] == "s2" for d in between(stock, 100.01, 200))
+
+
 def test_canary_promotion_moves_all_traffic_and_reports_finished():
     """A canary with promote_after_s takes every request from then on, and a finished event marks it."""
     sc = scenario(

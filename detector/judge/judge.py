@@ -21,6 +21,7 @@ import numpy as np
 from detector.columns import DeployEvent
 from detector.config import Pipeline, Rule
 from detector.interner import Interner
+from detector import stats
 from detector.judge import blame, rules
 from detector.judge.evidence import Population, combine, population, time_matched
 from detector.judge.rootcause import LogEvidence, hint
@@ -154,7 +155,7 @@ class Judge:
             return memo[key]
 
         for rule in self.p.rules:
-            if rule.signal not in ("error_rate", "latency", "transactions"):
+            if rule.signal not in ("error_rate", "latency", "transactions", "volume"):
                 continue
             if w.end - max(start_floor, v.first_new_window) < rule.duration_s:
                 continue
@@ -163,6 +164,19 @@ class Judge:
                 continue
             new = span_of("new", starts)
             if new.total_n == 0:
+                continue
+            if rule.signal == "volume":
+                total = new.total_n + span_of("stable", starts).total_n
+                c = self._volume_drop(v, rule, starts, total, pre_all, w)
+                if c is not None and (rule.name, -1) not in v.findings:
+                    f = Finding(rule=rule.name, signal="volume", action=rule.action, endpoint=-1,
+                                observed=c.observed, expected=c.expected, effect=c.effect, score=c.score, n=c.n,
+                                share=1.0, window_start=starts[0], window_end=w.end, reference=c.detail["reference"],
+                                dry_run=rule.dry_run, detail=c.detail)
+                    anomaly = self._anomaly(v, f, rule).with_id()
+                    f.anomaly_id = anomaly.id
+                    v.findings[(rule.name, -1)] = f
+                    out.append(anomaly)
                 continue
             stable = span_of("stable", starts)
             if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
@@ -249,6 +263,29 @@ class Judge:
             out.append(anomaly)
         self._log_rules(v, w)
         return out
+
+    def _volume_drop(self, v: Verification, rule: Rule, starts: list[float], observed: int, pre: Population,
+                     w: WindowFacts) -> rules.Candidate | None:
+        """The service's requests (every version) over the span against what this time of day
+        expects (the seasonal baseline; before it is ready, the level before the deploy):
+        a surge or the morning ramp is never a finding, only a drop."""
+        width = self.p.windows.width_s
+        mean, var, ready, seasonal = (float("nan"), float("nan"), False, False)
+        if self.seasonal is not None:
+            mean, var, ready, seasonal = self.seasonal.expected_volume_detail(v.service, starts)
+        reference = "seasonal" if seasonal else "recent"
+        if not ready:
+            if pre.seconds <= 0 or pre.total_n == 0:
+                return None
+            mean = pre.total_n / pre.seconds * len(starts) * width
+            var = 2.0 * mean  # overdispersion unknown before the baseline is ready: assume some
+            reference = "before"
+        dev = stats.count_deviation(observed, mean, var, direction="drop")
+        drop = 1.0 - observed / mean if mean > 0 else 0.0
+        if drop < rule.min_effect or dev.score < rule.min_score:
+            return None
+        return rules.Candidate(-1, float(observed), float(mean), drop, float(dev.score), observed, 1.0,
+                               {"reference": reference})
 
     @staticmethod
     def _count_log_lines(v: Verification, log_windows: Sequence) -> None:
@@ -354,6 +391,12 @@ class Judge:
                     f"{f.n} lines from the new version since the deploy")
             return (f"{what}; rule '{f.rule}' needs {rule.min_effect:g} lines, {rule.min_level:.1%} of the new "
                     f"version's requests, still appearing {rule.duration_s:g} s after the first -> {f.action}")
+        elif f.signal == "volume":
+            basis = {"seasonal": "for this time of day", "recent": "from recent traffic"}.get(
+                f.reference, "from the level before the deploy")
+            what = f"{f.observed:.0f} requests to the service vs {f.expected:.0f} expected {basis} " \
+                   f"(-{f.effect:.0%}, p={p:.1g})"
+            need += f" a drop of {rule.min_effect:.0%}"
         else:
             what = (f"completed transactions {f.observed:.2%} of requests vs {f.expected:.2%} for {ref} on {scope} "
                     f"(-{f.effect:.0%}, p={p:.1g})")

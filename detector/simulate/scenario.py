@@ -119,6 +119,15 @@ class DropTransactions(Fault):
 
 
 @dataclass(frozen=True)
+class TrafficLoss(Fault):
+    """Requests meant for the new version never arrive (a broken route, clients failing
+    before they reach it): the service sees less traffic than the time of day brings."""
+
+    kind: ClassVar[str] = "traffic_loss"
+    fraction: float = 0.5  # share of the new version's requests lost
+
+
+@dataclass(frozen=True)
 class NewLogTemplate(Fault):
     kind: ClassVar[str] = "new_log_template"
     pattern: str = ""
@@ -521,6 +530,9 @@ FAULT_READERS: dict[str, Callable[[_Table, Service], Fault]] = {
     ),
     "latency_increase": _latency_increase,
     "drop_transactions": lambda t, s: DropTransactions(
+        **_fault_common(t, s), fraction=t.num("fraction", lo=0.0, lo_open=True, hi=1.0)
+    ),
+    "traffic_loss": lambda t, s: TrafficLoss(
         **_fault_common(t, s), fraction=t.num("fraction", lo=0.0, lo_open=True, hi=1.0)
     ),
     "new_log_template": lambda t, s: NewLogTemplate(

@@ -36,6 +36,7 @@ from detector.simulate.scenario import (
     PodRestartBlip,
     RetryStorm,
     Scenario,
+    TrafficLoss,
 )
 from detector.simulate.timeline import Timeline, build_timeline
 
@@ -217,6 +218,12 @@ class Simulator:
         ver = np.where(is_new, new, stable)
         pods = tl.pods(svc, np.where(is_new, p, 1.0 - p))
         inst = self._inst_offset[ver] + (rng.random(n) * pods).astype(np.int64)
+        for e in self.effects.of(TrafficLoss):
+            lost = e.hits(ver, ep, ts)
+            lost[lost] = rng.random(int(lost.sum())) < e.fault.fraction
+            keep = ~lost
+            ts, ep, sec, svc, ver, inst = ts[keep], ep[keep], sec[keep], svc[keep], ver[keep], inst[keep]
+            n = len(ts)
 
         lat = self.ep_median[ep] * np.exp(self.ep_sigma[ep] * rng.standard_normal(n))
         tail = rng.random(n) < TAIL_SHARE

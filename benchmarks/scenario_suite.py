@@ -1,0 +1,60 @@
+"""The scenario suite as a table: the detector next to the 5 %-in-5-minutes threshold script.
+
+Simulates every shipped scenario (except the long baseline_day), replays it
+through the detector with the scenario's verification period, runs
+benchmarks/threshold_rollback.sh on the same events, and scores both against
+the ground truth. Prints one row per deploy and the summary table that the
+README quotes.
+
+    python benchmarks/scenario_suite.py [--partitions N] [--keep DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from detector.evaluate import Summary, replay_scenario, score, table  # noqa: E402
+
+SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "log_only_code", "traffic_loss",
+             "benign_surge",
+             "infra_slowdown", "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded",
+             "demo"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--keep", help="write the simulated events here instead of a temporary folder")
+    args = ap.parse_args(argv)
+    detector, script = Summary(), Summary()
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.keep or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        print("| scenario | deploy | expected | detector | root cause (expected) | threshold script |")
+        print("|---|---|---|---|---|---|")
+        for name in SCENARIOS:
+            truth, records, events = replay_scenario(name, work)
+            out = subprocess.run(["bash", str(ROOT / "benchmarks" / "threshold_rollback.sh"), str(events)],
+                                 capture_output=True, check=True).stdout
+            base = score(truth, [orjson.loads(x) for x in out.splitlines() if x.strip()])
+            mine = score(truth, records)
+            for r, b in zip(mine.results, base.results):
+                print(f"| {name} | {r.deploy_id} | {r.expected} | {r.got} | {r.got_root_cause} "
+                      f"({r.expected_root_cause or '-'}) | {b.got} |")
+            detector.results.extend(mine.results)
+            script.results.extend(base.results)
+    print()
+    print(table([("detector", detector), ("threshold script (5 % in the first 5 min)", script)]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
