@@ -289,27 +289,35 @@ class Sidecar:
     async def _process(self, batch: dict) -> None:
         now = time.monotonic()
         await self._hold_back()
+        by_partition: dict[int, list] = {}
         for tp in sorted(batch, key=lambda tp: (tp.partition, tp.topic)):
-            st = self.parts.get(tp.partition)
-            msgs = batch[tp]
-            if st is None or not msgs:
-                continue  # revoked meanwhile: the new owner re-reads these
-            values = [m.value for m in msgs]
-            source = tp.topic if tp.topic in self.watermark_inputs else None
-            decoded, records = await asyncio.to_thread(self._run_core, st.core, values, source)
-            for r in decoded.rejected:
-                m = msgs[r.pos]
-                headers = [("error", r.reason.encode()), ("source.topic", tp.topic.encode()),
-                           ("source.partition", str(tp.partition).encode()), ("source.offset", str(m.offset).encode())]
-                await self._send(self.p.topics.dlq, m.value if m.value is not None else b"", m.key, headers)
-                self.metrics.rejected.labels(tp.topic).inc()
-            for rec in records:
-                await self._emit(rec)
-            st.offsets[tp.topic] = msgs[-1].offset + 1
-            st.last_seen[tp.topic] = now
-            st.dirty = True
-            self.metrics.events_in.labels(tp.topic).inc(len(msgs))
-            self._events += len(msgs)
+            if batch[tp] and tp.partition in self.parts:  # else revoked meanwhile: the new owner re-reads
+                by_partition.setdefault(tp.partition, []).append(tp)
+        for p, tps in by_partition.items():
+            st = self.parts[p]
+            work = [(tp.topic if tp.topic in self.watermark_inputs else None, [m.value for m in batch[tp]])
+                    for tp in tps]
+            # One hop to the worker thread per partition: decode and core for all its topics.
+            results = await asyncio.to_thread(self._run_partition, st.core, work)
+            for tp, (decoded, records) in zip(tps, results):
+                msgs = batch[tp]
+                for r in decoded.rejected:
+                    m = msgs[r.pos]
+                    headers = [("error", r.reason.encode()), ("source.topic", tp.topic.encode()),
+                               ("source.partition", str(tp.partition).encode()),
+                               ("source.offset", str(m.offset).encode())]
+                    await self._send(self.p.topics.dlq, m.value if m.value is not None else b"", m.key, headers)
+                    self.metrics.rejected.labels(tp.topic).inc()
+                for rec in records:
+                    await self._emit(rec)
+                st.offsets[tp.topic] = msgs[-1].offset + 1
+                st.last_seen[tp.topic] = now
+                st.dirty = True
+                self.metrics.events_in.labels(tp.topic).inc(len(msgs))
+                self._events += len(msgs)
+
+    def _run_partition(self, core: Core, work: list) -> list[tuple[DecodedBatch, list[Record]]]:
+        return [self._run_core(core, values, source) for source, values in work]
 
     def _run_core(self, core: Core, values: list, source: str | None) -> tuple[DecodedBatch, list[Record]]:
         decoded = decode_batch(values, core.interner, self.p.limits.max_message_bytes)
