@@ -11,6 +11,8 @@ turn a new service or a new version into "other".
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Iterable
+
 OVERFLOW = "other"
 
 
@@ -47,6 +49,10 @@ class Interner:
         if None in out:
             out = [i if i is not None else self.intern(s, key) for i, s in zip(out, strings)]
         return out
+
+    def ids_of(self, strings: Iterable[Hashable]) -> list[int | None]:
+        """Id of each string already in the table, None for any other value; interns nothing."""
+        return list(map(self._ids.get, strings))
 
     def lookup(self, i: int) -> str | None:
         return self._strings[i] if i >= 0 else None

@@ -9,6 +9,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from detector import contract as C
 from detector.columns import LEVEL_ERROR, LEVEL_FATAL, LEVEL_INFO, LEVEL_WARN
 from detector.contract import decode_batch
 from detector.interner import Interner
@@ -149,3 +150,315 @@ def test_a_flood_of_endpoints_never_turns_a_new_service_or_version_into_other():
     assert it.lookup(int(b.requests.service[0])) == "brand-new"
     assert it.lookup(int(b.requests.version[0])) == "v99"
     assert it.lookup(int(b.requests.endpoint[0])) == "other"
+
+
+# --- differential tests: the decoder against a plain reference ---------------------------------------------------
+# The decoder's column checks work on distinct values, struct packing and C
+# loops. `_ref_decode` is the plain rule they must agree with, frozen from the
+# decoder that came before them: every column checked value by value, strings
+# interned event by event, failed groups re-checked event by event. It differs
+# from that decoder in two fixes only, each pinned by a test of its own below:
+# a `type` that is an array or an object is rejected (it used to raise), and an
+# empty optional string in a group rebuilt from checked events is accepted (it
+# used to raise).
+
+
+class _Fail(Exception):
+    pass
+
+
+def _ref_num(values):
+    if not set(map(type, values)) <= {int, float}:
+        raise _Fail
+    arr = np.asarray(values, dtype=np.float64)
+    if not np.isfinite(arr).all():
+        raise _Fail
+    return arr
+
+
+def _ref_str(values, it, max_chars, optional, key, empty_ok):
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        uniq = set(values)
+        if ("" in uniq and not (optional and empty_ok)) or max(map(len, uniq)) > max_chars:
+            raise _Fail
+        return np.asarray(it.intern_many(values, key), dtype=np.int32)
+    if not optional or not kinds <= {str, type(None)}:
+        raise _Fail
+    if kinds == {type(None)}:
+        return np.full(len(values), -1, dtype=np.int32)
+    if max(len(v) for v in values if v is not None) > max_chars:
+        raise _Fail
+    return np.asarray([-1 if v is None else it.intern(v, key) for v in values], dtype=np.int32)
+
+
+def _ref_requests(docs, pos, it, ok):
+    col = lambda k: [d.get(k) for d in docs]  # noqa: E731
+    ts, status = _ref_num(col("ts")), col("status")
+    if set(map(type, status)) != {int}:
+        raise _Fail
+    status = np.asarray(status, dtype=np.int64)
+    lat = _ref_num(col("latency_ms"))
+    if status.min() < 100 or status.max() > 599 or lat.min() < 0:
+        raise _Fail
+    return C.RequestColumns(pos, ts, _ref_str(col("service"), it, 200, False, True, ok),
+                            _ref_str(col("endpoint"), it, 2000, False, False, ok),
+                            _ref_str(col("version"), it, 2000, True, True, ok),
+                            _ref_str(col("instance"), it, 2000, True, False, ok), status.astype(np.int16), lat,
+                            _ref_str(col("txn"), it, 2000, True, False, ok))
+
+
+def _ref_logs(docs, pos, it, ok):
+    col = lambda k: [d.get(k) for d in docs]  # noqa: E731
+    ts, levels, msgs = _ref_num(col("ts")), col("level"), col("message")
+    if set(map(type, levels)) != {str} or set(map(type, msgs)) != {str}:
+        raise _Fail
+    if "" in set(levels) or max(map(len, levels)) > 64 or not set(map(type, col("trace_id"))) <= {str, type(None)}:
+        raise _Fail
+    return C.LogColumns(pos, ts, _ref_str(col("service"), it, 200, False, True, ok),
+                        _ref_str(col("version"), it, 2000, True, True, ok),
+                        _ref_str(col("instance"), it, 2000, True, False, ok),
+                        np.asarray([C.LEVELS.get(lv.upper(), LEVEL_INFO) for lv in levels], dtype=np.int8),
+                        _ref_str(col("logger"), it, 2000, True, False, ok), msgs)
+
+
+def _ref_metrics(docs, pos, it, ok):
+    col = lambda k: [d.get(k) for d in docs]  # noqa: E731
+    ts, value, label_ids = _ref_num(col("ts")), _ref_num(col("value")), []
+    for lab in col("labels"):
+        if lab is None:
+            label_ids.append(-1)
+        elif type(lab) is dict and set(map(type, lab.values())) <= {str}:
+            label_ids.append(it.intern(",".join(f"{k}={lab[k]}" for k in sorted(lab))) if lab else -1)
+        else:
+            raise _Fail
+    return C.MetricColumns(pos, ts, _ref_str(col("service"), it, 200, False, True, ok),
+                           _ref_str(col("name"), it, 2000, False, False, ok),
+                           np.asarray(label_ids, dtype=np.int32), value,
+                           _ref_str(col("version"), it, 2000, True, True, ok),
+                           _ref_str(col("instance"), it, 2000, True, False, ok))
+
+
+_REF = {"request": (_ref_requests, C.check_request), "log": (_ref_logs, C.check_log),
+        "metric": (_ref_metrics, C.check_metric)}
+
+
+def _ref_decode(values, it, max_bytes=C.DEFAULT_MAX_BYTES):
+    out = C.DecodedBatch()
+    try:
+        if max(map(len, values)) > max_bytes:
+            raise ValueError
+        docs = [orjson.loads(v) for v in values]
+    except Exception:
+        docs = [C._loads_one(v, max_bytes) for v in values]
+    groups = {}
+    for i, d in enumerate(docs):
+        k = d.get("type") if type(d) is dict else None
+        if type(k) is str and k in C.EVENT_TYPES:
+            groups.setdefault(k, ([], []))[0].append(d)
+            groups[k][1].append(i)
+        elif isinstance(d, C.BadEvent):
+            out.rejected.append(C.Rejected(i, str(d)))
+        elif type(d) is not dict:
+            out.rejected.append(C.Rejected(i, f"message must be a JSON object (got {C._jtype(d)})"))
+        elif k is None:
+            out.rejected.append(C.Rejected(i, "missing field 'type'"))
+        elif type(k) is not str:
+            out.rejected.append(C.Rejected(i, f"field 'type' must be a string (got {C._jtype(k)})"))
+        else:
+            out.rejected.append(C.Rejected(i, f"unknown type {k[:64]!r} (expected one of {', '.join(C.EVENT_TYPES)})"))
+    for kind, (gdocs, gpos) in groups.items():
+        if kind == "deploy":
+            for d, p in zip(gdocs, gpos):
+                try:
+                    out.deploys.append(C.decode_deploy(d, p))
+                except C.BadEvent as e:
+                    out.rejected.append(C.Rejected(p, f"deploy: {e}"))
+            continue
+        build, check = _REF[kind]
+        name = {"request": "requests", "log": "logs", "metric": "metrics"}[kind]
+        try:
+            cols = build(gdocs, np.asarray(gpos, dtype=np.int64), it, False)
+        except (_Fail, OverflowError, ValueError):
+            good = []
+            for d, p in zip(gdocs, gpos):
+                try:
+                    check(d)
+                    good.append((d, p))
+                except C.BadEvent as e:
+                    out.rejected.append(C.Rejected(p, f"{kind}: {e}"))
+            cols = (build([d for d, _ in good], np.asarray([p for _, p in good], dtype=np.int64), it, True)
+                    if good else type(getattr(out, name))())
+        setattr(out, name, cols)
+    out.rejected.sort(key=lambda r: r.pos)
+    return out
+
+
+def _assert_same(got, want):
+    for name in ("requests", "logs", "metrics"):
+        g, w = getattr(got, name), getattr(want, name)
+        for f in g.__dataclass_fields__:
+            a, b = getattr(g, f), getattr(w, f)
+            if f == "message":
+                assert a == b, (name, f)
+            else:
+                assert a.dtype == b.dtype and np.array_equal(a, b), (name, f, a, b)
+    assert got.deploys == want.deploys
+    assert [(r.pos, r.reason) for r in got.rejected] == [(r.pos, r.reason) for r in want.rejected]
+    assert all(type(r.pos) is int for r in got.rejected)
+
+
+def _assert_decodes_like_reference(batches, make_interner):
+    it_got, it_want = make_interner(), make_interner()
+    for values in batches:
+        _assert_same(decode_batch(values, it_got), _ref_decode(values, it_want))
+        assert it_got.strings() == it_want.strings() and it_got.overflow == it_want.overflow
+
+
+_DROP = "<drop>"
+_ODD = [None, True, False, 0, 1, 1.0, 0.0, -1, 99, 200.0, 2**63, 2**64 - 1, 1e308, "", "x" * 201, "y" * 2001,
+        "2026-11-26T06:00:00Z", "2026-11-26T06:00:00", "WARN", [], [1], {}, {"a": "b"}, {"b": "c", "a": "d"},
+        {"a": 1}, _DROP]
+_TEMPLATES = [REQ, LOG, MET, DEP]
+_KIND_FIELDS = [sorted({*t, *extra}) for t, extra in zip(_TEMPLATES, (["txn"], ["trace_id", "logger"], ["labels"], []))]
+# Good values, a few per field, so that batches repeat tuples of strings and
+# carry nulls and absent optional fields.
+_GOOD = [
+    {"service": ["checkout", "cart"], "endpoint": ["/a", "/b"], "version": ["v1", "v2", None, _DROP],
+     "instance": ["p1", "p2", _DROP], "txn": [_DROP, None, "pay"], "status": [200, 404, 503],
+     "latency_ms": [0, 1, 0.5, 12, 30.25]},
+    {"service": ["checkout", "cart"], "level": ["WARN", "info", "Error"], "logger": ["db", None, _DROP],
+     "trace_id": ["t1", None, _DROP], "message": ["m1", "m2"]},
+    {"service": ["checkout", "cart"], "name": ["cpu", "mem"], "value": [0, 1, 0.25, 7],
+     "labels": [None, _DROP, {}, {"db": "orders"}, {"az": "b", "db": "orders"}]},
+    {"phase": ["started", "finished"], "canary_weight": [0.1, _DROP]},
+]
+
+
+def _event(template: dict, picks: dict) -> bytes:
+    doc = dict(template)
+    for k, v in picks.items():
+        if v == _DROP:
+            doc.pop(k, None)
+        else:
+            doc[k] = v
+    return orjson.dumps(doc)
+
+
+def _good_event(kind: int, rng: np.random.Generator) -> bytes:
+    return _event(_TEMPLATES[kind], {k: v[rng.integers(len(v))] for k, v in _GOOD[kind].items()})
+
+
+def _damaged_batches(seed: int, n: int, damages: int) -> list[list[bytes]]:
+    """Batches of good events of all types with `damages` events given one odd field each."""
+    rng = np.random.default_rng(seed)
+    batches = []
+    for _ in range(n):
+        values = [_good_event(int(rng.integers(4)), rng) for _ in range(int(rng.integers(1, 12)))]
+        for _ in range(damages):
+            kind = int(rng.integers(3)) if rng.random() < 0.9 else 3
+            fields = _KIND_FIELDS[kind]
+            odd = {fields[rng.integers(len(fields))]: _ODD[rng.integers(len(_ODD))]}
+            doc = orjson.loads(_good_event(kind, rng))
+            values.insert(int(rng.integers(len(values) + 1)), _event(doc, odd))
+        batches.append(values)
+    return batches
+
+
+def test_a_type_that_is_an_array_or_object_is_rejected_not_raised():
+    """A non-string `type` of any JSON kind is bad input with a reason, like any other."""
+    b, _ = _decode({**REQ, "type": [1]}, {**REQ, "type": {"a": 1}}, REQ)
+    assert len(b.requests) == 1
+    assert [r.reason for r in b.rejected] == ["field 'type' must be a string (got array)",
+                                             "field 'type' must be a string (got object)"]
+
+
+def test_an_empty_optional_string_is_accepted_like_the_per_event_check_accepts_it():
+    """An optional field sent as "" by every event of a group is a value, not a reason to fail the batch."""
+    b, it = _decode({**REQ, "version": ""}, {**LOG, "logger": ""}, {**MET, "instance": ""})
+    assert not b.rejected and b.accepted == 3
+    assert (it.lookup(int(b.requests.version[0])), it.lookup(int(b.logs.logger[0])),
+            it.lookup(int(b.metrics.instance[0]))) == ("", "", "")
+
+
+def _simulated(tmp_path, seconds: float) -> list[bytes]:
+    from detector.simulate.main import resolve_scenario
+    from detector.simulate.output import simulate_to_file
+    from detector.simulate.scenario import load_scenario
+
+    path = tmp_path / "sim.jsonl"
+    simulate_to_file(load_scenario(resolve_scenario("low_traffic"), seed=11, duration_s=seconds), path)
+    return path.read_bytes().splitlines()
+
+
+def test_simulator_output_decodes_exactly_like_the_reference(tmp_path):
+    """Simulated traffic, mixed or requests only, capped interner or not: the reference's columns, ids and state."""
+    lines = _simulated(tmp_path, 660)
+    assert any(b'"type":"deploy"' in ln for ln in lines) and any(b'"labels"' in ln for ln in lines)
+    for size in (4_000, 777):
+        batches = [lines[i:i + size] for i in range(0, len(lines), size)]
+        _assert_decodes_like_reference(batches, Interner)
+        _assert_decodes_like_reference(batches, lambda: Interner(max_size=40, max_keys=4))
+        _assert_decodes_like_reference([[ln for ln in b if b'"type":"request"' in ln] for b in batches], Interner)
+
+
+def test_damaged_simulator_output_decodes_exactly_like_the_reference(tmp_path):
+    """With one event in fifty damaged (a field dropped or given an odd value), decoding still matches the reference."""
+    rng = np.random.default_rng(5)
+    lines = []
+    for ln in _simulated(tmp_path, 240):
+        if rng.random() < 0.02:
+            doc = orjson.loads(ln)
+            fields = _KIND_FIELDS[[t["type"] for t in _TEMPLATES].index(doc["type"])]
+            ln = _event(doc, {fields[rng.integers(len(fields))]: _ODD[rng.integers(len(_ODD))]})
+        lines.append(ln)
+    batches = [lines[i:i + 1_000] for i in range(0, len(lines), 1_000)]
+    _assert_decodes_like_reference(batches, Interner)
+    _assert_decodes_like_reference(batches, lambda: Interner(max_size=30, max_keys=3))
+
+
+def test_every_single_odd_field_decodes_exactly_like_the_reference():
+    """Each field of each type, given each odd value, among good events: the reference's decision and interning."""
+    rng = np.random.default_rng(3)
+    batches = []
+    for kind, fields in enumerate(_KIND_FIELDS):
+        for field in fields:
+            for odd in _ODD:
+                values = [_good_event(int(k), rng) for k in rng.integers(4, size=6)]
+                values.insert(int(rng.integers(7)), _event(orjson.loads(_good_event(kind, rng)), {field: odd}))
+                batches.append(values)
+    _assert_decodes_like_reference(batches, Interner)
+    _assert_decodes_like_reference(batches, lambda: Interner(max_size=9, max_keys=2))
+
+
+def test_every_pair_of_odd_fields_decodes_exactly_like_the_reference():
+    """Two events of a type damaged in two fields: the columns fail in the reference's order, with its interning."""
+    values_tried = [None, True, 1, -1, 200.0, "", "y" * 2001, [1], _DROP]
+    rng = np.random.default_rng(4)
+    batches = []
+    for kind in range(3):
+        damages = [(f, v) for f in _KIND_FIELDS[kind] for v in values_tried]
+        # One good event of each type, and nulls in every optional field on the first one.
+        good = [_good_event(k, rng) for k in range(4)]
+        good.insert(0, _event(_TEMPLATES[kind], {f: None for f in _GOOD[kind] if None in _GOOD[kind][f]}))
+        for i, (f1, v1) in enumerate(damages):
+            for f2, v2 in damages[i + 1:]:
+                batches.append([_event(_TEMPLATES[kind], {f1: v1}), *good, _event(_TEMPLATES[kind], {f2: v2})])
+    _assert_decodes_like_reference(batches, Interner)
+    _assert_decodes_like_reference(batches[::7], lambda: Interner(max_size=12, max_keys=2))
+
+
+def test_batches_with_several_odd_fields_decode_exactly_like_the_reference():
+    """Up to three damaged events among good ones of every type decode like the reference."""
+    batches = _damaged_batches(2, 1_000, 3)
+    _assert_decodes_like_reference(batches, Interner)
+    _assert_decodes_like_reference(batches, lambda: Interner(max_size=12, max_keys=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(st.binary(max_size=64) | json_values.map(orjson.dumps) | event_like.map(orjson.dumps),
+                         min_size=1, max_size=12), min_size=1, max_size=3),
+       st.sampled_from([None, 3, 9]))
+def test_arbitrary_batches_decode_exactly_like_the_reference(batches, cap):
+    """Whatever arrives, the columns, rejections and interner state are the reference's."""
+    _assert_decodes_like_reference(batches, Interner if cap is None else lambda: Interner(max_size=cap, max_keys=2))
