@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import platform
 import resource
 import sys
 import tempfile
@@ -41,14 +40,11 @@ import time
 import tracemalloc
 from pathlib import Path
 
-# One core: keep numpy's BLAS pools from spreading over the machine.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import SEED, demo_file, machine  # noqa: E402
 
 from detector.columns import DecodedBatch, RequestColumns  # noqa: E402
 from detector.config import Pipeline, load_pipeline  # noqa: E402
@@ -56,20 +52,13 @@ from detector.contract import decode_batch  # noqa: E402
 from detector.core import Core  # noqa: E402
 from detector.interner import Interner  # noqa: E402
 from detector.replay import CHUNK_LINES  # noqa: E402
-from detector.simulate.main import resolve_scenario  # noqa: E402
-from detector.simulate.output import simulate_to_file  # noqa: E402
-from detector.simulate.scenario import load_scenario  # noqa: E402
 from detector.windows import WindowFacts  # noqa: E402
 
-SEED = 7
 TARGET_BYTES = 4 * 1024
 START_TS = 1_795_679_400.0  # a window boundary (the demo scenario's start)
 MIB = 2**20
 
 
-def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, orjson {orjson.__version__}")
 
 
 def rss_bytes() -> int:
@@ -154,8 +143,7 @@ class WindowMeter:
 
 def measure_demo(pipeline: Pipeline, duration_s: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
-        path = Path(tmp) / "demo.jsonl"
-        simulate_to_file(load_scenario(resolve_scenario("demo"), seed=SEED, duration_s=duration_s), path)
+        path = demo_file(Path(tmp) / "demo.jsonl", duration_s)
         lines = path.read_bytes().splitlines()
     core = Core(pipeline)
     meter = WindowMeter(core)

@@ -20,57 +20,26 @@ Run: `python benchmarks/bench_replay.py [--quick] [--json]`.
 from __future__ import annotations
 
 import argparse
-import gc
-import os
-import platform
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Callable
 
-# One core: keep numpy's BLAS pools from spreading over the machine.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import best_of, demo_file, machine  # noqa: E402
 
 from detector.config import Pipeline, load_pipeline  # noqa: E402
 from detector.contract import decode_batch  # noqa: E402
 from detector.interner import Interner  # noqa: E402
 from detector.records import Record  # noqa: E402
 from detector.replay import CHUNK_LINES, ReplayResult, replay  # noqa: E402
-from detector.simulate.main import resolve_scenario  # noqa: E402
-from detector.simulate.output import simulate_to_file  # noqa: E402
-from detector.simulate.scenario import load_scenario  # noqa: E402
 
-SEED = 7
 TARGET_RATIO = 0.4
 
 
-def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, orjson {orjson.__version__}")
 
 
-def best_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Smallest wall time of each function over `repeats` rounds, in seconds.
-
-    Each round runs every function once, in turn, so a burst of load from
-    elsewhere on a shared machine hits the baseline and the measured code
-    alike and their ratio stays honest. Garbage is collected before each call.
-    """
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            gc.collect()
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
 def read_and_loads(path: Path) -> int:
@@ -106,8 +75,7 @@ def replay_file(path: Path, pipeline: Pipeline) -> tuple[ReplayResult, list[Reco
 def run(duration_s: float, repeats: int) -> dict:
     pipeline = load_pipeline()
     with tempfile.TemporaryDirectory(prefix="bench-replay-") as tmp:
-        path = Path(tmp) / "demo.jsonl"
-        simulate_to_file(load_scenario(resolve_scenario("demo"), seed=SEED, duration_s=duration_s), path)
+        path = demo_file(Path(tmp) / "demo.jsonl", duration_s)
         n = read_and_loads(path)  # warm the page cache; count the events
         accepted = read_and_decode(path, pipeline.limits.max_message_bytes)
         if accepted != n:
