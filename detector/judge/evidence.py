@@ -5,12 +5,20 @@ windows, new version after a deploy vs the service before it). A population
 holds per-endpoint requests, errors, completed transactions and the merged
 latency sketch, plus service-wide totals; everything is an exact sum of the
 closed windows' aggregates.
+
+A verification keeps one population per window and version side (a slice);
+its rules read sums of slices over spans of up to a few dozen windows, every
+window. `SpanSums` makes those sums cheap without changing them: each slice
+is aligned once on the verification's endpoint rows, with its latency as
+packed (row, bucket) codes and running sums of its counts, so a span's
+counts are the difference of two running sums and its latency sketches are
+merged only when a latency rule reads them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -18,19 +26,18 @@ from detector import sketch
 from detector.windows import WindowFacts
 
 
-@dataclass
-class Population:
+class Traffic:
+    """What rules read of a population; shared by eager populations and lazily merged spans."""
+
     endpoints: np.ndarray  # int32 endpoint ids, one per row
     n: np.ndarray  # int64 requests per endpoint row
     errors: np.ndarray  # int64
     txn: np.ndarray  # int64 completed transactions per endpoint row
-    lat: sketch.GroupedSketch  # one sketch per endpoint row
+    lat: sketch.GroupedSketch  # one latency sketch per endpoint row
     whole: sketch.Sketch  # latency of the whole selection
     total_n: int
     total_errors: int
     total_txn: int
-    windows: int
-    seconds: float
 
     @property
     def error_rate(self) -> float:
@@ -45,15 +52,82 @@ class Population:
         return self.whole if row < 0 else sketch.select(self.lat, row)
 
 
-def _pad_groups(g: sketch.GroupedSketch, n: int) -> sketch.GroupedSketch:
-    if g.n_series >= n:
-        return g
-    tail = np.full(n - g.n_series, g.indptr[-1], dtype=np.int64)
-    return sketch.GroupedSketch(np.concatenate([g.indptr, tail]), g.buckets, g.counts)
+@dataclass
+class Population(Traffic):
+    endpoints: np.ndarray  # int32 endpoint ids, one per row
+    n: np.ndarray  # int64 requests per endpoint row
+    errors: np.ndarray  # int64
+    txn: np.ndarray  # int64 completed transactions per endpoint row
+    lat: sketch.GroupedSketch  # one sketch per endpoint row
+    whole: sketch.Sketch  # latency of the whole selection
+    total_n: int
+    total_errors: int
+    total_txn: int
+    windows: int
+    seconds: float
+
+
+def _among(values: np.ndarray, ids: Sequence[int]) -> np.ndarray:
+    """np.isin for the few version ids of a selection, without its setup cost."""
+    out = np.zeros(len(values), bool)
+    for i in ids:
+        out |= values == i
+    return out
+
+
+@dataclass
+class WindowSums:
+    """Closed windows added up per series, ready to be cut into populations.
+
+    Several populations over the same windows (new and stable version, or one
+    per service when blaming) share this step.
+    """
+
+    count: np.ndarray  # int64 [n_series] requests
+    errors: np.ndarray  # int64 [n_series]
+    txn_series: np.ndarray  # series of each (window, series, transaction) count, clamped into the window's series
+    txn_inside: np.ndarray  # bool: the series lies inside its window's arrays
+    txn_count: np.ndarray  # int64
+    lat_series: np.ndarray  # int64 series of every latency entry of every window
+    lat_buckets: np.ndarray  # int32
+    lat_counts: np.ndarray  # int64
+    windows: int
+    seconds: float
+
+
+def window_sums(windows: Sequence[WindowFacts], n_series: int) -> WindowSums:
+    """Per-series sums of `windows` over the first `n_series` series."""
+    count = np.zeros(n_series, np.int64)
+    errors = np.zeros(n_series, np.int64)
+    seconds = 0.0
+    txn_series, txn_count, txn_limit = [], [], []
+    lat_series, lat_buckets, lat_counts = [], [], []
+    for w in windows:
+        seconds += w.end - w.start
+        k = len(w.count)
+        count[:k] += w.count
+        errors[:k] += w.errors
+        if len(w.txn_series):
+            txn_series.append(w.txn_series)
+            txn_count.append(w.txn_count)
+            txn_limit.append(np.full(len(w.txn_series), k, np.int64))
+        lat_series.append(sketch.entry_series(w.lat))
+        lat_buckets.append(w.lat.buckets)
+        lat_counts.append(w.lat.counts)
+    if txn_series:
+        ts, limit = np.concatenate(txn_series), np.concatenate(txn_limit)
+        txn = (np.minimum(ts, limit - 1), ts < limit, np.concatenate(txn_count))
+    else:
+        txn = (np.empty(0, np.int64), np.empty(0, bool), np.empty(0, np.int64))
+    if windows:
+        lat = tuple(np.concatenate(a) for a in (lat_series, lat_buckets, lat_counts))
+    else:
+        lat = (np.empty(0, np.int64), np.empty(0, np.int32), np.empty(0, np.int64))
+    return WindowSums(count, errors, *txn, *lat, len(windows), seconds)
 
 
 def population(
-    windows: Sequence[WindowFacts],
+    windows: Sequence[WindowFacts] | WindowSums,
     series_service: np.ndarray,
     series_endpoint: np.ndarray,
     series_version: np.ndarray,
@@ -66,14 +140,19 @@ def population(
     (any when None) and not in `exclude_versions`, broken down by endpoint.
 
     `endpoints` (sorted) fixes the row order so that two populations line up;
-    traffic of endpoints not listed still counts in the totals.
+    traffic of endpoints not listed still counts in the totals. `windows` may
+    be given as their `window_sums` over these series.
     """
     n_series = len(series_service)
+    sums = windows if isinstance(windows, WindowSums) else window_sums(windows, n_series)
+    if len(sums.count) != n_series:
+        raise ValueError(f"window sums cover {len(sums.count)} series, the series table has {n_series}; "
+                         "add the windows up again after new series appeared")
     mask = series_service == service
     if versions is not None:
-        mask &= np.isin(series_version, np.asarray(list(versions), dtype=np.int32))
+        mask &= _among(series_version, versions)
     if len(exclude_versions):
-        mask &= ~np.isin(series_version, np.asarray(list(exclude_versions), dtype=np.int32))
+        mask &= ~_among(series_version, exclude_versions)
     if endpoints is None:
         endpoints = np.unique(series_endpoint[mask]).astype(np.int32)
     n_rows = len(endpoints)
@@ -82,126 +161,240 @@ def population(
         pos = np.minimum(np.searchsorted(endpoints, series_endpoint), n_rows - 1)
         matched = mask & (endpoints[pos] == series_endpoint)
         group[matched] = pos[matched]
-    n = np.zeros(n_rows, np.int64)
-    errors = np.zeros(n_rows, np.int64)
-    txn = np.zeros(n_rows, np.int64)
-    total_n = total_errors = total_txn = 0
-    ep_sketches, whole_sketches = [], []
-    seconds = 0.0
-    for w in windows:
-        seconds += w.end - w.start
-        k = len(w.count)
-        g, m = group[:k], mask[:k]
-        valid = g >= 0
-        if valid.any():
-            n += np.bincount(g[valid], weights=w.count[valid], minlength=n_rows).astype(np.int64)
-            errors += np.bincount(g[valid], weights=w.errors[valid], minlength=n_rows).astype(np.int64)
-        total_n += int(w.count[m].sum())
-        total_errors += int(w.errors[m].sum())
-        if len(w.txn_series):
-            ts_ = np.minimum(w.txn_series, k - 1)
-            tin = (w.txn_series < k) & m[ts_]
-            total_txn += int(w.txn_count[tin].sum())
-            tg = g[ts_]
-            tv = tin & (tg >= 0)
-            if tv.any():
-                txn += np.bincount(tg[tv], weights=w.txn_count[tv], minlength=n_rows).astype(np.int64)
-        ep_sketches.append(sketch.merge_grouped(w.lat, g, max(n_rows, 1)))
-        whole_sketches.append(sketch.merge_grouped(w.lat, np.where(m, 0, -1), 1))
-    lat = _pad_groups(sketch.add_grouped(*ep_sketches), n_rows)
-    if lat.n_series > n_rows:
-        lat = sketch.GroupedSketch(lat.indptr[: n_rows + 1], lat.buckets[: lat.indptr[n_rows]],
-                                   lat.counts[: lat.indptr[n_rows]])
-    whole = sketch.select(_pad_groups(sketch.add_grouped(*whole_sketches), 1), 0)
+    # Windows are added up per series first, then grouped once: the same
+    # integers as grouping window by window and adding the results.
+    valid = group >= 0
+    n = np.bincount(group[valid], weights=sums.count[valid], minlength=n_rows).astype(np.int64)
+    errors = np.bincount(group[valid], weights=sums.errors[valid], minlength=n_rows).astype(np.int64)
+    total_n = int(sums.count[mask].sum())
+    total_errors = int(sums.errors[mask].sum())
+    tin = sums.txn_inside & mask[sums.txn_series]
+    total_txn = int(sums.txn_count[tin].sum())
+    tg = group[sums.txn_series]
+    tv = tin & (tg >= 0)
+    txn = np.bincount(tg[tv], weights=sums.txn_count[tv], minlength=n_rows).astype(np.int64)
+    rows = group[sums.lat_series]
+    on_row = rows >= 0
+    lat = sketch.group_codes(sketch.encode(rows[on_row], sums.lat_buckets[on_row]), n_rows,
+                             sums.lat_counts[on_row])
+    in_mask = mask[sums.lat_series]
+    whole = sketch.select(sketch.group_codes(sums.lat_buckets[in_mask], 1, sums.lat_counts[in_mask]), 0)
     return Population(endpoints, n, errors, txn, lat, whole, total_n, total_errors, total_txn,
-                      len(windows), seconds)
+                      sums.windows, sums.seconds)
 
 
-def empty_population(endpoints: np.ndarray) -> Population:
+class Span(Traffic):
+    """Exact sum of slices over a span, aligned on endpoint rows.
+
+    Counts are summed when the span is made; the latency sketches (`lat`, one
+    per endpoint row, and `whole`) when first read, since only latency rules
+    read them.
+    """
+
+    def __init__(self, endpoints: np.ndarray, counts: np.ndarray, totals: tuple[int, int, int],
+                 lat: Callable[[], sketch.GroupedSketch], whole: Callable[[], sketch.Sketch]) -> None:
+        self.endpoints = endpoints
+        self.n, self.errors, self.txn = counts  # the rows of an int64 [3, n_rows] array
+        self.total_n, self.total_errors, self.total_txn = totals
+        self._make_lat, self._make_whole = lat, whole
+        self._lat: sketch.GroupedSketch | None = None
+        self._whole: sketch.Sketch | None = None
+
+    @property
+    def lat(self) -> sketch.GroupedSketch:
+        if self._lat is None:
+            self._lat = self._make_lat()
+        return self._lat
+
+    @property
+    def whole(self) -> sketch.Sketch:
+        if self._whole is None:
+            self._whole = self._make_whole()
+        return self._whole
+
+
+@dataclass
+class _Aligned:
+    """One slice on the verification's endpoint rows (rows it lacks are zero)."""
+
+    source: Population
+    counts: np.ndarray  # int64 [3, n_rows]: requests, errors, completed transactions
+    lat_codes: np.ndarray  # int64 row * NBUCKETS + bucket, one per latency entry on a row
+    lat_counts: np.ndarray  # int64, > 0
+    # Running sums over this slice and every earlier one of its kind: a span's
+    # counts are the difference of two of them.
+    cum_counts: np.ndarray
+    cum_totals: tuple[int, int, int]  # requests, errors, completed transactions
+
+
+def _align(p: Population, endpoints: np.ndarray, before: _Aligned | None) -> _Aligned:
     n_rows = len(endpoints)
-    z = np.zeros(n_rows, np.int64)
-    return Population(endpoints, z, z.copy(), z.copy(), _pad_groups(sketch.add_grouped(), n_rows),
-                      sketch.select(_pad_groups(sketch.add_grouped(), 1), 0), 0, 0, 0, 0, 0.0)
-
-
-def combine(pops: Sequence[Population], endpoints: np.ndarray | None = None) -> Population:
-    """Exact sum of populations (e.g. one per window), aligned on `endpoints`
-    (default: the union of theirs)."""
-    if endpoints is None:
-        endpoints = np.unique(np.concatenate([p.endpoints for p in pops])) if pops else np.empty(0, np.int32)
-    endpoints = np.asarray(endpoints, dtype=np.int32)
-    if not pops:
-        return empty_population(endpoints)
-    n_rows = len(endpoints)
-    totals = (sum(p.total_n for p in pops), sum(p.total_errors for p in pops), sum(p.total_txn for p in pops),
-              sum(p.windows for p in pops), sum(p.seconds for p in pops))
-    whole = sketch.merge(*[p.whole for p in pops]) if len(pops) > 1 else pops[0].whole
-    if all(len(p.endpoints) == n_rows and np.array_equal(p.endpoints, endpoints) for p in pops):
-        if len(pops) == 1:
-            p = pops[0]
-            return Population(endpoints, p.n, p.errors, p.txn, p.lat, whole, *totals)
-        return Population(endpoints, np.sum([p.n for p in pops], axis=0), np.sum([p.errors for p in pops], axis=0),
-                          np.sum([p.txn for p in pops], axis=0),
-                          _pad_groups(sketch.add_grouped(*[p.lat for p in pops]), n_rows), whole, *totals)
-    n = np.zeros(n_rows, np.int64)
-    errors = np.zeros(n_rows, np.int64)
-    txn = np.zeros(n_rows, np.int64)
-    lats = []
-    for p in pops:
+    entry_series = sketch.entry_series(p.lat)
+    if len(p.endpoints) == n_rows and np.array_equal(p.endpoints, endpoints):
+        counts = np.stack([p.n, p.errors, p.txn])
+        entry_rows = entry_series
+    else:
+        # Endpoints seen after the slice was made get zero rows; the rows of
+        # endpoints the span does not list are left out (totals keep them).
         if len(p.endpoints) and n_rows:
             pos = np.minimum(np.searchsorted(endpoints, p.endpoints), n_rows - 1)
             rows = np.where(endpoints[pos] == p.endpoints, pos, -1)
         else:
             rows = np.full(len(p.endpoints), -1, dtype=np.int64)
         ok = rows >= 0
-        np.add.at(n, rows[ok], p.n[ok])
-        np.add.at(errors, rows[ok], p.errors[ok])
-        np.add.at(txn, rows[ok], p.txn[ok])
-        if np.array_equal(p.endpoints, endpoints):
-            lats.append(p.lat)
-        else:
-            lats.append(sketch.merge_grouped(p.lat, rows, max(n_rows, 1)))
-    lat = _pad_groups(sketch.add_grouped(*lats), n_rows)
-    return Population(endpoints, n, errors, txn, lat, whole, *totals)
+        counts = np.zeros((3, n_rows), np.int64)
+        counts[:, rows[ok]] = np.stack([p.n, p.errors, p.txn])[:, ok]
+        entry_rows = np.full(len(entry_series), -1, np.int64)
+        known = entry_series < len(rows)
+        entry_rows[known] = rows[entry_series[known]]
+    on_row = (entry_rows >= 0) & (entry_rows < n_rows)
+    totals = (p.total_n, p.total_errors, p.total_txn)
+    if before is None:
+        cum_counts, cum_totals = counts, totals
+    else:
+        cum_counts = before.cum_counts + counts
+        cum_totals = tuple(b + t for b, t in zip(before.cum_totals, totals))
+    return _Aligned(p, counts, sketch.encode(entry_rows[on_row], p.lat.buckets[on_row]), p.lat.counts[on_row],
+                    cum_counts, cum_totals)
 
 
-def _scale_sketch(s: sketch.Sketch, f: float) -> sketch.Sketch:
-    c = np.rint(s.counts * f).astype(np.int64)
-    keep = c > 0
-    return sketch.Sketch(s.buckets[keep], c[keep])
+class SpanSums:
+    """Sums of one verification's slices over spans of windows, for its rules.
 
-
-def scaled(p: Population, f: float) -> Population:
-    """The population with every count multiplied by `f` (rounded): a reweighting, not a merge."""
-    if f == 1.0:
-        return p
-    lat = p.lat
-    c = np.rint(lat.counts * f).astype(np.int64)
-    entry = sketch.entry_series(lat)
-    keep = c > 0
-    lat = sketch.group_codes(sketch.encode(entry[keep], lat.buckets[keep]), lat.n_series, c[keep])
-    r = lambda a: np.rint(a * f).astype(np.int64)  # noqa: E731
-    return Population(p.endpoints, r(p.n), r(p.errors), r(p.txn), lat, _scale_sketch(p.whole, f),
-                      int(round(p.total_n * f)), int(round(p.total_errors * f)), int(round(p.total_txn * f)),
-                      p.windows, p.seconds)
-
-
-def time_matched(reference: Sequence[Population], new: Sequence[Population],
-                 endpoints: np.ndarray) -> Population:
-    """The reference reweighted window by window to the new population's time profile.
-
-    Comparing sums over a span is biased when the two populations are spread
-    differently over it (a rolling deploy moves traffic from the stable to the
-    new version while a shared slowdown begins: Simpson's paradox). Direct
-    standardisation fixes it: each window of the reference counts in
-    proportion to the new version's share of traffic in that window, keeping
-    the reference's total size. Windows where either side has no traffic are
-    left out.
+    `slices` maps a window start to that window's populations by kind ("new",
+    "stable"), in window order; a window's slices are added after every
+    earlier window's, and the oldest are dropped first. Slice populations stay
+    compact and exact (they are what a snapshot keeps); what this object
+    derives from them is rebuilt when missing, so it is never saved. Call
+    `begin` once per evaluation: spans are memoised within one evaluation,
+    slice alignments and running sums across evaluations for as long as the
+    endpoint rows stay the same.
     """
-    both = [(r, n) for r, n in zip(reference, new) if r.total_n > 0 and n.total_n > 0]
-    if not both:
-        return combine([], endpoints)
-    ref_total = sum(r.total_n for r, _ in both)
-    new_total = sum(n.total_n for _, n in both)
-    parts = [scaled(r, (n.total_n / new_total) / (r.total_n / ref_total)) for r, n in both]
-    return combine(parts, endpoints)
+
+    KINDS = ("new", "stable")
+
+    def __init__(self) -> None:
+        self._aligned: dict[tuple[float, str], _Aligned] = {}
+        self._order: list[float] = []  # window starts in slice order, as aligned
+        self._index: dict[float, int] = {}
+        self._endpoints = np.empty(0, np.int32)
+        self._slices: dict[float, dict[str, Population]] = {}
+        self._memo: dict[tuple, Span] = {}
+
+    def begin(self, slices: dict[float, dict[str, Population]], endpoints: np.ndarray) -> None:
+        endpoints = np.asarray(endpoints, dtype=np.int32)
+        order = list(slices)
+        old = self._aligned if self._continues(slices, order, endpoints) else {}
+        # A new dict (never edited in place) so that spans handed out earlier keep theirs.
+        aligned: dict[tuple[float, str], _Aligned] = {}
+        for kind in self.KINDS:
+            before = None
+            for start in order:
+                a = old.get((start, kind))
+                if a is None:
+                    a = _align(slices[start][kind], endpoints, before)
+                aligned[(start, kind)] = before = a
+        self._aligned, self._order, self._endpoints, self._slices = aligned, order, endpoints, slices
+        self._index = {s: i for i, s in enumerate(order)}
+        self._memo = {}
+
+    def _continues(self, slices: dict[float, dict[str, Population]], order: list[float],
+                   endpoints: np.ndarray) -> bool:
+        """Whether the running sums kept so far still hold: same endpoint rows, the same
+        slice objects, the oldest dropped and new ones only added after the rest."""
+        if not np.array_equal(endpoints, self._endpoints) or not order or not self._order:
+            return False
+        first = self._index.get(order[0])
+        if first is None:
+            return False
+        kept = self._order[first:]
+        if order[: len(kept)] != kept:
+            return False
+        return all(self._aligned[(s, kind)].source is slices[s][kind] for s in kept for kind in self.KINDS)
+
+    def _contiguous(self, starts: Sequence[float]) -> bool:
+        first, last = self._index.get(starts[0]), self._index.get(starts[-1])
+        return first is not None and last is not None and last - first + 1 == len(starts)
+
+    def total(self, kind: str, starts: Sequence[float]) -> Span:
+        """Exact sum of the `kind` slices of consecutive windows `starts`."""
+        key = (kind, starts[0], starts[-1]) if len(starts) else (kind,)
+        if key not in self._memo:
+            self._memo[key] = self._total(kind, starts)
+        return self._memo[key]
+
+    def _total(self, kind: str, starts: Sequence[float]) -> Span:
+        n_rows = len(self._endpoints)
+        if not len(starts):
+            return Span(self._endpoints, np.zeros((3, n_rows), np.int64), (0, 0, 0),
+                        lambda: sketch.group_codes(np.empty(0, np.int64), n_rows), sketch.empty)
+        if not self._contiguous(starts):
+            raise ValueError(f"span of window starts {list(starts)} is not a run of consecutive slices "
+                             f"(slices: {self._order}); pass starts as taken from the slices, in order")
+        aligned = self._aligned
+        first, last = aligned[(starts[0], kind)], aligned[(starts[-1], kind)]
+        counts = last.cum_counts - first.cum_counts + first.counts
+        totals = tuple(b - a + t for a, b, t in zip(first.cum_totals, last.cum_totals, (
+            first.source.total_n, first.source.total_errors, first.source.total_txn)))
+
+        def lat() -> sketch.GroupedSketch:
+            parts = [aligned[(s, kind)] for s in starts]
+            return sketch.group_codes(np.concatenate([a.lat_codes for a in parts]), n_rows,
+                                      np.concatenate([a.lat_counts for a in parts]))
+
+        def whole() -> sketch.Sketch:
+            wholes = [aligned[(s, kind)].source.whole for s in starts]
+            return sketch.merge(*wholes) if len(wholes) > 1 else wholes[0]
+
+        return Span(self._endpoints, counts, totals, lat, whole)
+
+    def matched(self, starts: Sequence[float]) -> Span:
+        """The stable slices over `starts` reweighted window by window to the new
+        version's time profile.
+
+        Comparing sums over a span is biased when the two populations are
+        spread differently over it (a rolling deploy moves traffic from the
+        stable to the new version while a shared slowdown begins: Simpson's
+        paradox). Direct standardisation fixes it: each window of the
+        reference counts in proportion to the new version's share of traffic
+        in that window, keeping the reference's total size. Windows where
+        either side has no traffic are left out. Counts are rounded to whole
+        requests window by window, then summed.
+        """
+        key = ("matched", starts[0], starts[-1]) if len(starts) else ("matched",)
+        if key not in self._memo:
+            self._memo[key] = self._matched(starts)
+        return self._memo[key]
+
+    def _matched(self, starts: Sequence[float]) -> Span:
+        n_rows = len(self._endpoints)
+        pairs = [(self._slices[s]["stable"], self._slices[s]["new"].total_n, self._aligned[(s, "stable")])
+                 for s in starts]
+        pairs = [(r, new_n, a) for r, new_n, a in pairs if r.total_n > 0 and new_n > 0]
+        if not pairs:
+            return Span(self._endpoints, np.zeros((3, n_rows), np.int64), (0, 0, 0),
+                        lambda: sketch.group_codes(np.empty(0, np.int64), n_rows), sketch.empty)
+        ref_total = sum(r.total_n for r, _, _ in pairs)
+        new_total = sum(new_n for _, new_n, _ in pairs)
+        factors = [(new_n / new_total) / (r.total_n / ref_total) for r, new_n, _ in pairs]
+        f = np.asarray(factors, dtype=np.float64)
+        # Every window's counts are rounded to whole requests before the sum,
+        # exactly as when each window's population is scaled, then all added.
+        counts = np.rint(np.stack([a.counts for _, _, a in pairs]) * f[:, None, None]).astype(np.int64).sum(axis=0)
+        totals = tuple(sum(int(round(getattr(r, name) * x)) for (r, _, _), x in zip(pairs, factors))
+                       for name in ("total_n", "total_errors", "total_txn"))
+
+        def scaled(keys: list[np.ndarray], values: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+            c = np.rint(np.concatenate(values) * np.repeat(f, [len(v) for v in values])).astype(np.int64)
+            keep = c > 0
+            return np.concatenate(keys)[keep], c[keep]
+
+        def lat() -> sketch.GroupedSketch:
+            codes, counts = scaled([a.lat_codes for _, _, a in pairs], [a.lat_counts for _, _, a in pairs])
+            return sketch.group_codes(codes, n_rows, counts)
+
+        def whole() -> sketch.Sketch:
+            return sketch.merge(sketch.Sketch(*scaled([r.whole.buckets for r, _, _ in pairs],
+                                                      [r.whole.counts for r, _, _ in pairs])))
+
+        return Span(self._endpoints, counts, totals, lat, whole)

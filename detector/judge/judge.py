@@ -23,7 +23,7 @@ from detector.config import Pipeline, Rule
 from detector.interner import Interner
 from detector import stats
 from detector.judge import blame, rules
-from detector.judge.evidence import Population, combine, population, time_matched
+from detector.judge.evidence import Population, SpanSums, Traffic, WindowSums, population, window_sums
 from detector.judge.rootcause import LogEvidence, hint
 from detector.logs.findings import DeployContext
 from detector.judge.verification import Finding, Verification
@@ -45,6 +45,10 @@ class Judge:
         self.logs = logs
         self.seasonal = seasonal
         self.verifications: dict[int, Verification] = {}
+        # Derived from each open verification's slices, never saved: service -> (verification, sums).
+        self._spans: dict[int, tuple[Verification, SpanSums]] = {}
+        # Windows added up during one evaluation: window ids -> (windows, sums).
+        self._window_memo: dict[tuple, tuple[tuple[WindowFacts, ...], WindowSums]] = {}
         self.done: deque[str] = deque(maxlen=10_000)  # deploy ids already judged (replays of their events)
         self._infra_ids = frozenset(interner.intern(n) for n in pipeline.verification.infra_metrics)
         self._critical = frozenset(pipeline.verification.critical_endpoints)
@@ -89,8 +93,17 @@ class Judge:
         return out
 
     def _retire(self) -> None:
+        self._window_memo.clear()  # end of a window's evaluations: let its windows go
         for sid in [s for s, v in self.verifications.items() if not v.open]:
             self.done.append(self.verifications.pop(sid).deploy.deploy_id)
+            self._spans.pop(sid, None)
+
+    def _span_sums(self, v: Verification) -> SpanSums:
+        """The span sums derived from `v`'s slices (kept across windows, rebuilt after a restore)."""
+        held = self._spans.get(v.service)
+        if held is None or held[0] is not v:
+            held = self._spans[v.service] = (v, SpanSums())
+        return held[1]
 
     def catch_up(self, ev: DeployEvent, history: Sequence[WindowFacts]) -> list[Record]:
         """A deploy event that arrived after windows following it had closed: judge those
@@ -114,8 +127,19 @@ class Judge:
     def _pop(self, windows: Sequence[WindowFacts], service: int, versions=None, exclude_versions=(),
              endpoints=None) -> Population:
         rs = self.requests
-        return population(windows, rs.service, rs.endpoint, rs.version, service, versions, exclude_versions,
-                          endpoints)
+        return population(self._window_sums(windows), rs.service, rs.endpoint, rs.version, service, versions,
+                          exclude_versions, endpoints)
+
+    def _window_sums(self, windows: Sequence[WindowFacts]) -> WindowSums:
+        """`windows` added up once per evaluation, for every population cut from them
+        (a window's two slices; the services compared when blaming)."""
+        n_series = len(self.requests)
+        key = (tuple(map(id, windows)), n_series)
+        held = self._window_memo.get(key)
+        if held is None:
+            # Holding the windows keeps their ids from being reused while the entry lives.
+            held = self._window_memo[key] = (tuple(windows), window_sums(windows, n_series))
+        return held[1]
 
     def _slice(self, v: Verification, w: WindowFacts, endpoints: np.ndarray) -> dict[str, Population]:
         """This window's new-version, stable and whole-service traffic, computed once."""
@@ -128,6 +152,7 @@ class Judge:
         }
 
     def _evaluate(self, v: Verification, w: WindowFacts, history: Sequence[WindowFacts]) -> list[Record]:
+        self._window_memo.clear()
         width = self.p.windows.width_s
         start_floor = math.floor(v.started / width) * width
         endpoints = np.unique(self.requests.endpoint[self.requests.service == v.service]).astype(np.int32)
@@ -146,13 +171,8 @@ class Judge:
         if v.pre is None:
             v.pre = self._pop(before, v.service, exclude_versions=(v.version,), endpoints=endpoints)
         pre_all = v.pre
-        memo: dict[tuple, Population] = {}
-
-        def span_of(kind: str, starts: list[float]) -> Population:
-            key = (kind, starts[0], starts[-1]) if starts else (kind,)
-            if key not in memo:
-                memo[key] = combine([v.slices[s][kind] for s in starts], endpoints)
-            return memo[key]
+        spans = self._span_sums(v)
+        spans.begin(v.slices, endpoints)
 
         for rule in self.p.rules:
             if rule.signal not in ("error_rate", "latency", "transactions", "volume"):
@@ -162,11 +182,11 @@ class Judge:
             starts = [s for s in v.slices if s >= w.end - rule.duration_s - 1e-9]
             if not starts:
                 continue
-            new = span_of("new", starts)
+            new = spans.total("new", starts)
             if new.total_n == 0:
                 continue
             if rule.signal == "volume":
-                total = new.total_n + span_of("stable", starts).total_n
+                total = new.total_n + spans.total("stable", starts).total_n
                 c = self._volume_drop(v, rule, starts, total, pre_all, w)
                 if c is not None and (rule.name, -1) not in v.findings:
                     f = Finding(rule=rule.name, signal="volume", action=rule.action, endpoint=-1,
@@ -178,30 +198,27 @@ class Judge:
                     v.findings[(rule.name, -1)] = f
                     out.append(anomaly)
                 continue
-            stable = span_of("stable", starts)
+            stable = spans.total("stable", starts)
             if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
-                key = ("matched", starts[0], starts[-1])
-                if key not in memo:
-                    memo[key] = time_matched([v.slices[s]["stable"] for s in starts],
-                                             [v.slices[s]["new"] for s in starts], endpoints)
-                stable = memo[key]
+                stable = spans.matched(starts)
             if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
                 ref, ref_name = stable, "stable"
             else:
                 ref, ref_name = pre_all, "before"
             k = len(starts)
-            parts = [span_of("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] if k >= 3 else []
+            parts = [spans.total("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] if k >= 3 else []
             shares = ref if ref.total_n else new
 
-            def share_of(ep: int, _p: Population = shares) -> float:
+            def share_of(ep: int, _p: Traffic = shares) -> float:
                 row = _p.row(ep)
                 return float(_p.n[row] / _p.total_n) if row >= 0 and _p.total_n else 0.0
 
-            span = [h for h in history if h.start >= starts[0]]
-            for c in rules.evaluate(rule, new, ref, self.p.tests, parts, share_of):
+            found = {ep for name, ep in v.findings if name == rule.name}
+            for c in rules.evaluate(rule, new, ref, self.p.tests, parts, share_of, skip=found):
                 key = (rule.name, c.endpoint)
                 if key in v.findings:
                     continue
+                span = [h for h in history if h.start >= starts[0]]
                 ctx = blame.Context(
                     span=span, before=before, population=self._pop,
                     services=self._active_services(span), lookup=self.interner.lookup,
@@ -280,8 +297,10 @@ class Judge:
             mean = pre.total_n / pre.seconds * len(starts) * width
             var = 2.0 * mean  # overdispersion unknown before the baseline is ready: assume some
             reference = "before"
-        dev = stats.count_deviation(observed, mean, var, direction="drop")
         drop = 1.0 - observed / mean if mean > 0 else 0.0
+        if drop < rule.min_effect and math.isfinite(mean) and mean >= 0 and math.isfinite(var) and var >= 0:
+            return None  # too small a drop whatever the test says (which would accept these inputs)
+        dev = stats.count_deviation(observed, mean, var, direction="drop")
         if drop < rule.min_effect or dev.score < rule.min_score:
             return None
         return rules.Candidate(-1, float(observed), float(mean), drop, float(dev.score), observed, 1.0,
