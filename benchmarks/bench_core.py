@@ -38,23 +38,16 @@ import argparse
 import cProfile
 import gc
 import io
-import os
-import platform
 import pstats
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
 
-# One core: keep numpy's BLAS pools from spreading over the machine.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import best_of, demo_lines, machine  # noqa: E402
 
 from detector.columns import DecodedBatch  # noqa: E402
 from detector.config import Pipeline, load_pipeline  # noqa: E402
@@ -62,11 +55,7 @@ from detector.contract import decode_batch  # noqa: E402
 from detector.core import Core  # noqa: E402
 from detector.interner import Interner  # noqa: E402
 from detector.replay import CHUNK_LINES  # noqa: E402
-from detector.simulate.main import resolve_scenario  # noqa: E402
-from detector.simulate.output import simulate_to_file  # noqa: E402
-from detector.simulate.scenario import load_scenario  # noqa: E402
 
-SEED = 7
 TARGET_EVENTS_PER_S = 2_000_000
 DENSE_RATE_SCALE = 10.0
 DENSE_DURATION_S = 300.0
@@ -74,35 +63,10 @@ WORKLOADS = (("demo", "demo"), ("requests only", "requests_only"), ("requests x1
 REQUEST_PREFIX = b'{"type":"request"'
 
 
-def machine() -> str:
-    return (f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-            f"numpy {np.__version__}, orjson {orjson.__version__}")
 
 
-def best_of(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Smallest wall time of each function over `repeats` rounds, in seconds.
-
-    Each round runs every function once, in turn, so a burst of load from
-    elsewhere on a shared machine hits the baseline and the measured code
-    alike and their ratio stays honest. Garbage is collected before each call.
-    """
-    best = {name: float("inf") for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            gc.collect()
-            t0 = time.perf_counter()
-            fn()
-            best[name] = min(best[name], time.perf_counter() - t0)
-    return best
 
 
-def demo_lines(duration_s: float, rate_scale: float | None = None) -> list[bytes]:
-    """The demo scenario's first `duration_s` seconds of event time, one JSON document per line."""
-    scenario = load_scenario(resolve_scenario("demo"), seed=SEED, duration_s=duration_s, rate_scale=rate_scale)
-    with tempfile.TemporaryDirectory(prefix="bench-core-") as tmp:
-        path = Path(tmp) / "demo.jsonl"
-        simulate_to_file(scenario, path)
-        return path.read_bytes().splitlines()
 
 
 def decode_chunks(lines: list[bytes], interner: Interner) -> list[DecodedBatch]:
