@@ -54,17 +54,6 @@ def _chunks(fh: BinaryIO, lines: int) -> Iterator[list[bytes]]:
         yield buf
 
 
-def _last_ts(lines: list[bytes]) -> float:
-    for line in reversed(lines):
-        try:
-            ts = orjson.loads(line).get("ts")
-            if isinstance(ts, (int, float)):
-                return float(ts)
-        except (orjson.JSONDecodeError, AttributeError):
-            continue
-    return float("-inf")
-
-
 def replay(
     inputs: Iterable[str | Path],
     pipeline: Pipeline,
@@ -92,7 +81,7 @@ def replay(
         position = [0] * len(paths)
         behind = [float("-inf")] * len(paths)
         live = list(range(len(paths)))
-        n_events = n_records = n_anom = n_verd = 0
+        n_events = n_records = 0
         while live:
             i = min(live, key=lambda j: (behind[j], j))
             chunk = next(readers[i], None)
@@ -107,7 +96,9 @@ def replay(
                 for r in batch.rejected:
                     rejected(paths[i], position[i] + r.pos, chunk[r.pos], r.reason)
             position[i] += len(chunk)
-            behind[i] = _last_ts(chunk)
+            newest = batch.max_ts()  # the decoded columns already say how far this source got
+            if newest is not None:
+                behind[i] = newest
             n_events += len(chunk)
             for c, part in zip(cores, router.split(batch)):
                 for rec in c.process(part, source=paths[i]):

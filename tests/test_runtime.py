@@ -49,6 +49,17 @@ def _replay_verdicts(setup) -> dict[str, dict]:
     return out
 
 
+def _stream_and_kill(setup, victim: SidecarProcess, after_s: float) -> None:
+    """Stream the scenario paced, SIGKILL `victim` `after_s` seconds in, finish streaming."""
+    async def run():
+        task = asyncio.create_task(produce_scenario(setup["sc"], setup["bootstrap"], setup["pipeline"], speed=150))
+        await asyncio.sleep(after_s)
+        victim.kill()
+        await task
+
+    asyncio.run(run())
+
+
 def _same(live: dict[str, list[dict]], expected: dict[str, dict]) -> None:
     assert set(live) == set(expected)
     for vid, copies in live.items():
@@ -96,14 +107,7 @@ def test_a_killed_instance_is_taken_over_and_no_verdict_is_lost(setup):
     a, b = setup["start"]("a"), setup["start"]("b")
     a.wait_for_log("partition started cold", 30)
     b.wait_for_log("partition started cold", 30)
-
-    async def stream_and_kill():
-        task = asyncio.create_task(produce_scenario(setup["sc"], setup["bootstrap"], setup["pipeline"], speed=150))
-        await asyncio.sleep(5)
-        a.kill()
-        await task
-
-    asyncio.run(stream_and_kill())
+    _stream_and_kill(setup, a, 5)
     expected = _replay_verdicts(setup)
     msgs = asyncio.run(read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
                                   lambda m: set(verdicts(m)) >= set(expected), 150))
@@ -114,14 +118,7 @@ def test_a_restart_after_sigkill_re_emits_nothing_new_and_misses_nothing(setup):
     """Kill -9 then restart: the restored sidecar repeats only ids it had produced, and finishes the job."""
     first = setup["start"]("first")
     first.wait_for_log("partition started cold", 30)
-
-    async def stream_and_kill():
-        task = asyncio.create_task(produce_scenario(setup["sc"], setup["bootstrap"], setup["pipeline"], speed=150))
-        await asyncio.sleep(4)
-        first.kill()
-        await task
-
-    asyncio.run(stream_and_kill())
+    _stream_and_kill(setup, first, 4)
     second = setup["start"]("second")
     second.wait_for_log("partition restored", 60)
     expected = _replay_verdicts(setup)

@@ -36,7 +36,7 @@ from detector.columns import DecodedBatch
 from detector.config import ConfigError, Pipeline, load_pipeline
 from detector.contract import decode_batch
 from detector.core import Core
-from detector.records import Record, encode
+from detector.records import Record, Verdict, encode
 from detector.runtime.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoints, save_checkpoint
 from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import configure, redact
@@ -334,7 +334,7 @@ class Sidecar:
             self.log.info("action", **{k: outcome.get(k) for k in ("action", "verdict_id", "outcome", "target")})
 
     async def _emit(self, rec: Record) -> None:
-        kind = rec.to_dict()["type"]
+        kind = "verdict" if isinstance(rec, Verdict) else "anomaly"
         await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
         self.sinks.submit(rec)
         self.metrics.records_out.labels(kind).inc()
