@@ -17,7 +17,8 @@ def _replay(args: argparse.Namespace) -> int:
                         partitions=args.partitions, alertmanager_url=args.alertmanager_url,
                         save_baselines=args.save_baselines)
     if not args.quiet:
-        print(f"{result.events:,} events ({result.rejected:,} rejected, {result.late:,} late) -> "
+        blank = f", {result.skipped:,} blank lines skipped" if result.skipped else ""
+        print(f"{result.events:,} events ({result.rejected:,} rejected, {result.late:,} late{blank}) -> "
               f"{result.anomalies:,} anomalies, {result.verdicts:,} verdicts in {result.seconds:.1f} s "
               f"({result.events / max(result.seconds, 1e-9):,.0f} events/s)", file=sys.stderr)
     return 0
@@ -37,9 +38,12 @@ def _run(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detector", description="Is the new version working as well as the old one?")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"detector {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    rp = sub.add_parser("replay", help="run the detector over JSONL files at full speed")
+    rp = sub.add_parser("replay", help="run the detector over JSONL files at full speed",
+                        description="Replay history (JSONL files of contract events) through the detector at full "
+                                    "speed: the same anomalies and verdicts as the live run that saw the same events.")
     rp.add_argument("--input", action="append", required=True, help="JSONL file of contract events (repeatable)")
     rp.add_argument("--output", required=True, help="JSONL file for anomalies and verdicts")
     rp.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
@@ -63,7 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
         add_arguments(sp)
     sp.set_defaults(func=_simulate)
 
-    run = sub.add_parser("run", help="live detection on Kafka (sidecar)")
+    run = sub.add_parser("run", help="live detection on Kafka (sidecar)",
+                         description="Run the detector live next to Kafka: read the input topics as a consumer "
+                                     "group, judge every deploy, and publish anomalies and verdicts to the alerts "
+                                     "topic and the configured sinks.")
     run.add_argument("--bootstrap-servers", default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS"),
                      help="HOST:PORT[,HOST:PORT] (default: $KAFKA_BOOTSTRAP_SERVERS)")
     run.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
@@ -74,15 +81,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("deploy-detector")
+    except Exception:  # running from a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from detector.baselines import BaselineFormatError
+    from detector.errors import RuntimeFailure, UsageError
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
     try:
         return int(args.func(args) or 0)
-    except ConfigError as e:
+    except (ConfigError, BaselineFormatError) as e:
         print(f"detector: {e}", file=sys.stderr)
         return 2
+    except (UsageError, RuntimeFailure) as e:
+        print(f"detector {args.command}: {e}", file=sys.stderr)
+        return e.exit_code
     except KeyboardInterrupt:
+        print(f"detector {args.command}: interrupted", file=sys.stderr)
         return 130
 
 

@@ -59,10 +59,12 @@ class Limits:
     max_txn_names_per_service: int = 64
     max_message_bytes: int = 1_048_576
     max_interned_strings: int = 1_000_000
+    max_future_skew_s: float = 300.0
 
     def check(self) -> None:
         for f in fields(self):
-            _require(getattr(self, f.name) >= 1, f"limits.{f.name}", getattr(self, f.name), "an integer >= 1")
+            what = "a number of seconds >= 1" if f.name.endswith("_s") else "an integer >= 1"
+            _require(getattr(self, f.name) >= 1, f"limits.{f.name}", getattr(self, f.name), what)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from detector import state
-from detector.columns import DecodedBatch
+from detector.columns import DecodedBatch, Rejected
 from detector.config import Pipeline
 from detector.interner import Interner
 from detector.judge.judge import Judge
@@ -23,6 +25,7 @@ from detector.baselines import BaselineBank
 from detector.records import Record, Verdict
 from detector.seasonal import SeasonalWatch
 from detector.series import MetricSeries, RequestSeries
+from detector.timeguard import guard
 from detector.windows import WindowFacts, WindowStore
 
 
@@ -66,13 +69,17 @@ class Core:
         self.stats = CoreStats()
         self._pending_deploys: list = []
 
-    def process(self, batch: DecodedBatch, source: str | None = "default") -> list[Record]:
+    def process(self, batch: DecodedBatch, source: str | None = "default", now: float | None = None) -> list[Record]:
         """Fold one decoded batch in; return the records it caused, in event-time order.
 
         `source` is the input (topic, file) whose event time moves the watermark;
         None for a deploys-only control stream: a deploy event that arrives after
         windows following it closed is judged from history (see Judge.catch_up).
+        `now` is the wall clock of a live run (None in a replay). Events that
+        the time guard refuses (far ahead of the stream or the clock) are moved
+        to `batch.rejected` with their reason, for the caller's dead letters.
         """
+        batch = self._guard_time(batch, source, now)
         self.stats.events += batch.accepted
         self.stats.rejected += len(batch.rejected)
         out: list[Record] = []
@@ -93,6 +100,34 @@ class Core:
         out.extend(self._advance(self.windows.close_ready()))
         self._count(out)
         return out
+
+    def _guard_time(self, batch: DecodedBatch, source: str | None, now: float | None) -> DecodedBatch:
+        cols = [c for c in (batch.requests, batch.logs, batch.metrics) if len(c)]
+        if not cols and not batch.deploys:
+            return batch
+        seen = self.windows.max_ts
+        progress = seen.get(source) if source is not None else (max(seen.values()) if seen else None)
+        ts = [c.ts for c in cols] + [np.array([d.ts for d in batch.deploys], np.float64)]
+        pos = [c.pos for c in cols] + [np.array([d.pos for d in batch.deploys], np.int64)]
+        verdict = guard(np.concatenate(ts), np.concatenate(pos), progress,
+                        self.pipeline.limits.max_future_skew_s, now)
+        if not verdict.reject and not len(verdict.late):
+            return batch
+        drop = np.fromiter(verdict.reject, np.int64, len(verdict.reject))
+        drop = np.concatenate([drop, verdict.late])
+        self.windows.late += len(verdict.late)
+        for name in ("requests", "logs", "metrics"):
+            c = getattr(batch, name)
+            if len(c):
+                keep = ~np.isin(c.pos, drop)
+                if not keep.all():
+                    setattr(batch, name, c.take(np.flatnonzero(keep)))
+        if batch.deploys:
+            gone = set(drop.tolist())
+            batch.deploys = [d for d in batch.deploys if d.pos not in gone]
+        batch.rejected.extend(Rejected(p, reason) for p, reason in verdict.reject.items())
+        batch.rejected.sort(key=lambda r: r.pos)
+        return batch
 
     def finish(self) -> list[Record]:
         """End of input (replay): close every open window."""

@@ -9,9 +9,11 @@ closed their windows. Same input, same output, byte for byte.
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
@@ -21,7 +23,9 @@ import orjson
 from detector.config import Pipeline
 from detector.contract import decode_batch
 from detector.core import Core
+from detector.errors import UsageError
 from detector.interner import Interner
+from detector.outfiles import atomic_output, check_input, check_output
 from detector.partitioning import Router
 from detector.records import Record, encode
 from detector.sinks import build_sinks
@@ -34,31 +38,49 @@ class ReplayResult:
     events: int
     rejected: int
     late: int
+    skipped: int
     records: int
     anomalies: int
     verdicts: int
     seconds: float
 
 
-def _chunks(fh: BinaryIO, lines: int) -> Iterator[list[bytes]]:
-    buf: list[bytes] = []
-    for line in fh:
+@dataclass
+class Chunk:
+    """Up to `CHUNK_LINES` non-blank lines of one input and their 1-based line numbers."""
+
+    lines: list[bytes]
+    numbers: list[int]
+    skipped: int  # blank or whitespace-only lines passed over before and within this chunk
+
+
+def _chunks(fh: BinaryIO, size: int) -> Iterator[Chunk]:
+    """Lines in chunks. Every line is numbered; blank ones are skipped but counted,
+    and a UTF-8 byte-order mark at the start of the file is removed."""
+    lines: list[bytes] = []
+    numbers: list[int] = []
+    skipped = 0
+    for no, line in enumerate(fh, start=1):
+        if no == 1 and line.startswith(b"\xef\xbb\xbf"):
+            line = line[3:]
         line = line.rstrip(b"\r\n")
         if not line.strip():
+            skipped += 1
             continue
-        buf.append(line)
-        if len(buf) >= lines:
-            yield buf
-            buf = []
-    if buf:
-        yield buf
+        lines.append(line)
+        numbers.append(no)
+        if len(lines) >= size:
+            yield Chunk(lines, numbers, skipped)
+            lines, numbers, skipped = [], [], 0
+    if lines or skipped:
+        yield Chunk(lines, numbers, skipped)
 
 
 def replay(
     inputs: Iterable[str | Path],
     pipeline: Pipeline,
     emit: Callable[[Record], None],
-    rejected: Callable[[str, int, bytes, str], None] | None = None,
+    rejected: Callable[[str, int, bytes, str], None] | None = None,  # (input, 1-based line, bytes, reason)
     progress: Callable[[int, float], None] | None = None,
     partitions: int = 1,
     save_baselines: str | Path | None = None,
@@ -78,10 +100,9 @@ def replay(
     handles = [open(p, "rb") for p in paths]
     try:
         readers = [_chunks(h, CHUNK_LINES) for h in handles]
-        position = [0] * len(paths)
         behind = [float("-inf")] * len(paths)
         live = list(range(len(paths)))
-        n_events = n_records = 0
+        n_events = n_records = n_skipped = 0
         while live:
             i = min(live, key=lambda j: (behind[j], j))
             chunk = next(readers[i], None)
@@ -91,19 +112,25 @@ def replay(
                     for c in cores:
                         c.windows.max_ts.pop(paths[i], None)
                 continue
-            batch = decode_batch(chunk, interner, pipeline.limits.max_message_bytes)
-            if rejected is not None:
-                for r in batch.rejected:
-                    rejected(paths[i], position[i] + r.pos, chunk[r.pos], r.reason)
-            position[i] += len(chunk)
-            newest = batch.max_ts()  # the decoded columns already say how far this source got
-            if newest is not None:
-                behind[i] = newest
-            n_events += len(chunk)
-            for c, part in zip(cores, router.split(batch)):
+            n_skipped += chunk.skipped
+            if not chunk.lines:
+                continue
+            batch = decode_batch(chunk.lines, interner, pipeline.limits.max_message_bytes)
+            n_events += len(chunk.lines)
+            parts = router.split(batch)
+            refused = []  # parts[0].rejected is the decoder's list; every core adds the events it refused
+            for c, part in zip(cores, parts):
                 for rec in c.process(part, source=paths[i]):
                     emit(rec)
                     n_records += 1
+                refused.extend(part.rejected)
+            if rejected is not None:
+                for r in sorted(refused, key=lambda r: r.pos):
+                    rejected(paths[i], chunk.numbers[r.pos], chunk.lines[r.pos], r.reason)
+            # how far this source got: the newest time the cores took from it
+            newest = [t for t in (part.max_ts() for part in parts) if t is not None]
+            if newest:
+                behind[i] = max(newest)
             if progress is not None:
                 progress(n_events, time.perf_counter() - t0)
         for c in cores:
@@ -121,7 +148,7 @@ def replay(
         for h in handles:
             h.close()
     return ReplayResult(events=n_events, rejected=sum(c.stats.rejected for c in cores),
-                        late=sum(c.late_events for c in cores), records=n_records,
+                        late=sum(c.late_events for c in cores), skipped=n_skipped, records=n_records,
                         anomalies=sum(c.stats.anomalies for c in cores), verdicts=sum(c.stats.verdicts for c in cores),
                         seconds=time.perf_counter() - t0)
 
@@ -130,7 +157,11 @@ def run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | No
                quiet: bool = False, partitions: int = 1, alertmanager_url: str | None = None,
                save_baselines: str | None = None) -> ReplayResult:
     """`detector replay`: write records to `output` (JSONL), dead letters to `dlq`, and to the
-    pipeline's sinks when any is configured (a replay never runs a rollback: the hook is a dry run)."""
+    pipeline's sinks when any is configured (a replay never runs a rollback: the hook is a dry run).
+
+    Raises `UsageError` before anything is written when an input or output is unusable;
+    outputs are replaced only when the replay succeeds."""
+    check_arguments(inputs, output, dlq, partitions, save_baselines)
     sinks_settings = dataclasses.replace(pipeline.sinks, rollback_dry_run=True)
     sinks = build_sinks(sinks_settings, alertmanager_url=alertmanager_url,
                         rollback_state_path=pipeline.sinks.rollback_state_path)
@@ -151,6 +182,20 @@ async def _replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partit
         await sinks.close(5.0)
 
 
+def check_arguments(inputs: list[str], output: str, dlq: str | None, partitions: int,
+                    save_baselines: str | None) -> None:
+    if partitions < 1:
+        raise UsageError(f"--partitions {partitions}: must be a whole number >= 1")
+    for path in inputs:
+        check_input(path)
+    outs = [("--output", output)] + ([("--dlq", dlq)] if dlq else []) + \
+        ([("--save-baselines", save_baselines)] if save_baselines else [])
+    for what, path in outs:
+        check_output(path, what, inputs)
+    if dlq and Path(dlq).resolve() == Path(output).resolve():
+        raise UsageError(f"--dlq {dlq}: is the same file as --output; give them different names")
+
+
 def _run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | None, quiet: bool, partitions: int,
                 also: Callable[[Record], None] | None = None, save_baselines: str | None = None) -> ReplayResult:
     show = not quiet and sys.stderr.isatty()
@@ -162,24 +207,32 @@ def _run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | N
             sys.stderr.write(f"\r{n:,} events  {n / max(elapsed, 1e-9):,.0f} events/s")
             sys.stderr.flush()
 
-    dlq_fh = open(dlq, "wb") if dlq else None
-    try:
-        with open(output, "wb") as out:
-            def emit(rec: Record) -> None:
-                out.write(encode(rec) + b"\n")
-                if also is not None:
-                    also(rec)
+    with ExitStack() as stack:
+        out = stack.enter_context(atomic_output(output))
+        dlq_fh = stack.enter_context(atomic_output(dlq)) if dlq else None
 
-            def reject(path: str, line_no: int, value: bytes, reason: str) -> None:
-                if dlq_fh is not None:
-                    dlq_fh.write(orjson.dumps({"error": reason, "source": path, "line": line_no + 1,
-                                               "value": value.decode("utf-8", "replace")}) + b"\n")
+        def emit(rec: Record) -> None:
+            out.write(encode(rec) + b"\n")
+            if also is not None:
+                also(rec)
 
-            result = replay(inputs, pipeline, emit, reject, progress, partitions=partitions,
-                            save_baselines=save_baselines)
-    finally:
-        if dlq_fh is not None:
-            dlq_fh.close()
+        def reject(path: str, line_no: int, value: bytes, reason: str) -> None:
+            if dlq_fh is not None:
+                dlq_fh.write(orjson.dumps(dead_letter(path, line_no, value, reason)) + b"\n")
+
+        result = replay(inputs, pipeline, emit, reject, progress, partitions=partitions,
+                        save_baselines=save_baselines)
     if show:
         sys.stderr.write("\n")
     return result
+
+
+def dead_letter(path: str, line_no: int, value: bytes, reason: str) -> dict:
+    """One `--dlq` record: the 1-based line, the reason, and the original bytes exactly
+    (`value` when they are UTF-8, else `value_b64`)."""
+    rec: dict = {"line": line_no, "error": reason, "source": path}
+    try:
+        rec["value"] = value.decode("utf-8")
+    except UnicodeDecodeError:
+        rec["value_b64"] = base64.b64encode(value).decode("ascii")
+    return rec

@@ -324,7 +324,8 @@ class Sidecar:
 
     def _run_core(self, core: Core, values: list, source: str | None) -> tuple[DecodedBatch, list[Record]]:
         decoded = decode_batch(values, core.interner, self.p.limits.max_message_bytes)
-        return decoded, core.process(decoded, source=source)
+        # the wall clock bounds event time from above (see detector.timeguard)
+        return decoded, core.process(decoded, source=source, now=time.time())
 
     async def _publish_actions(self) -> None:
         """Rollback-hook outcomes go to the alerts topic as `action` records."""

@@ -27,7 +27,10 @@ def resolve_scenario(name_or_path: str) -> Path:
     if p.exists() or p.suffix or "/" in name_or_path:
         return p
     shipped = SCENARIO_DIR / f"{name_or_path}.toml"
-    return shipped if shipped.exists() else p
+    if shipped.exists():
+        return shipped
+    names = ", ".join(sorted(f.stem for f in SCENARIO_DIR.glob("*.toml")))
+    raise ScenarioError(f"no scenario file or shipped scenario named {name_or_path!r}; shipped: {names}")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -1,0 +1,126 @@
+"""Event-time guard: one misdated event must not move a stream's clock.
+
+Event time drives every window, so a single event dated in the year 3000
+would move the watermark 975 years ahead and make every later event late. The
+guard looks at a batch in arrival order before the windows do:
+
+- **Far future.** An event more than `skew_s` ahead of the stream's own
+  progress (the newest time accepted before it) is taken only when the events
+  that arrive after it confirm that the stream moved there (a real gap in
+  traffic: most of the next few events are as new). An unconfirmed one is
+  rejected with a reason and never reaches the windows. A stream whose events
+  are normally far apart (hourly samples) is measured in its own steps: the
+  threshold is the larger of `skew_s` and ten typical steps. With a wall clock
+  (live runs), an event more than `skew_s` ahead of it is rejected as well, and
+  an event with nothing after it to confirm it is judged by the clock alone.
+- **Far past.** Before a stream has any progress (its first batch), an event
+  far older than the events around it (ts 1, in 1970) would open a window in
+  1970 that closes first and feeds the baselines. It is counted as late,
+  exactly as it would be at any later moment of the stream.
+
+Pure and deterministic: the same batch, progress and clock give the same result.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FOLLOWERS = 8  # how many later events may confirm a jump
+STEPS = 10.0  # a jump of this many typical steps (or skew_s, if larger) needs confirming
+
+
+@dataclass
+class Guarded:
+    """Positions (within the batch) of events to reject with a reason, and to count as late."""
+
+    reject: dict[int, str]
+    late: np.ndarray  # int64 positions
+
+
+def human_span(seconds: float) -> str:
+    """`30,000 years`, `3 hours`, `12 minutes`: a duration a reader takes in at a glance."""
+    s = abs(float(seconds))
+    for unit, size in (("year", 365.25 * 86400), ("day", 86400.0), ("hour", 3600.0), ("minute", 60.0)):
+        if s >= size:
+            n = s / size
+            return f"{n:,.0f} {unit}{'' if round(n) == 1 else 's'}"
+    return f"{s:,.0f} seconds"
+
+
+def _typical_step(ts: np.ndarray) -> float:
+    if len(ts) < 3:
+        return 0.0
+    return float(np.median(np.abs(np.diff(ts))))
+
+
+def guard(ts: np.ndarray, pos: np.ndarray, progress: float | None, skew_s: float,
+          now: float | None = None) -> Guarded:
+    """Judge every event of one batch of one stream.
+
+    `ts` and `pos` are the batch's event times and positions, in any order;
+    arrival order is the order of `pos`. `progress` is the newest event time the
+    stream accepted before this batch (None before its first). `now` is the wall
+    clock in a live run, None in a replay.
+    """
+    reject: dict[int, str] = {}
+    late = np.empty(0, np.int64)
+    if len(ts) == 0:
+        return Guarded(reject, late)
+    newest = float(ts.max())
+    if progress is not None and newest <= progress + skew_s and (now is None or newest <= now + skew_s):
+        return Guarded(reject, late)  # the common case: nothing ahead, and past events are just late
+    order = np.argsort(pos, kind="stable")
+    t = ts[order].astype(np.float64)
+    p = pos[order].astype(np.int64)
+    alive = np.ones(len(t), dtype=bool)
+    if now is not None:
+        ahead = t > now + skew_s
+        for i in np.flatnonzero(ahead).tolist():
+            reject[int(p[i])] = f"ts {t[i]:.0f} is {human_span(t[i] - now)} ahead of the wall clock"
+        alive &= ~ahead
+    step = _typical_step(t[alive])
+    limit = max(skew_s, STEPS * step)
+    ref = progress if progress is not None else (float(np.median(t[alive])) if alive.any() else None)
+    if ref is None:
+        return Guarded(reject, late)
+    if progress is None:
+        # first batch: far older than the events around it -> late, as it would be later on
+        late_mask = alive & (t < ref - max(limit, STEPS * _spread(t[alive])))
+        late = p[late_mask]
+        alive &= ~late_mask
+    _reject_unconfirmed(t, p, alive, ref, limit, skew_s, now, reject)
+    return Guarded(reject, late)
+
+
+def _spread(t: np.ndarray) -> float:
+    """Interquartile range of event times: how wide the batch is, unmoved by a few outliers."""
+    if len(t) < 4:
+        return 0.0
+    q1, q3 = np.percentile(t, [25, 75])
+    return float(q3 - q1)
+
+
+def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: float, limit: float, skew_s: float,
+                        now: float | None, reject: dict[int, str]) -> None:
+    """Walk the batch in arrival order; an event far ahead of what came before it needs its followers."""
+    while True:
+        prior = np.maximum.accumulate(np.where(alive, t, -np.inf))
+        before = np.concatenate(([ref], np.maximum(prior[:-1], ref)))
+        cand = np.flatnonzero(alive & (t > before + limit))
+        changed = False
+        for i in cand.tolist():
+            nxt = np.flatnonzero(alive[i + 1:])[:FOLLOWERS] + i + 1
+            if len(nxt) >= 2:
+                ok = int((t[nxt] >= t[i] - skew_s).sum()) * 2 >= len(nxt)
+            else:
+                # nothing (or one event) after it: only a clock can vouch for it
+                ok = now is not None
+            if not ok:
+                reject[int(p[i])] = f"ts {t[i]:.0f} is {human_span(t[i] - before[i])} ahead of the stream"
+                alive[i] = False
+                changed = True
+                break  # the stream's progress after it changes: look again
+        if not changed:
+            return

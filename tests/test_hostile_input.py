@@ -1,0 +1,264 @@
+"""Hostile input: misdated events, blank lines, garbage, a BOM, failed replays, user mistakes.
+
+Each bad line goes to the dead letters with its true line number and a
+reason; nothing else changes: the records equal those of the clean stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pytest
+
+from detector.config import load_pipeline
+from detector.evaluate import pipeline_for
+from detector.replay import replay, run_replay
+from detector.simulate.main import resolve_scenario
+from detector.simulate.output import simulate_to_file
+from detector.simulate.scenario import load_scenario
+from detector.timeguard import guard, human_span
+
+YEAR_3000 = 32503680000
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """A scenario with a deploy that must be rolled back, and its records from a clean replay."""
+    d = tmp_path_factory.mktemp("hostile")
+    events = d / "clean.jsonl"
+    truth = simulate_to_file(load_scenario(resolve_scenario("config_fault")), events)
+    pipeline = pipeline_for(truth, None)
+    return events, pipeline, _records(events, pipeline)
+
+
+def _records(path: Path, pipeline, partitions: int = 1, dead: list | None = None) -> list[bytes]:
+    from detector.records import encode
+
+    out: list[bytes] = []
+
+    def reject(src, line, value, reason):
+        if dead is not None:
+            dead.append((line, value, reason))
+
+    replay([path], pipeline, lambda r: out.append(encode(r)), reject, partitions=partitions)
+    return out
+
+
+def _with(event: bytes, **fields) -> bytes:
+    d = orjson.loads(event)
+    d.update(fields)
+    return orjson.dumps(d)
+
+
+def _poison(src: Path, dst: Path, first: bytes | None = None) -> dict[str, int]:
+    """Copy `src` with hostile lines inserted; returns the 1-based line number of each."""
+    lines = src.read_bytes().splitlines()
+    out: list[bytes] = []
+    where: dict[str, int] = {}
+    if first is not None:
+        out.append(first)
+        where["first"] = 1
+    for i, line in enumerate(lines):
+        if i == 0 and first is None:
+            line = b"\xef\xbb\xbf" + line  # a byte-order mark on the first line
+        out.append(line)
+        if i == 100:
+            out += [b"", b"   \t"]
+        if i == 2000:
+            out.append(_with(line, ts=YEAR_3000))
+            where["future"] = len(out)
+        if i == 3000:
+            out.append(_with(line, ts=1))
+            where["past"] = len(out)
+        if i == len(lines) // 2:
+            out.append(b"\x00\xff\xfe binary garbage \x80")
+            where["garbage"] = len(out)
+        if i == 2 * len(lines) // 3:
+            out.append(_with(line, ts=YEAR_3000 + 12345))
+            where["future2"] = len(out)
+    dst.write_bytes(b"\n".join(out) + b"\n")
+    return where
+
+
+def test_the_clean_stream_has_a_rollback_to_protect(clean):
+    _events, _pipeline, records = clean
+    assert any(b'"decision":"rollback"' in r for r in records)
+
+
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_a_poisoned_stream_gives_the_clean_records_and_dead_letters_with_true_lines(clean, tmp_path, partitions):
+    events, pipeline, records = clean
+    bad = tmp_path / "poisoned.jsonl"
+    where = _poison(events, bad)
+    dead: list = []
+    got = _records(bad, pipeline, partitions, dead)
+    assert got == (records if partitions == 1 else _records(events, pipeline, partitions))
+    lines = {line: (value, reason) for line, value, reason in dead}
+    assert set(lines) == {where["future"], where["future2"], where["garbage"]}
+    assert "ahead of the stream" in lines[where["future"]][1] and "years" in lines[where["future"]][1]
+    assert b"\x80" in lines[where["garbage"]][0]
+    raw = bad.read_bytes().splitlines()
+    for line, (value, _reason) in lines.items():
+        assert raw[line - 1] == value  # the original bytes, found at the reported line
+
+
+@pytest.mark.parametrize("first", ["future", "past"])
+def test_a_misdated_first_event_does_not_set_the_clock(clean, tmp_path, first):
+    events, pipeline, records = clean
+    head = events.read_bytes().splitlines()[0]
+    bad = tmp_path / "first.jsonl"
+    _poison(events, bad, first=_with(head, ts=YEAR_3000 if first == "future" else 1))
+    dead: list = []
+    assert _records(bad, pipeline, 1, dead) == records
+    assert (1 in {line for line, _, _ in dead}) == (first == "future")
+
+
+def test_the_replay_command_writes_dead_letters_with_value_or_base64(clean, tmp_path):
+    events, _pipeline, _records_ = clean
+    bad = tmp_path / "poisoned.jsonl"
+    where = _poison(events, bad)
+    out, dlq = tmp_path / "out.jsonl", tmp_path / "dlq.jsonl"
+    res = subprocess.run([sys.executable, "-m", "detector.cli", "replay", "--input", str(bad), "--output", str(out),
+                          "--dlq", str(dlq)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert "2 blank lines skipped" in res.stderr and "3 rejected" in res.stderr
+    dead = [orjson.loads(x) for x in dlq.read_bytes().splitlines()]
+    by_line = {d["line"]: d for d in dead}
+    assert base64.b64decode(by_line[where["garbage"]]["value_b64"]) == b"\x00\xff\xfe binary garbage \x80"
+    assert orjson.loads(by_line[where["future"]]["value"])["ts"] == YEAR_3000
+    assert by_line[where["future"]]["error"].startswith(f"ts {YEAR_3000} is ")
+
+
+def test_blank_lines_are_numbered_and_a_bom_is_no_bad_event(tmp_path):
+    good = orjson.dumps({"type": "metric", "ts": 1764140400.0, "service": "a", "name": "cpu", "value": 1.0})
+    lines = [b"\xef\xbb\xbf" + good, b"", good, b"  ", b"{not json", good]
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(b"\n".join(lines) + b"\n")
+    dead: list = []
+    res = replay([f], load_pipeline(), lambda r: None, lambda s, line, v, why: dead.append(line))
+    assert dead == [5]
+    assert res.events == 4 and res.skipped == 2 and res.rejected == 1
+
+
+# --- the guard itself ---------------------------------------------------------------------------
+
+def _g(ts, progress=None, skew=300.0, now=None):
+    ts = np.asarray(ts, dtype=np.float64)
+    return guard(ts, np.arange(len(ts)), progress, skew, now)
+
+
+def test_hourly_samples_are_a_stream_not_a_series_of_jumps():
+    ts = 1.7e9 + 3600.0 * np.arange(500)
+    g = _g(ts, progress=1.7e9 - 3600)
+    assert not g.reject and not len(g.late)
+    g = _g(ts)  # first batch too
+    assert not g.reject and not len(g.late)
+
+
+def test_a_real_gap_in_busy_traffic_is_confirmed_by_the_events_after_it():
+    before = 1.7e9 + np.arange(0, 100, 0.1)
+    after = 1.7e9 + 3600 + np.arange(0, 100, 0.1)  # an hour of silence, then traffic again
+    assert not _g(np.concatenate([before, after]), progress=1.7e9).reject
+    assert not _g(after, progress=float(before[-1])).reject
+
+
+def test_millisecond_timestamps_mixed_into_a_stream_are_refused_one_by_one():
+    ts = 1.7e9 + np.arange(0, 200, 0.5)
+    bad = np.arange(5, len(ts), 7)
+    ts[bad] *= 1000
+    g = _g(ts, progress=1.7e9)
+    assert sorted(g.reject) == bad.tolist()
+
+
+def test_the_wall_clock_refuses_what_the_stream_cannot_judge():
+    now = 1.7e9
+    assert not _g([now + 10], progress=now - 3600, now=now).reject  # a quiet stream's next event
+    g = _g([now + 3600], progress=now - 10, now=now)
+    assert list(g.reject.values()) == ["ts 1700003600 is 1 hour ahead of the wall clock"]
+    assert _g([now + 3600], progress=now - 10).reject  # no clock, no events after it: refused
+
+
+def test_spans_read_as_a_person_would_say_them():
+    assert human_span(30_000 * 365.25 * 86400) == "30,000 years"
+    assert human_span(7200) == "2 hours" and human_span(90) == "2 minutes" and human_span(5) == "5 seconds"
+
+
+# --- replays that fail leave files alone; user mistakes get one line -----------------------------
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "detector.cli", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_a_failed_replay_leaves_existing_outputs_untouched(tmp_path):
+    out, dlq = tmp_path / "out.jsonl", tmp_path / "dlq.jsonl"
+    out.write_text("earlier output\n")
+    dlq.write_text("earlier dead letters\n")
+    res = _cli("replay", "--input", str(tmp_path / "missing.jsonl"), "--output", str(out), "--dlq", str(dlq))
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and "missing.jsonl: no such file" in res.stderr
+    assert out.read_text() == "earlier output\n" and dlq.read_text() == "earlier dead letters\n"
+
+
+def test_a_replay_that_fails_midway_renames_nothing_into_place(tmp_path, monkeypatch):
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(orjson.dumps({"type": "metric", "ts": 1.7e9, "service": "a", "name": "m", "value": 1}) + b"\n")
+    out = tmp_path / "out.jsonl"
+    out.write_text("earlier\n")
+
+    def boom(*a, **k):
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr("detector.replay.replay", boom)
+    with pytest.raises(RuntimeError):
+        run_replay([str(f)], str(out), load_pipeline(), quiet=True)
+    assert out.read_text() == "earlier\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "out.jsonl"]
+
+
+@pytest.mark.parametrize("case", ["output_is_input", "dlq_is_input", "dlq_is_output"])
+def test_a_replay_never_writes_over_its_input(tmp_path, case):
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(b'{"type":"metric","ts":1700000000,"service":"a","name":"m","value":1}\n')
+    before = f.read_bytes()
+    out = {"output_is_input": f, "dlq_is_input": tmp_path / "o.jsonl", "dlq_is_output": tmp_path / "o.jsonl"}[case]
+    dlq = {"output_is_input": tmp_path / "d.jsonl", "dlq_is_input": f, "dlq_is_output": out}[case]
+    res = _cli("replay", "--input", str(f), "--output", str(out), "--dlq", str(dlq))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f.read_bytes() == before
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--input", "{dir}"], "is a directory"),
+    (["--input", "{f}", "--output", "{dir}/nosuchdir/out.jsonl"], "does not exist"),
+    (["--input", "{f}", "--partitions", "0"], "--partitions 0"),
+    (["--input", "{f}", "--partitions", "-2"], "--partitions -2"),
+    (["--input", "{f}", "--pipeline", "{dir}/warm.toml"], "cannot read baseline file"),
+    (["--input", "{f}", "--pipeline", "{dir}/corrupt.toml"], "corrupt.npz"),
+])
+def test_user_mistakes_get_one_line_and_exit_2(tmp_path, args, expected):
+    f = tmp_path / "in.jsonl"
+    f.write_bytes(b'{"type":"metric","ts":1700000000,"service":"a","name":"m","value":1}\n')
+    (tmp_path / "warm.toml").write_text(f'[baselines]\nwarm_start = "{tmp_path}/none.npz"\n')
+    (tmp_path / "corrupt.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    (tmp_path / "corrupt.toml").write_text(f'[baselines]\nwarm_start = "{tmp_path}/corrupt.npz"\n')
+    full = ["replay", "--output", str(tmp_path / "out.jsonl")]
+    full += [a.format(dir=tmp_path, f=f) for a in args]
+    res = _cli(*full)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert expected in res.stderr
+
+
+def test_the_command_line_helps_a_newcomer():
+    res = _cli()
+    assert res.returncode == 2 and "replay" in res.stdout and "simulate" in res.stdout
+    assert _cli("--version").stdout.startswith("detector ")
+    assert "Run the detector live next to Kafka" in _cli("run", "--help").stdout
+    assert "Replay history" in _cli("replay", "--help").stdout
+    res = _cli("simulate", "nosuch", "--out", "x.jsonl")
+    assert res.returncode == 2 and "config_fault" in res.stderr and "Traceback" not in res.stderr
