@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import missing
 
 from detector.records import Anomaly, Verdict
 from detector.sinks import AlertmanagerSink, HttpClient
@@ -44,10 +45,14 @@ def alertmanager_binary() -> str | None:
     return None
 
 
-needs_alertmanager = pytest.mark.skipif(
-    alertmanager_binary() is None,
-    reason="Alertmanager is not installed: run scripts/install-alertmanager.sh (Debian package "
-           "prometheus-alertmanager) or set ALERTMANAGER_BIN to an alertmanager binary")
+@pytest.fixture
+def alertmanager_present() -> None:
+    if alertmanager_binary() is None:
+        missing("Alertmanager is not installed: run scripts/install-alertmanager.sh (Debian package "
+                "prometheus-alertmanager) or set ALERTMANAGER_BIN to an alertmanager binary")
+
+
+needs_alertmanager = pytest.mark.usefixtures("alertmanager_present")
 
 
 def free_port() -> int:
@@ -313,7 +318,7 @@ def test_compose_file_wires_kafka_detector_simulator_and_alertmanager() -> None:
 def test_install_script_is_a_no_op_when_alertmanager_is_present(tmp_path: Path) -> None:
     """scripts/install-alertmanager.sh exits 0 without calling apt-get when the binary is already installed."""
     if not os.access("/usr/bin/prometheus-alertmanager", os.X_OK):
-        pytest.skip("the script checks /usr/bin/prometheus-alertmanager, which is not the binary in use here")
+        missing("the script checks /usr/bin/prometheus-alertmanager, which is not the binary in use here")
     fake_bin = tmp_path / "bin"
     fake_bin.mkdir()
     marker = tmp_path / "apt-get-called"

@@ -89,7 +89,7 @@ def test_replaying_the_same_input_twice_gives_byte_identical_output(workdir, tmp
         subprocess.run([sys.executable, "-m", "detector.cli", "replay", "--input", str(events), "--output", str(out),
                         "--quiet"], check=True)
         outs.append(out.read_bytes())
-    assert outs[0] == outs[1] and outs[0].count(b'"type":"verdict"') >= 0
+    assert outs[0] == outs[1] and outs[0].count(b'"type":"verdict"') >= 1
     assert Path(events).stat().st_size > 0
 
 
