@@ -100,6 +100,45 @@ class DeployEvent:
     change_kind: str | None = None
     commit: str | None = None
     author: str | None = None
+    reviewers: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()  # sorted (key, value) pairs
+
+
+@dataclass(frozen=True)
+class CheckEvent:
+    """One post-deploy smoke test result (rare: a plain object)."""
+
+    pos: int
+    ts: float
+    service: str
+    name: str
+    passed: bool
+    version: str | None = None
+    deploy_id: str | None = None
+    instance: str | None = None
+    duration_ms: float | None = None
+    message: str | None = None
+    url: str | None = None
+
+
+INCIDENT_STATUSES = ("opened", "resolved")
+ROOT_CAUSES = ("code", "config", "data_or_infra", "unknown")
+
+
+@dataclass(frozen=True)
+class IncidentEvent:
+    """What people found: the ground truth tuning learns from. Never moves event time."""
+
+    pos: int
+    ts: float
+    service: str
+    incident_id: str
+    status: str = "opened"
+    severity: str | None = None
+    title: str | None = None
+    deploy_id: str | None = None
+    root_cause: str | None = None
+    resolved_ts: float | None = None
 
 
 @dataclass(frozen=True)
@@ -114,16 +153,43 @@ class DecodedBatch:
     logs: LogColumns = field(default_factory=LogColumns)
     metrics: MetricColumns = field(default_factory=MetricColumns)
     deploys: list[DeployEvent] = field(default_factory=list)
+    checks: list[CheckEvent] = field(default_factory=list)
+    incidents: list[IncidentEvent] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
-        return len(self.requests) + len(self.logs) + len(self.metrics) + len(self.deploys)
+        return (len(self.requests) + len(self.logs) + len(self.metrics) + len(self.deploys) + len(self.checks)
+                + len(self.incidents))
 
     def max_ts(self) -> float | None:
+        """The newest event time of the telemetry (incidents are labels: they never move event time)."""
         parts = [c.ts for c in (self.requests, self.logs, self.metrics) if len(c)]
         m = max((float(p.max()) for p in parts), default=None)
-        if self.deploys:
-            d = max(e.ts for e in self.deploys)
-            m = d if m is None else max(m, d)
+        for events in (self.deploys, self.checks):
+            if events:
+                d = max(e.ts for e in events)
+                m = d if m is None else max(m, d)
         return m
+
+    def times(self) -> tuple[np.ndarray, np.ndarray]:
+        """(event time, position) of every accepted event, in no particular order."""
+        cols = [c for c in (self.requests, self.logs, self.metrics) if len(c)]
+        few = [*self.deploys, *self.checks, *self.incidents]
+        ts = [c.ts for c in cols] + [np.fromiter((e.ts for e in few), np.float64, len(few))]
+        pos = [c.pos for c in cols] + [np.fromiter((e.pos for e in few), np.int64, len(few))]
+        return np.concatenate(ts), np.concatenate(pos)
+
+    def drop(self, positions: np.ndarray) -> None:
+        """Remove the events at these batch positions (from every type)."""
+        for name in ("requests", "logs", "metrics"):
+            c = getattr(self, name)
+            if len(c):
+                keep = ~np.isin(c.pos, positions)
+                if not keep.all():
+                    setattr(self, name, c.take(np.flatnonzero(keep)))
+        gone = set(np.asarray(positions).tolist())
+        for name in ("deploys", "checks", "incidents"):
+            events = getattr(self, name)
+            if events:
+                setattr(self, name, [e for e in events if e.pos not in gone])

@@ -37,7 +37,11 @@ from detector.columns import (
     PHASES,
     STRATEGIES,
     DecodedBatch,
+    CheckEvent,
     DeployEvent,
+    IncidentEvent,
+    INCIDENT_STATUSES,
+    ROOT_CAUSES,
     LogColumns,
     MetricColumns,
     Rejected,
@@ -48,7 +52,7 @@ from detector.interner import Interner
 DEFAULT_MAX_BYTES = 1_048_576
 MAX_SERVICE_CHARS = 200
 MAX_NAME_CHARS = 2_000
-EVENT_TYPES = ("request", "log", "metric", "deploy")
+EVENT_TYPES = ("request", "log", "metric", "deploy", "check", "incident")
 
 LEVELS = {
     "WARN": LEVEL_WARN,
@@ -214,7 +218,68 @@ def decode_deploy(d: dict, pos: int) -> DeployEvent:
         change_kind=_opt_str(d, "change_kind"),
         commit=_opt_str(d, "commit"),
         author=_opt_str(d, "author"),
+        reviewers=_opt_str_list(d, "reviewers"),
+        labels=_opt_labels(d, "labels"),
     )
+
+
+def _opt_str_list(d: dict, key: str) -> tuple[str, ...]:
+    v = d.get(key)
+    if v is None:
+        return ()
+    if type(v) is not list or any(type(x) is not str for x in v):
+        raise BadEvent(f"field '{key}' must be an array of strings or absent (got {_jtype(v)})")
+    return tuple(x[:MAX_NAME_CHARS] for x in v)
+
+
+def _opt_labels(d: dict, key: str) -> tuple[tuple[str, str], ...]:
+    v = d.get(key)
+    if v is None:
+        return ()
+    if type(v) is not dict:
+        raise BadEvent(f"field '{key}' must be an object of string to string (got {_jtype(v)})")
+    for k, x in v.items():
+        if type(x) is not str:
+            raise BadEvent(f"field '{key}.{k[:64]}' must be a string (got {_jtype(x)})")
+    return tuple(sorted(v.items()))
+
+
+def _opt_num(d: dict, key: str) -> float | None:
+    return None if d.get(key) is None else _req_num(d, key)
+
+
+def decode_check(d: dict, pos: int) -> CheckEvent:
+    ts = parse_ts(d.get("ts"))
+    service = _req_str(d, "service", MAX_SERVICE_CHARS)
+    name = _req_str(d, "name")
+    passed = d.get("passed")
+    if passed is None:
+        raise BadEvent("missing field 'passed'")
+    if type(passed) is not bool:
+        raise BadEvent(f"field 'passed' must be a boolean (got {_jtype(passed)})")
+    duration = _opt_num(d, "duration_ms")
+    if duration is not None and duration < 0:
+        raise BadEvent(f"field 'duration_ms' must be >= 0 (got {duration})")
+    return CheckEvent(pos=pos, ts=ts, service=service, name=name, passed=passed, version=_opt_str(d, "version"),
+                      deploy_id=_opt_str(d, "deploy_id"), instance=_opt_str(d, "instance"), duration_ms=duration,
+                      message=_opt_str(d, "message", 10_000), url=_opt_str(d, "url", 10_000))
+
+
+def decode_incident(d: dict, pos: int) -> IncidentEvent:
+    ts = parse_ts(d.get("ts"))
+    service = _req_str(d, "service", MAX_SERVICE_CHARS)
+    incident_id = _req_str(d, "incident_id")
+    status = _opt_str(d, "status") or "opened"
+    if status not in INCIDENT_STATUSES:
+        raise BadEvent(f"field 'status' must be one of {', '.join(INCIDENT_STATUSES)} (got {status[:64]!r})")
+    root = _opt_str(d, "root_cause")
+    if root is not None and root not in ROOT_CAUSES:
+        raise BadEvent(f"field 'root_cause' must be one of {', '.join(ROOT_CAUSES)} (got {root[:64]!r})")
+    resolved = d.get("resolved_ts")
+    return IncidentEvent(pos=pos, ts=ts, service=service, incident_id=incident_id, status=status,
+                         severity=_opt_str(d, "severity"), title=_opt_str(d, "title", 10_000),
+                         deploy_id=_opt_str(d, "deploy_id"), root_cause=root,
+                         resolved_ts=None if resolved is None else parse_ts(resolved))
 
 
 # --- column checks (fast path) ---
@@ -637,14 +702,21 @@ def decode_batch(
         elif kind == "metric":
             out.metrics = _build(kind, gdocs, gpos, interner, rejected)
         else:
+            decode, into = _RARE[kind]
+            dest = getattr(out, into)
             for d, p in zip(gdocs, gpos.tolist()):
                 try:
-                    out.deploys.append(decode_deploy(d, p))
+                    dest.append(decode(d, p))
                 except BadEvent as e:
-                    rejected.append(Rejected(p, f"deploy: {e}"))
+                    rejected.append(Rejected(p, f"{kind}: {e}"))
     if len(rejected) > 1:
         rejected.sort(key=lambda r: r.pos)
     return out
+
+
+# rare types: decoded one by one into plain objects -> (decoder, DecodedBatch field)
+_RARE = {"deploy": (decode_deploy, "deploys"), "check": (decode_check, "checks"),
+         "incident": (decode_incident, "incidents")}
 
 
 def decode_lines(lines: Sequence[bytes], interner: Interner, max_bytes: int = DEFAULT_MAX_BYTES) -> DecodedBatch:

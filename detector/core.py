@@ -102,29 +102,16 @@ class Core:
         return out
 
     def _guard_time(self, batch: DecodedBatch, source: str | None, now: float | None) -> DecodedBatch:
-        cols = [c for c in (batch.requests, batch.logs, batch.metrics) if len(c)]
-        if not cols and not batch.deploys:
+        if not batch.accepted:
             return batch
         seen = self.windows.max_ts
         progress = seen.get(source) if source is not None else (max(seen.values()) if seen else None)
-        ts = [c.ts for c in cols] + [np.array([d.ts for d in batch.deploys], np.float64)]
-        pos = [c.pos for c in cols] + [np.array([d.pos for d in batch.deploys], np.int64)]
-        verdict = guard(np.concatenate(ts), np.concatenate(pos), progress,
-                        self.pipeline.limits.max_future_skew_s, now)
+        ts, pos = batch.times()
+        verdict = guard(ts, pos, progress, self.pipeline.limits.max_future_skew_s, now)
         if not verdict.reject and not len(verdict.late):
             return batch
-        drop = np.fromiter(verdict.reject, np.int64, len(verdict.reject))
-        drop = np.concatenate([drop, verdict.late])
         self.windows.late += len(verdict.late)
-        for name in ("requests", "logs", "metrics"):
-            c = getattr(batch, name)
-            if len(c):
-                keep = ~np.isin(c.pos, drop)
-                if not keep.all():
-                    setattr(batch, name, c.take(np.flatnonzero(keep)))
-        if batch.deploys:
-            gone = set(drop.tolist())
-            batch.deploys = [d for d in batch.deploys if d.pos not in gone]
+        batch.drop(np.concatenate([np.fromiter(verdict.reject, np.int64, len(verdict.reject)), verdict.late]))
         batch.rejected.extend(Rejected(p, reason) for p, reason in verdict.reject.items())
         batch.rejected.sort(key=lambda r: r.pos)
         return batch

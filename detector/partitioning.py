@@ -55,7 +55,8 @@ def split_batch(batch: DecodedBatch, partitions: int, table: np.ndarray | None) 
         part = table[cols.service]
         for p in np.unique(part).tolist():
             setattr(out[p], name, cols.take(np.flatnonzero(part == p)))
-    for d in batch.deploys:
-        out[partition_of(d.service, partitions)].deploys.append(d)
+    for name in ("deploys", "checks", "incidents"):
+        for e in getattr(batch, name):
+            getattr(out[partition_of(e.service, partitions)], name).append(e)
     out[0].rejected = batch.rejected
     return out

@@ -386,10 +386,14 @@ def _unvalue(j: Any) -> Any:
         return out
     if set(j) == {"$c", "v"} and j["$c"] in _CLASSES and isinstance(j["v"], dict):
         cls = _CLASSES[j["$c"]]
-        names = [f.name for f in dataclasses.fields(cls)]
-        if set(j["v"]) != set(names):
+        fields = dataclasses.fields(cls)
+        names = [f.name for f in fields]
+        # fields added later (with defaults) may be absent from an older snapshot
+        required = {f.name for f in fields
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+        if not required <= set(j["v"]) <= set(names):
             raise ValueError(f"{cls.__name__} should have fields {names}, got {sorted(j['v'])}")
-        return cls(**{k: _unvalue(j["v"][k]) for k in names})
+        return cls(**{k: _unvalue(x) for k, x in j["v"].items()})
     raise ValueError(f"unknown tagged value {j!r:.120} (known classes: {sorted(_CLASSES)})")
 
 
