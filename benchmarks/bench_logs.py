@@ -145,7 +145,7 @@ def measure(lines: list[bytes], batch: int, settings: LogSettings) -> dict:
         "orjson_loads_lines_per_s": round(n / t_json),
         "mine_and_count_lines_per_s": round(n / t_mine),
         "templates": templates.stats["templates"],
-        "drain_lines": templates.stats["drain_lines"],
+        "mined_lines": templates.stats["mined_lines"],
         "overflow_lines": templates.stats["overflow_lines"],
         "state_bytes": len(templates.to_bytes()),
     }

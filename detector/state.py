@@ -651,7 +651,7 @@ def _restore_logs(r: _Reader, saved: Any, core: Any) -> None:
     try:
         core.logs = LogTemplates.from_bytes(r.blob(saved), core.logs.settings)
     except ValueError as e:
-        raise StateError(f"core state snapshot: the log template state is damaged ({e}); {_START_COLD}") from None
+        raise StateError(f"core state snapshot: the log template state cannot be restored ({e}); {_START_COLD}") from None
     core.judge.logs = core.logs  # the judge reads findings from the same object
 
 

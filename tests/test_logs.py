@@ -14,6 +14,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from detector.columns import LEVEL_ERROR, LEVEL_INFO, LEVEL_NAMES, LEVEL_WARN, LogColumns
 from detector.interner import Interner
+from detector.logs.masking import MASKING_VERSION
 from detector.logs import (
     DeployContext,
     LogSettings,
@@ -138,27 +139,67 @@ def test_mask_cuts_long_messages_to_the_token_limit():
 
 
 def test_same_shape_with_different_parameters_is_one_template():
-    """Lines that differ only in masked parameters (or in one free word) share one template and id."""
+    """Lines that differ only in masked parameters (or in a free word seen in enough forms) share one id."""
     rng = random.Random(1)
     it = Interner()
     lt = LogTemplates()
+    users = ["alice", "bob", "carol", "dave", "erin", "frank"]
     shapes = [
         lambda: f"GET /api/users/{rng.randint(1, 99999)}/orders 200 {rng.randint(1, 900)} ms",
         lambda: f"connection to {rng.randint(1, 254)}.0.0.{rng.randint(1, 254)}:5432 refused after {rng.random():.2f}s",
         lambda: f"session {rng.getrandbits(64):016x} created for {rng.choice('abcdef')}x@example.com",
         lambda: f'missing configuration key "{rng.choice(["a.b", "c_d", "timeout"])}"',
-        lambda: f"user {rng.choice(['alice', 'bob', 'carol'])} logged out",
+        lambda: f"user {rng.choice(users)} logged out",
     ]
     rows = [(float(i), "checkout", "v1", LEVEL_INFO, shapes[i % len(shapes)]()) for i in range(500)]
     idx = lt.add_batch(columns(rows, it), it)
-    assert len(lt) == len(shapes)
+    ids = [lt.template(i).id for i in idx.tolist()]
+    assert len(set(ids)) == len(shapes)
     for k in range(len(shapes)):
-        assert len(set(idx[k::len(shapes)].tolist())) == 1
+        assert len(set(ids[k::len(shapes)])) == 1
+    # Until word_variants user names were seen, each had its own template; they converged on the general one.
+    assert len(lt) == len(shapes) + lt.settings.word_variants - 2
     texts = {t.text for t in lt.templates()}
     assert "user <*> logged out" in texts
     for t in lt.templates():
         assert t.id == template_id("checkout", t.text)
         assert len(t.id) == 12
+
+
+@pytest.mark.parametrize("a, b", [
+    ("[instance: 9a1f0c2e-1d2b-4c3d-8e4f-5a6b7c8d9e0f] VM Started (Lifecycle Event)",
+     "[instance: 9a1f0c2e-1d2b-4c3d-8e4f-5a6b7c8d9e0f] VM Stopped (Lifecycle Event)"),
+    ("Failed password for invalid user admin from 10.0.0.1 port 4242 ssh2",
+     "Failed none for invalid user admin from 10.0.0.1 port 4242 ssh2"),
+    ("cupsd startup succeeded", "cupsd shutdown succeeded"),
+    ("payment capture failed for order 42: card declined", "payment capture failed for order 42: card expired"),
+])
+def test_lines_that_differ_in_one_constant_word_are_different_templates(a, b):
+    """A line that differs from a known template by one constant word is another event, with another id."""
+    it, lt = Interner(), LogTemplates()
+    rows = [(float(i), "svc", "v1", LEVEL_INFO, a.replace("42", str(i))) for i in range(200)]
+    rows.append((300.0, "svc", "v2", LEVEL_ERROR, b))
+    idx = lt.add_batch(columns(rows, it), it).tolist()
+    assert len({lt.template(i).id for i in idx[:-1]}) == 1
+    new = lt.template(idx[-1])
+    assert new.id != lt.template(idx[0]).id
+    assert new.first_seen_ts == 300.0 and "<*>" not in new.text
+
+
+def test_a_word_becomes_a_parameter_after_word_variants_forms():
+    """The word_variants-th distinct word at one position makes it <*>; the earlier forms converge on it."""
+    it, lt = Interner(), LogTemplates(LogSettings(word_variants=3))
+    names = ["alice", "bob", "carol", "dave"]
+    rows = [(float(i), "svc", "v1", LEVEL_INFO, f"user {name} logged out") for i, name in enumerate(names)]
+    idx = lt.add_batch(columns(rows, it), it).tolist()
+    assert len(set(idx)) == 2  # alice, bob; carol generalises alice's template; dave joins it
+    assert {lt.template(i).text for i in idx} == {"user <*> logged out"}
+    assert len({lt.template(i).id for i in idx}) == 1
+    # After a restart the converged template keeps following the general one.
+    lt2 = LogTemplates.from_bytes(lt.to_bytes(), lt.settings)
+    idx2 = lt2.add_batch(columns([(10.0, "svc", "v1", LEVEL_INFO, "user bob logged out"),
+                                  (11.0, "svc", "v1", LEVEL_INFO, "user zoe logged out")], it), it).tolist()
+    assert {lt2.template(i).id for i in idx2} == {lt.template(idx[0]).id}
 
 
 def test_template_ids_do_not_depend_on_batching_or_instance():
@@ -462,21 +503,40 @@ def test_restart_from_snapshot_gives_same_ids_and_findings(cut_ts):
 
 
 def test_snapshot_rejects_tampered_or_foreign_state():
-    """Garbage, a wrong format, inconsistent indices or other Drain settings are a ValueError, never loaded."""
+    """Garbage, a wrong format, inconsistent indices or other miner settings are a ValueError, never loaded."""
     it, lt = Interner(), LogTemplates()
     lt.add_batch(columns(healthy_stream(seed=19, end_ts=30.0), it), it)
     good = orjson.loads(lt.to_bytes())
     bad_format = {**good, "format": 99}
     bad_index = {**good, "templates": good["templates"][:-1]}
-    bad_tree = orjson.loads(lt.to_bytes())
-    first_miner = next(iter(bad_tree["miners"].values()))
-    first_miner["tree"] = [[424242], {}]
+    bad_target = orjson.loads(lt.to_bytes())
+    next(iter(bad_target["miners"].values()))["templates"][0][4] = 424242
+    bad_leaf = orjson.loads(lt.to_bytes())
+    next(iter(bad_leaf["miners"].values()))["templates"][0][2] = [99, "x"]
     for blob in (b"\x80\x04not json", orjson.dumps([1, 2]), orjson.dumps(bad_format),
-                 orjson.dumps(bad_index), orjson.dumps(bad_tree)):
+                 orjson.dumps(bad_index), orjson.dumps(bad_target), orjson.dumps(bad_leaf)):
         with pytest.raises(ValueError, match="snapshot is not valid"):
             LogTemplates.from_bytes(blob)
     with pytest.raises(ValueError, match="restore with the snapshot's settings"):
-        LogTemplates.from_bytes(lt.to_bytes(), LogSettings(drain_sim_th=0.7))
+        LogTemplates.from_bytes(lt.to_bytes(), LogSettings(sim_th=0.7))
+
+
+def test_snapshot_of_other_masking_rules_is_refused_with_its_reason():
+    """Template ids are hashes of masked text: a snapshot of older rules (or of format 1) says why it cannot load."""
+    it, lt = Interner(), LogTemplates()
+    lt.add_batch(columns(healthy_stream(seed=20, end_ts=30.0), it), it)
+    good = orjson.loads(lt.to_bytes())
+    assert good["format"] == 2 and good["masking"] == MASKING_VERSION
+    older_rules = {**good, "masking": MASKING_VERSION - 1}
+    with pytest.raises(ValueError, match=f"masking rules v{MASKING_VERSION - 1}.*masks with v{MASKING_VERSION}"):
+        LogTemplates.from_bytes(orjson.dumps(older_rules))
+    # A format-1 snapshot (drain3 prefix tree, masking rules v1) as the previous version wrote it.
+    format1 = {"format": 1, "drain": {"depth": 4, "sim_th": 0.5, "max_children": 100}, "window_s": 10.0,
+               "strings": ["checkout"], "miners": {"0": {"clusters_counter": 1, "clusters": [[1, ["started"], 0]],
+                                                        "tree": [[], {}], "overflow_index": -1, "overflow_lines": 0}},
+               "templates": [[0, 0.0, 0.0, [1, 0, 0, 0], []]], "counts": {}, "lines": 1}
+    with pytest.raises(ValueError, match="format 1 was written by an older version with other masking rules"):
+        LogTemplates.from_bytes(orjson.dumps(format1))
 
 
 # --- kinds and settings --------------------------------------------------------------------------
