@@ -133,7 +133,7 @@ def new_since(mined: MinedFile, since_ts: float) -> list[tuple[TemplateInfo, int
     return sorted(out, key=lambda x: (x[0].first_seen_ts, x[0].service, x[0].id))
 
 
-def print_new(rows: list[tuple[TemplateInfo, int]], since_ts: float, out: IO[str] = sys.stdout) -> None:
+def print_new(rows: list[tuple[TemplateInfo, int]], since_ts: float, out: IO[str]) -> None:
     print(f"{len(rows)} template(s) first seen after {since_ts:.3f}:", file=out)
     for info, n in rows:
         versions = ",".join(info.versions) or "-"
@@ -155,8 +155,10 @@ def parse_since(text: str) -> float:
 
 
 def run_templates(input_path: str, out_path: str, pipeline: Pipeline, since: str | None = None,
-                  err: IO[str] = sys.stderr, out: IO[str] = sys.stdout) -> int:
+                  err: IO[str] | None = None, out: IO[str] | None = None) -> int:
     """The `detector templates` command; returns its exit code."""
+    err = err or sys.stderr
+    out = out or sys.stdout
     try:
         since_ts = None if since is None else parse_since(since)
     except ValueError as e:
