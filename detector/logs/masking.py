@@ -79,7 +79,8 @@ _DURATION_UNITS = frozenset(("ns", "us", "µs", "ms", "s", "sec", "secs", "secon
                              "minute", "minutes", "h", "hr", "hrs", "hour", "hours"))
 _SIZE_UNITS = frozenset(("B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "bytes", "byte"))
 _UNITS = _DURATION_UNITS | _SIZE_UNITS
-_PAREN_UNITS = frozenset(u + ")" for u in _UNITS)  # "1190 bytes (1.16 KB)": the same value said twice
+# A unit may end a clause: "(estimated size 93.0 B, free 317.1 KB)".
+_PUNCT_UNITS = frozenset(u + p for u in _UNITS for p in ",.;:)]")
 # A ctime/syslog date ("Sun Jul  3 10:05:25 2005") is one timestamp, not two
 # constant words and three numbers.
 _MONTHS = frozenset("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())
@@ -142,7 +143,7 @@ def mask_tokens(message: str, max_chars: int = 2000, max_tokens: int = 48) -> li
         del tokens[max_tokens:]
     get = _memo.get
     out = [get(t) or _mask_token(t) for t in tokens]
-    if not (_UNITS.isdisjoint(out) and _PAREN_UNITS.isdisjoint(out)):
+    if not (_UNITS.isdisjoint(out) and _PUNCT_UNITS.isdisjoint(out)):
         out = _merge_units(out)
     if "<TS>" in out and not _MONTHS.isdisjoint(out):
         out = _merge_dates(out)
@@ -150,20 +151,20 @@ def mask_tokens(message: str, max_chars: int = 2000, max_tokens: int = 48) -> li
 
 
 def _merge_units(tokens: list[str]) -> list[str]:
-    """`<NUM> ms` -> `<DUR>`, `<NUM> KB` -> `<SIZE>`; `<SIZE> (<NUM> KB)` -> `<SIZE>`."""
+    """`<NUM> ms` -> `<DUR>`, `<NUM> KB,` -> `<SIZE>,`; `<SIZE> (<NUM> KB)` -> `<SIZE>`."""
     out: list[str] = []
     for t in tokens:
         prev = out[-1] if out else ""
-        if prev.endswith("<NUM>") and t in _UNITS:
-            out[-1] = prev[:-5] + ("<DUR>" if t in _DURATION_UNITS else "<SIZE>")
-        elif prev == "(<NUM>" and t in _PAREN_UNITS:
-            kind = "<DUR>" if t[:-1] in _DURATION_UNITS else "<SIZE>"
-            if len(out) > 1 and out[-2] == kind:
-                out.pop()
-            else:
-                out[-1] = f"({kind})"
-        else:
-            out.append(t)
+        if prev.endswith("<NUM>"):
+            unit = t.rstrip(",.;:)]")
+            if unit in _UNITS:
+                kind = "<DUR>" if unit in _DURATION_UNITS else "<SIZE>"
+                if prev == "(<NUM>" and t == unit + ")" and len(out) > 1 and out[-2] == kind:
+                    out.pop()  # the same value said twice: "1190 bytes (1.16 KB)"
+                else:
+                    out[-1] = prev[:-5] + kind + t[len(unit):]
+                continue
+        out.append(t)
     return out
 
 
