@@ -133,6 +133,37 @@ def test_mask_is_idempotent(message):
     assert mask(once) == once
 
 
+@pytest.mark.parametrize("message, masked", [
+    # numbers after a dot, an underscore or a dash are numbers
+    ("core.2275 dumped", "core.<NUM> dumped"),
+    ("Session: 30546173_4261722401 initialized", "Session: <NUM>_<NUM> initialized"),
+    # host:port is one value, whatever the host name
+    ("proxy.cse.cuhk.edu.hk:5070 open through proxy www.example.com:443 HTTPS",
+     "<HOST> open through proxy <HOST> HTTPS"),
+    ("connect to localhost:8080 refused", "connect to <HOST> refused"),
+    ("connection refused to db-1.internal:5432", "connection refused to <HOST>"),
+    # a list of one kind of value is one value
+    ("10.11.21.122,10.11.10.1 sent", "<IP> sent"),
+    ("10.11.10.1 sent", "<IP> sent"),
+    # quoted text with spaces keeps its words; a quoted single value is <STR>
+    ('10.1.1.1 "GET /v2/54fadb412c4e40cdbaed9335e4c35a9e/servers/detail HTTP/1.1" status: 200',
+     '<IP> "GET /v2/<HEX>/servers/detail HTTP/<NUM>" status: <NUM>'),
+    ('10.1.1.1 "POST /v2/54fadb412c4e40cdbaed9335e4c35a9e/servers/detail HTTP/1.1" status: 200',
+     '<IP> "POST /v2/<HEX>/servers/detail HTTP/<NUM>" status: <NUM>'),
+    # one zero-padded field, one placeholder
+    ("00000001 CSI Store", "<HEX> CSI Store"),
+    ("0000000a CSI Store", "<HEX> CSI Store"),
+    # a date in ctime/syslog form is one timestamp
+    ("connection from 10.0.0.1 at Sun Jul  3 10:05:25 2005", "connection from <IP> at <TS>"),
+    # a size said twice, and units before punctuation
+    ("close, 1190 bytes (1.16 KB) sent, 0 bytes received", "close, <SIZE> sent, <SIZE> received"),
+    ("(estimated size 93.0 B, free 317.1 KB)", "(estimated size <SIZE>, free <SIZE>)"),
+])
+def test_mask_classes_that_split_or_merged_events(message, masked):
+    """The masking classes that made one event many templates, or two events one (Loghub-2k failures)."""
+    assert mask(message) == masked
+
+
 def test_mask_cuts_long_messages_to_the_token_limit():
     """A message longer than max_tokens is cut, so one line's work is bounded."""
     assert len(mask(" ".join(["word"] * 500), max_tokens=48).split()) == 48
@@ -500,6 +531,54 @@ def test_restart_from_snapshot_gives_same_ids_and_findings(cut_ts):
     assert before + after == straight
     assert restored.to_bytes() == lt.to_bytes()  # same trees, templates and window counts
     assert {f.signal for f in straight} == {"log_novelty", "log_errors"}
+
+
+def _word_stream(seed: int, n: int) -> list[Row]:
+    """Lines whose words turn into parameters over time (user names), next to one-word-different events."""
+    rng = random.Random(seed)
+    users = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
+    rows = []
+    for i in range(n):
+        k = rng.random()
+        if k < 0.4:
+            # names arrive one by one: the position generalises somewhere in the middle of the stream
+            msg = f"user {users[min(len(users) - 1, rng.randint(0, 1 + i * len(users) // n))]} logged out"
+        elif k < 0.6:
+            msg = f"VM {rng.choice(['Started', 'Stopped'])} (Lifecycle Event) instance {rng.randint(1, 99)}"
+        elif k < 0.8:
+            msg = f"Failed {rng.choice(['password', 'none'])} for {rng.choice(users[:2])} from 10.0.0.{rng.randint(1, 9)}"
+        else:
+            msg = f"GET /api/users/{rng.randint(1, 999)}/orders 200 {rng.randint(1, 99)} ms"
+        rows.append((float(i), "checkout", "v1", LEVEL_INFO, msg))
+    return rows
+
+
+@pytest.mark.parametrize("cut", [1, 37, 150, 301, 599])
+def test_ids_per_line_are_stable_across_restart_batching_and_memo_size(cut):
+    """Every line gets the same public id straight, after a snapshot round trip at any line, in other batch
+    sizes and with a memo small enough to be rotated all the time (the memo only short-cuts the tree)."""
+    rows = _word_stream(seed=23, n=600)
+    it, lt = Interner(), LogTemplates()
+    idx = lt.add_batch(columns(rows, it), it).tolist()
+    straight = [lt.template(i).id for i in idx]
+
+    small = LogSettings(cache_entries_per_service=2)
+    it2, first = Interner(), LogTemplates(small)
+    ids_before = []
+    for a in range(0, cut, 7):
+        part = first.add_batch(columns(rows[a:min(a + 7, cut)], it2), it2).tolist()
+        ids_before.append(part)
+    restored = LogTemplates.from_bytes(first.to_bytes(), small)
+    assert restored.to_bytes() == first.to_bytes()
+    it3 = Interner(["shifts", "the", "ids"])
+    after = restored.add_batch(columns(rows[cut:], it3), it3).tolist()
+    # Ids are read at the end: a template that generalised later names its earlier lines with its final text.
+    got = [restored.template(i).id for part in ids_before for i in part] + [restored.template(i).id for i in after]
+    assert got == straight
+    texts = {t.text for t in lt.templates()}
+    assert "user <*> logged out" in texts
+    assert {"VM Started (Lifecycle Event) instance <NUM>", "VM Stopped (Lifecycle Event) instance <NUM>"} <= texts
+    assert not any(t.startswith("Failed <*>") for t in texts)
 
 
 def test_snapshot_rejects_tampered_or_foreign_state():

@@ -52,7 +52,10 @@ State (`to_state` / `from_state`) is plain data: the templates in creation
 order, each with its leaf, its remembered words and the template it
 converged on. Restoring rebuilds the exact leaves, so a restored miner
 assigns every later line as the original would. The memo is not persisted: it
-only short-cuts a lookup whose answer the leaves give again.
+only short-cuts a lookup whose answer the leaves give again (except in a rare
+case: a template created later that a shape matches with more equal tokens
+than the one it was first given; a shape goes to its first template while
+memoised, to the better one after a rotation or restart).
 """
 
 from __future__ import annotations
