@@ -10,7 +10,7 @@ in the same run (the floor any consumer of these lines pays):
 - flood: every line a different random unmasked sentence after a common
   first word, 3-20 words long;
 - flood_one_leaf: the same with exactly 8 words, so every line lands in one
-  Drain leaf (same token count and first token): the worst case for Drain.
+  leaf of the miner's tree (same token count and first token): its worst case.
 
 Targets per core: >= 50,000 lines/s realistic, >= 5,000 lines/s flood.
 Rates are lines per second of this process's CPU time (`time.process_time`),

@@ -1,25 +1,40 @@
 """Masking: replace the variable parts of a log message with typed placeholders.
 
-Drain groups messages by their constant tokens; it copes with a few variable
-tokens per message but not with high-cardinality text in every line. Masking
-first makes "timeout after 3000 ms talking to 10.0.0.7:5432" and "timeout
-after 12 ms talking to 10.0.0.9:5432" the same token list, so most lines never
-reach Drain at all (see the masked-message cache in `miner.py`).
+The miner groups messages by their constant tokens; it copes with a few
+variable tokens per message but not with high-cardinality text in every line.
+Masking first makes "timeout after 3000 ms talking to 10.0.0.7:5432" and
+"timeout after 12 ms talking to 10.0.0.9:5432" the same token list, so most
+lines never reach the miner's tree at all (see the masked-message memo in
+`miner.py`).
 
-What is masked: timestamps and dates, UUIDs, e-mail addresses, IPv4 and IPv6
-addresses (with port), quoted values, durations (`3000 ms`, `1.5s`), sizes
-(`12MB`), hex numbers and digests, identifiers that mix letters and digits
-(`req-4821ab`), and numbers, also inside a token (`/users/42/cart` ->
-`/users/<NUM>/cart`, `id=7` -> `id=<NUM>`).
+What is masked (rules v2, `MASKING_VERSION`): timestamps and dates (ISO 8601,
+clock times, ctime/syslog dates such as `Sun Jul  3 10:05:25 2005`), UUIDs,
+e-mail addresses, IPv4 and IPv6 addresses (with port), host:port
+(`db-1.internal:5432` -> `<HOST>`), quoted single values, durations
+(`3000 ms`, `1.5s`), sizes (`12MB`, `93.0 B,`, `1190 bytes (1.16 KB)` is one
+`<SIZE>`), hex numbers and digests (zero-padded 8-digit fields too, so
+`00000001` and `0000000a` are one field), identifiers that mix letters and
+digits (`req-4821ab`), and numbers wherever no letter or digit touches them
+(`/users/42/cart` -> `/users/<NUM>/cart`, `id=7`, `core.2275`, `blk_-42`,
+`30546173_4261722401`). A list of values of one kind (`10.0.0.1,10.0.0.2`)
+is one value. Quoted text with spaces (a request line `"GET /v2/... HTTP/1.1"`)
+keeps its words: the method is a constant word of the event.
+
+What is not masked: words. A constant word tells one event from another
+("VM Started" / "VM Stopped"); whether a word is in fact a parameter (a user
+name) is the miner's call, on how many different words it sees in one place.
+
+Template texts, and so template ids, are masked text: a change of these
+rules changes ids, so it bumps `MASKING_VERSION` (recorded in snapshots).
 
 How, and why this way: one combined regex over a whole line costs ~20 us
 (every alternative is tried at every position), more than the whole per-line
-budget. Instead the line is split on whitespace (the tokens Drain works on
+budget. Instead the line is split on whitespace (the tokens the miner works on
 anyway), constant tokens are looked up in a bounded memo, and only tokens with
 a digit or `@` go through the combined pattern. Quoted values may contain
 spaces, so they are replaced first, and only in lines that contain a quote
-character; a number followed by a unit token (`3000 ms`, `12 MB`) is merged
-into one placeholder afterwards.
+character; a number followed by a unit token (`3000 ms`, `12 MB`) and a
+ctime date are merged into one placeholder afterwards.
 
 Multi-line messages (stack traces) are reduced to their first line; a Python
 traceback, whose first line says nothing, keeps its last line (the exception).

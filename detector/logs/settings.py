@@ -25,7 +25,7 @@ class LogSettings:
     max_templates_per_service: int = 1_000  # past it, unmatched lines count into the service's overflow template
     max_message_chars: int = 2_000  # a message is cut to this before masking
     max_tokens: int = 48  # and to this many tokens before mining
-    max_clusters_per_leaf: int = 50  # Drain compares a line with at most this many templates
+    max_clusters_per_leaf: int = 50  # the miner compares a line with at most this many templates
     cache_entries_per_service: int = 4_096  # masked message -> template memo, per generation (two kept)
 
     # Template mining (miner.py). The templates are persisted with the words
