@@ -15,6 +15,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 from detector.columns import LEVEL_ERROR, LEVEL_INFO, LEVEL_NAMES, LEVEL_WARN, LogColumns
 from detector.interner import Interner
 from detector.logs.masking import MASKING_VERSION
+from detector.logs.templates import SnapshotVersionError
 from detector.logs import (
     DeployContext,
     LogSettings,
@@ -607,15 +608,43 @@ def test_snapshot_of_other_masking_rules_is_refused_with_its_reason():
     good = orjson.loads(lt.to_bytes())
     assert good["format"] == 2 and good["masking"] == MASKING_VERSION
     older_rules = {**good, "masking": MASKING_VERSION - 1}
-    with pytest.raises(ValueError, match=f"masking rules v{MASKING_VERSION - 1}.*masks with v{MASKING_VERSION}"):
+    with pytest.raises(SnapshotVersionError, match=f"masking rules v{MASKING_VERSION - 1}.*masks with v{MASKING_VERSION}"):
         LogTemplates.from_bytes(orjson.dumps(older_rules))
     # A format-1 snapshot (drain3 prefix tree, masking rules v1) as the previous version wrote it.
     format1 = {"format": 1, "drain": {"depth": 4, "sim_th": 0.5, "max_children": 100}, "window_s": 10.0,
                "strings": ["checkout"], "miners": {"0": {"clusters_counter": 1, "clusters": [[1, ["started"], 0]],
                                                         "tree": [[], {}], "overflow_index": -1, "overflow_lines": 0}},
                "templates": [[0, 0.0, 0.0, [1, 0, 0, 0], []]], "counts": {}, "lines": 1}
-    with pytest.raises(ValueError, match="format 1 was written by an older version with other masking rules"):
+    with pytest.raises(SnapshotVersionError, match="format 1 was written by an older version with other masking rules"):
         LogTemplates.from_bytes(orjson.dumps(format1))
+
+
+def test_core_restores_a_snapshot_of_older_masking_rules_with_cold_log_templates(monkeypatch):
+    """An upgrade that changes masking keeps the core's other state and relearns templates, saying why."""
+    import detector.logs.templates as templates_module
+    from detector.config import load_pipeline
+    from detector.contract import decode_lines
+    from detector.core import Core
+
+    pipeline = load_pipeline(None)
+    lines = [orjson.dumps({"type": "log", "ts": 1_000.0 + i, "service": "checkout", "level": "INFO",
+                           "message": f"order {i} placed"}) for i in range(100)]
+    lines += [orjson.dumps({"type": "request", "ts": 1_000.0 + i, "service": "checkout", "endpoint": "/cart",
+                            "status": 200, "latency_ms": 5.0}) for i in range(100)]
+    core = Core(pipeline)
+    core.process(decode_lines(lines, core.interner))
+    monkeypatch.setattr(templates_module, "MASKING_VERSION", MASKING_VERSION - 1)
+    old_snapshot = core.snapshot()
+    monkeypatch.undo()
+
+    restored = Core.restore(pipeline, old_snapshot)
+    assert len(restored.logs) == 0 and len(core.logs) == 1
+    assert f"masking rules v{MASKING_VERSION - 1}" in restored.logs.cold_start_reason
+    assert [w.end for w in restored.history] == [w.end for w in core.history]
+    assert restored.judge.logs is restored.logs
+    # Current snapshots restore with their templates.
+    again = Core.restore(pipeline, core.snapshot())
+    assert len(again.logs) == 1 and again.logs.cold_start_reason is None
 
 
 # --- kinds and settings --------------------------------------------------------------------------

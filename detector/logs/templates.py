@@ -40,10 +40,12 @@ window counts, "lines": int}.
 Template ids are hashes of masked text, so a snapshot is only valid for the
 masking rules that wrote it: a change of the rules bumps
 `masking.MASKING_VERSION`, and a snapshot of another version (or of format 1,
-written with the drain3 miner) is refused with a ValueError that says so. The
-caller then starts with empty template state, which is what `Core` does with
-any log snapshot it cannot read (templates are relearnt within minutes; the
-first `baseline_s` after such a restart has no pre-deploy history).
+written with the drain3 miner) is refused with `SnapshotVersionError` (a
+ValueError) that says so. A core restore (`state.py`) then keeps everything
+else and starts the log templates empty, with the reason in
+`cold_start_reason`: templates are relearnt within minutes, and a deploy
+judged in the first `baseline_s` after the upgrade gets no log findings (no
+pre-deploy log history), never false ones.
 """
 
 from __future__ import annotations
@@ -65,6 +67,10 @@ from detector.logs.settings import LogSettings
 
 SNAPSHOT_FORMAT = 2
 OLD_FORMATS = (1,)  # format 1: masking rules v1 and a drain3 prefix tree
+
+
+class SnapshotVersionError(ValueError):
+    """A well-formed snapshot of other masking rules or an older format: its template ids are not ours."""
 
 
 @dataclass(frozen=True)
@@ -96,6 +102,8 @@ class LogTemplates:
         self._miners: dict[int, ServiceMiner] = {}
         self._counts = WindowCounts(self.settings.window_s, self.settings.history_s)
         self.lines = 0
+        # Why this state started empty on a restore (a snapshot of other masking rules), else None.
+        self.cold_start_reason: str | None = None
 
     # --- ingestion ---
 
@@ -247,16 +255,18 @@ class LogTemplates:
             if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
                 got = state.get("format") if isinstance(state, dict) else type(state).__name__
                 if got in OLD_FORMATS:
-                    raise ValueError(f"log template snapshot format {got} was written by an older version with other "
+                    raise SnapshotVersionError(f"log template snapshot format {got} was written by an older version with other "
                                      f"masking rules and miner (this version writes format {SNAPSHOT_FORMAT}, "
                                      f"masking rules v{MASKING_VERSION}); its template ids would not match the ones "
                                      "mined from now on")
                 raise ValueError(f"unsupported snapshot format {got!r}, expected {SNAPSHOT_FORMAT}")
             if state.get("masking") != MASKING_VERSION:
-                raise ValueError(f"snapshot was written with masking rules v{state.get('masking')!r}, this version "
+                raise SnapshotVersionError(f"snapshot was written with masking rules v{state.get('masking')!r}, this version "
                                  f"masks with v{MASKING_VERSION}; its template ids would not match the ones mined "
                                  "from now on")
             return cls._restore(state, settings)
+        except SnapshotVersionError:
+            raise
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
             raise ValueError(f"log template snapshot is not valid ({type(e).__name__}: {e}); "
                              "discard it to start with empty template state") from None
