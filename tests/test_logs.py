@@ -554,6 +554,24 @@ def _word_stream(seed: int, n: int) -> list[Row]:
     return rows
 
 
+def test_a_general_template_folding_another_general_one_takes_its_converged_templates_along():
+    """Templates converged on a template that itself converges follow the new general one (no chains),
+    and the state round-trips."""
+    it, lt = Interner(), LogTemplates(LogSettings(word_variants=3))
+    msgs = ["user alice in group red", "user bob in group red", "user carol in group red",  # <*> in group red
+            "user alice in group blue", "user bob in group blue", "user carol in group blue",  # <*> in group blue
+            "user dave in group green", "user erin in group pink"]  # group -> <*>: both fold into one
+    rows = [(float(i), "svc", "v1", LEVEL_INFO, m) for i, m in enumerate(msgs)]
+    idx = lt.add_batch(columns(rows, it), it).tolist()
+    assert {lt.template(i).text for i in range(len(lt))} == {"user <*> in group <*>"}
+    assert len({lt.template(i).id for i in idx}) == 1
+    restored = LogTemplates.from_bytes(lt.to_bytes(), lt.settings)
+    assert restored.to_bytes() == lt.to_bytes()
+    more = restored.add_batch(columns([(9.0, "svc", "v1", LEVEL_INFO, "user bob in group blue"),
+                                       (10.0, "svc", "v1", LEVEL_INFO, "user zed in group teal")], it), it).tolist()
+    assert {restored.template(i).id for i in more} == {lt.template(idx[0]).id}
+
+
 @pytest.mark.parametrize("cut", [1, 37, 150, 301, 599])
 def test_ids_per_line_are_stable_across_restart_batching_and_memo_size(cut):
     """Every line gets the same public id straight, after a snapshot round trip at any line, in other batch

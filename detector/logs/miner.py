@@ -106,6 +106,7 @@ class ServiceMiner:
         self._allocate = allocate
         self._templates: dict[int, Template] = {}  # index -> template, in creation order
         self._leaves: dict[tuple[int, str], list[Template]] = {}
+        self._aliases: dict[int, list[int]] = {}  # general template index -> indices converged on it
         self.overflow_index = -1
         self.overflow_lines = 0
         self.changed: set[int] = set()
@@ -221,23 +222,26 @@ class ServiceMiner:
                 changed = True
         if changed:
             self.changed.add(t.index)
-            for other in self._templates.values():
-                if other.target == t.index:
-                    self.changed.add(other.index)
+            self.changed.update(self._aliases.get(t.index, ()))
         return t.index
 
     def _converge(self, general: Template, leaf: list[Template]) -> None:
         """Templates of the leaf that the generalised `general` now matches fold into it."""
         gt = general.tokens
         folded = set()
+        aliases = self._aliases.setdefault(general.index, [])
         for t in leaf:
             if t is general:
                 continue
             if all(a == b or a == PARAM for a, b in zip(gt, t.tokens)):
-                t.target = general.index
-                t.tokens = gt  # shared: the text follows the general template
-                folded.add(t.index)
-                self.changed.add(t.index)
+                # t and whatever had converged on t now follow `general`
+                for idx in [t.index, *self._aliases.pop(t.index, ())]:
+                    alias = self._templates[idx]
+                    alias.target = general.index
+                    alias.tokens = gt  # shared: the text follows the general template
+                    aliases.append(idx)
+                    folded.add(idx)
+                    self.changed.add(idx)
         if folded:
             leaf[:] = [t for t in leaf if t.index not in folded]
             for memo in (self._memo, self._memo_old):
@@ -305,6 +309,7 @@ class ServiceMiner:
                 if general is None or general.target >= 0:
                     raise ValueError(f"template {t.index} converged on {t.target}, which is not a live template")
                 t.tokens = general.tokens
+                miner._aliases.setdefault(t.target, []).append(t.index)
             else:
                 miner._leaves.setdefault(t.leaf, []).append(t)
         for leaf in miner._leaves.values():
