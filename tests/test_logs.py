@@ -561,8 +561,9 @@ def test_a_general_template_folding_another_general_one_takes_its_converged_temp
     msgs = ["user alice in group red", "user bob in group red", "user carol in group red",  # <*> in group red
             "user alice in group blue", "user bob in group blue", "user carol in group blue",  # <*> in group blue
             "user dave in group green", "user erin in group pink"]  # group -> <*>: both fold into one
-    rows = [(float(i), "svc", "v1", LEVEL_INFO, m) for i, m in enumerate(msgs)]
-    idx = lt.add_batch(columns(rows, it), it).tolist()
+    idx = []
+    for i, m in enumerate(msgs):  # one line per batch: texts are refreshed after every batch
+        idx += lt.add_batch(columns([(float(i), "svc", "v1", LEVEL_INFO, m)], it), it).tolist()
     assert {lt.template(i).text for i in range(len(lt))} == {"user <*> in group <*>"}
     assert len({lt.template(i).id for i in idx}) == 1
     restored = LogTemplates.from_bytes(lt.to_bytes(), lt.settings)

@@ -74,10 +74,6 @@ PARAM = "<*>"
 _VALUE = re.compile(r"[<\d/]|\w\.\w|^[^A-Za-z]*$").search
 
 
-def looks_like_value(token: str) -> bool:
-    return _VALUE(token) is not None
-
-
 class Template:
     """One template of a service: its tokens and what the miner remembers about it."""
 
@@ -199,8 +195,8 @@ class ServiceMiner:
             if len(seen) >= s.word_variants:
                 del near.words[near_pos]
                 near.tokens[near_pos] = PARAM
+                self._mark_changed(near)
                 self._join(near, tokens)
-                self.changed.add(near.index)
                 self._converge(near, leaf)  # type: ignore[arg-type]
                 return near.index
         if (leaf is not None and len(leaf) >= s.max_clusters_per_leaf) \
@@ -221,9 +217,13 @@ class ServiceMiner:
                 t.words.pop(i, None)
                 changed = True
         if changed:
-            self.changed.add(t.index)
-            self.changed.update(self._aliases.get(t.index, ()))
+            self._mark_changed(t)
         return t.index
+
+    def _mark_changed(self, t: Template) -> None:
+        """`t`'s text changed, and so did the text of every template converged on it."""
+        self.changed.add(t.index)
+        self.changed.update(self._aliases.get(t.index, ()))
 
     def _converge(self, general: Template, leaf: list[Template]) -> None:
         """Templates of the leaf that the generalised `general` now matches fold into it."""
