@@ -573,6 +573,39 @@ def test_a_general_template_folding_another_general_one_takes_its_converged_temp
     assert {restored.template(i).id for i in more} == {lt.template(idx[0]).id}
 
 
+_word_lines = st.lists(st.tuples(st.sampled_from(["user", "job", "VM"]),
+                                  st.sampled_from(["alice", "bob", "carol", "dave", "erin", "Started", "Stopped"]),
+                                  st.sampled_from(["in", "on"]),
+                                  st.sampled_from(["red", "blue", "green", "pink", "teal", "42", "x.y"]),
+                                  st.integers(0, 3)),
+                        min_size=1, max_size=60)
+
+
+@hsettings(max_examples=80, deadline=None, derandomize=True)
+@given(_word_lines, st.integers(1, 9))
+def test_miner_state_is_consistent_after_every_batch(parts, batch):
+    """Random word sequences (generalising, converging, folding): after every batch each template's text is
+    its miner's, the state round-trips, and per-line ids equal those of a single-batch run."""
+    msgs = [f"{a} {b} {c} group {d}" + " extra" * e for a, b, c, d, e in parts]
+    rows = [(float(i), "svc", "v1", LEVEL_INFO, m) for i, m in enumerate(msgs)]
+    settings = LogSettings(word_variants=3)
+    it, whole = Interner(), LogTemplates(settings)
+    one = whole.add_batch(columns(rows, it), it).tolist()
+    expected = [whole.template(i).id for i in one]
+
+    it2, lt = Interner(), LogTemplates(settings)
+    got_idx: list[int] = []
+    for a in range(0, len(rows), batch):
+        got_idx += lt.add_batch(columns(rows[a:a + batch], it2), it2).tolist()
+        miner = next(iter(lt._miners.values()))
+        for i in range(len(lt)):
+            assert lt.template(i).text == " ".join(miner.tokens_of(i))
+        blob = lt.to_bytes()
+        lt = LogTemplates.from_bytes(blob, settings)
+        assert lt.to_bytes() == blob
+    assert [lt.template(i).id for i in got_idx] == expected
+
+
 @pytest.mark.parametrize("cut", [1, 37, 150, 301, 599])
 def test_ids_per_line_are_stable_across_restart_batching_and_memo_size(cut):
     """Every line gets the same public id straight, after a snapshot round trip at any line, in other batch
