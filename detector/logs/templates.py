@@ -255,15 +255,15 @@ class LogTemplates:
             if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
                 got = state.get("format") if isinstance(state, dict) else type(state).__name__
                 if got in OLD_FORMATS:
-                    raise SnapshotVersionError(f"log template snapshot format {got} was written by an older version with other "
-                                     f"masking rules and miner (this version writes format {SNAPSHOT_FORMAT}, "
-                                     f"masking rules v{MASKING_VERSION}); its template ids would not match the ones "
-                                     "mined from now on")
+                    raise SnapshotVersionError(
+                        f"log template snapshot format {got} was written by an older version with other masking "
+                        f"rules and miner (this version writes format {SNAPSHOT_FORMAT}, masking rules "
+                        f"v{MASKING_VERSION}); its template ids would not match the ones mined from now on")
                 raise ValueError(f"unsupported snapshot format {got!r}, expected {SNAPSHOT_FORMAT}")
             if state.get("masking") != MASKING_VERSION:
-                raise SnapshotVersionError(f"snapshot was written with masking rules v{state.get('masking')!r}, this version "
-                                 f"masks with v{MASKING_VERSION}; its template ids would not match the ones mined "
-                                 "from now on")
+                raise SnapshotVersionError(
+                    f"snapshot was written with masking rules v{state.get('masking')!r}, this version masks with "
+                    f"v{MASKING_VERSION}; its template ids would not match the ones mined from now on")
             return cls._restore(state, settings)
         except SnapshotVersionError:
             raise
