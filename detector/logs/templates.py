@@ -43,9 +43,9 @@ masking rules that wrote it: a change of the rules bumps
 written with the drain3 miner) is refused with `SnapshotVersionError` (a
 ValueError) that says so. A core restore (`state.py`) then keeps everything
 else and starts the log templates empty, with the reason in
-`cold_start_reason`: templates are relearnt within minutes, and a deploy
-judged in the first `baseline_s` after the upgrade gets no log findings (no
-pre-deploy log history), never false ones.
+`cold_start_reason`: templates are relearnt within minutes; a deploy judged
+in the first `baseline_s` after the upgrade has log history only from the
+restart on (no log findings with fewer than `min_baseline_lines` before it).
 """
 
 from __future__ import annotations
