@@ -10,7 +10,7 @@ in the same run (the floor any consumer of these lines pays):
 - flood: every line a different random unmasked sentence after a common
   first word, 3-20 words long;
 - flood_one_leaf: the same with exactly 8 words, so every line lands in one
-  Drain leaf (same token count and first token): the worst case for Drain.
+  leaf of the miner's tree (same token count and first token): its worst case.
 
 Targets per core: >= 50,000 lines/s realistic, >= 5,000 lines/s flood.
 Rates are lines per second of this process's CPU time (`time.process_time`),
@@ -145,7 +145,7 @@ def measure(lines: list[bytes], batch: int, settings: LogSettings) -> dict:
         "orjson_loads_lines_per_s": round(n / t_json),
         "mine_and_count_lines_per_s": round(n / t_mine),
         "templates": templates.stats["templates"],
-        "drain_lines": templates.stats["drain_lines"],
+        "mined_lines": templates.stats["mined_lines"],
         "overflow_lines": templates.stats["overflow_lines"],
         "state_bytes": len(templates.to_bytes()),
     }

@@ -24,6 +24,12 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _templates(args: argparse.Namespace) -> int:
+    from detector.logs.report import run_templates
+
+    return run_templates(args.input, args.out, load_pipeline(args.pipeline), since=args.since)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from detector.simulate.main import run
 
@@ -57,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
                     help="route services to N cores like Kafka's partitioner does to N partitions, so the output "
                          "equals a live run over N-partition topics (default 1: one core sees every service)")
     rp.set_defaults(func=_replay)
+
+    tp = sub.add_parser("templates", help="the log templates of a JSONL input, one CSV row per log line")
+    tp.add_argument("--input", required=True, help="JSONL file of contract events; its log events are mined")
+    tp.add_argument("--out", required=True, help="CSV file: line,service,template_id,template")
+    tp.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
+    tp.add_argument("--since", metavar="TS", help="also print the templates first seen after TS (Unix seconds or "
+                                                  "RFC 3339) with their line counts: what a release added")
+    tp.set_defaults(func=_templates)
 
     sp = sub.add_parser("simulate", help="generate production-like traffic with good and bad deploys")
     try:

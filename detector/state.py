@@ -59,7 +59,7 @@ from detector.interner import OVERFLOW, Interner
 from detector.judge.evidence import Population
 from detector.judge.verification import Finding, Verification
 from detector.logs.findings import TemplateFinding
-from detector.logs.templates import LogTemplates
+from detector.logs.templates import LogTemplates, SnapshotVersionError
 from detector.records import Verdict
 from detector.windows import WindowFacts, _OpenWindow
 
@@ -654,8 +654,12 @@ def _restore_logs(r: _Reader, saved: Any, core: Any) -> None:
         return
     try:
         core.logs = LogTemplates.from_bytes(r.blob(saved), core.logs.settings)
+    except SnapshotVersionError as e:
+        # Written with other masking rules (an upgrade): its template ids are not
+        # the ones mined from now on. Keep the rest, relearn the templates.
+        core.logs.cold_start_reason = str(e)
     except ValueError as e:
-        raise StateError(f"core state snapshot: the log template state is damaged ({e}); {_START_COLD}") from None
+        raise StateError(f"core state snapshot: the log template state cannot be restored ({e}); {_START_COLD}") from None
     core.judge.logs = core.logs  # the judge reads findings from the same object
 
 

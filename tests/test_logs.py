@@ -14,6 +14,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from detector.columns import LEVEL_ERROR, LEVEL_INFO, LEVEL_NAMES, LEVEL_WARN, LogColumns
 from detector.interner import Interner
+from detector.logs.masking import MASKING_VERSION
+from detector.logs.templates import SnapshotVersionError
 from detector.logs import (
     DeployContext,
     LogSettings,
@@ -132,33 +134,104 @@ def test_mask_is_idempotent(message):
     assert mask(once) == once
 
 
+@pytest.mark.parametrize("message, masked", [
+    # numbers after a dot, an underscore or a dash are numbers
+    ("core.2275 dumped", "core.<NUM> dumped"),
+    ("Session: 30546173_4261722401 initialized", "Session: <NUM>_<NUM> initialized"),
+    # host:port is one value, whatever the host name
+    ("proxy.cse.cuhk.edu.hk:5070 open through proxy www.example.com:443 HTTPS",
+     "<HOST> open through proxy <HOST> HTTPS"),
+    ("connect to localhost:8080 refused", "connect to <HOST> refused"),
+    ("connection refused to db-1.internal:5432", "connection refused to <HOST>"),
+    # a list of one kind of value is one value
+    ("10.11.21.122,10.11.10.1 sent", "<IP> sent"),
+    ("10.11.10.1 sent", "<IP> sent"),
+    # quoted text with spaces keeps its words; a quoted single value is <STR>
+    ('10.1.1.1 "GET /v2/54fadb412c4e40cdbaed9335e4c35a9e/servers/detail HTTP/1.1" status: 200',
+     '<IP> "GET /v2/<HEX>/servers/detail HTTP/<NUM>" status: <NUM>'),
+    ('10.1.1.1 "POST /v2/54fadb412c4e40cdbaed9335e4c35a9e/servers/detail HTTP/1.1" status: 200',
+     '<IP> "POST /v2/<HEX>/servers/detail HTTP/<NUM>" status: <NUM>'),
+    # one zero-padded field, one placeholder
+    ("00000001 CSI Store", "<HEX> CSI Store"),
+    ("0000000a CSI Store", "<HEX> CSI Store"),
+    # a date in ctime/syslog form is one timestamp
+    ("connection from 10.0.0.1 at Sun Jul  3 10:05:25 2005", "connection from <IP> at <TS>"),
+    # a size said twice, and units before punctuation
+    ("close, 1190 bytes (1.16 KB) sent, 0 bytes received", "close, <SIZE> sent, <SIZE> received"),
+    ("(estimated size 93.0 B, free 317.1 KB)", "(estimated size <SIZE>, free <SIZE>)"),
+])
+def test_mask_classes_that_split_or_merged_events(message, masked):
+    """The masking classes that made one event many templates, or two events one (Loghub-2k failures)."""
+    assert mask(message) == masked
+
+
 def test_mask_cuts_long_messages_to_the_token_limit():
     """A message longer than max_tokens is cut, so one line's work is bounded."""
     assert len(mask(" ".join(["word"] * 500), max_tokens=48).split()) == 48
 
 
 def test_same_shape_with_different_parameters_is_one_template():
-    """Lines that differ only in masked parameters (or in one free word) share one template and id."""
+    """Lines that differ only in masked parameters (or in a free word seen in enough forms) share one id."""
     rng = random.Random(1)
     it = Interner()
     lt = LogTemplates()
+    users = ["alice", "bob", "carol", "dave", "erin", "frank"]
     shapes = [
         lambda: f"GET /api/users/{rng.randint(1, 99999)}/orders 200 {rng.randint(1, 900)} ms",
         lambda: f"connection to {rng.randint(1, 254)}.0.0.{rng.randint(1, 254)}:5432 refused after {rng.random():.2f}s",
         lambda: f"session {rng.getrandbits(64):016x} created for {rng.choice('abcdef')}x@example.com",
         lambda: f'missing configuration key "{rng.choice(["a.b", "c_d", "timeout"])}"',
-        lambda: f"user {rng.choice(['alice', 'bob', 'carol'])} logged out",
+        lambda: f"user {rng.choice(users)} logged out",
     ]
     rows = [(float(i), "checkout", "v1", LEVEL_INFO, shapes[i % len(shapes)]()) for i in range(500)]
     idx = lt.add_batch(columns(rows, it), it)
-    assert len(lt) == len(shapes)
+    ids = [lt.template(i).id for i in idx.tolist()]
+    assert len(set(ids)) == len(shapes)
     for k in range(len(shapes)):
-        assert len(set(idx[k::len(shapes)].tolist())) == 1
+        assert len(set(ids[k::len(shapes)])) == 1
+    # Until word_variants user names were seen, each had its own template; they converged on the general one.
+    assert len(lt) == len(shapes) + lt.settings.word_variants - 2
     texts = {t.text for t in lt.templates()}
     assert "user <*> logged out" in texts
     for t in lt.templates():
         assert t.id == template_id("checkout", t.text)
         assert len(t.id) == 12
+
+
+@pytest.mark.parametrize("a, b", [
+    ("[instance: 9a1f0c2e-1d2b-4c3d-8e4f-5a6b7c8d9e0f] VM Started (Lifecycle Event)",
+     "[instance: 9a1f0c2e-1d2b-4c3d-8e4f-5a6b7c8d9e0f] VM Stopped (Lifecycle Event)"),
+    ("Failed password for invalid user admin from 10.0.0.1 port 4242 ssh2",
+     "Failed none for invalid user admin from 10.0.0.1 port 4242 ssh2"),
+    ("cupsd startup succeeded", "cupsd shutdown succeeded"),
+    ("payment capture failed for order 42: card declined", "payment capture failed for order 42: card expired"),
+])
+def test_lines_that_differ_in_one_constant_word_are_different_templates(a, b):
+    """A line that differs from a known template by one constant word is another event, with another id."""
+    it, lt = Interner(), LogTemplates()
+    rows = [(float(i), "svc", "v1", LEVEL_INFO, a.replace("42", str(i))) for i in range(200)]
+    rows.append((300.0, "svc", "v2", LEVEL_ERROR, b))
+    idx = lt.add_batch(columns(rows, it), it).tolist()
+    assert len({lt.template(i).id for i in idx[:-1]}) == 1
+    new = lt.template(idx[-1])
+    assert new.id != lt.template(idx[0]).id
+    assert new.first_seen_ts == 300.0 and "<*>" not in new.text
+
+
+def test_a_word_becomes_a_parameter_after_word_variants_forms():
+    """The word_variants-th distinct word at one position makes it <*>; the earlier forms converge on it."""
+    it, lt = Interner(), LogTemplates(LogSettings(word_variants=3))
+    names = ["alice", "bob", "carol", "dave"]
+    rows = [(float(i), "svc", "v1", LEVEL_INFO, f"user {name} logged out") for i, name in enumerate(names)]
+    idx = lt.add_batch(columns(rows, it), it).tolist()
+    assert len(set(idx)) == 2  # alice, bob; carol generalises alice's template; dave joins it
+    assert {lt.template(i).text for i in idx} == {"user <*> logged out"}
+    assert len({lt.template(i).id for i in idx}) == 1
+    # After a restart the converged template keeps following the general one.
+    lt2 = LogTemplates.from_bytes(lt.to_bytes(), lt.settings)
+    idx2 = lt2.add_batch(columns([(10.0, "svc", "v1", LEVEL_INFO, "user bob logged out"),
+                                  (11.0, "svc", "v1", LEVEL_INFO, "user zoe logged out")], it), it).tolist()
+    assert {lt2.template(i).id for i in idx2} == {lt.template(idx[0]).id}
 
 
 def test_template_ids_do_not_depend_on_batching_or_instance():
@@ -461,22 +534,171 @@ def test_restart_from_snapshot_gives_same_ids_and_findings(cut_ts):
     assert {f.signal for f in straight} == {"log_novelty", "log_errors"}
 
 
+def _word_stream(seed: int, n: int) -> list[Row]:
+    """Lines whose words turn into parameters over time (user names), next to one-word-different events."""
+    rng = random.Random(seed)
+    users = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"]
+    rows = []
+    for i in range(n):
+        k = rng.random()
+        if k < 0.4:
+            # names arrive one by one: the position generalises somewhere in the middle of the stream
+            msg = f"user {users[min(len(users) - 1, rng.randint(0, 1 + i * len(users) // n))]} logged out"
+        elif k < 0.6:
+            msg = f"VM {rng.choice(['Started', 'Stopped'])} (Lifecycle Event) instance {rng.randint(1, 99)}"
+        elif k < 0.8:
+            how, who = rng.choice(["password", "none"]), rng.choice(users[:2])
+            msg = f"Failed {how} for {who} from 10.0.0.{rng.randint(1, 9)}"
+        else:
+            msg = f"GET /api/users/{rng.randint(1, 999)}/orders 200 {rng.randint(1, 99)} ms"
+        rows.append((float(i), "checkout", "v1", LEVEL_INFO, msg))
+    return rows
+
+
+def test_a_general_template_folding_another_general_one_takes_its_converged_templates_along():
+    """Templates converged on a template that itself converges follow the new general one (no chains),
+    and the state round-trips."""
+    it, lt = Interner(), LogTemplates(LogSettings(word_variants=3))
+    msgs = ["user alice in group red", "user bob in group red", "user carol in group red",  # <*> in group red
+            "user alice in group blue", "user bob in group blue", "user carol in group blue",  # <*> in group blue
+            "user dave in group green", "user erin in group pink"]  # group -> <*>: both fold into one
+    idx = []
+    for i, m in enumerate(msgs):  # one line per batch: texts are refreshed after every batch
+        idx += lt.add_batch(columns([(float(i), "svc", "v1", LEVEL_INFO, m)], it), it).tolist()
+    assert {lt.template(i).text for i in range(len(lt))} == {"user <*> in group <*>"}
+    assert len({lt.template(i).id for i in idx}) == 1
+    restored = LogTemplates.from_bytes(lt.to_bytes(), lt.settings)
+    assert restored.to_bytes() == lt.to_bytes()
+    more = restored.add_batch(columns([(9.0, "svc", "v1", LEVEL_INFO, "user bob in group blue"),
+                                       (10.0, "svc", "v1", LEVEL_INFO, "user zed in group teal")], it), it).tolist()
+    assert {restored.template(i).id for i in more} == {lt.template(idx[0]).id}
+
+
+_word_lines = st.lists(st.tuples(st.sampled_from(["user", "job", "VM"]),
+                                  st.sampled_from(["alice", "bob", "carol", "dave", "erin", "Started", "Stopped"]),
+                                  st.sampled_from(["in", "on"]),
+                                  st.sampled_from(["red", "blue", "green", "pink", "teal", "42", "x.y"]),
+                                  st.integers(0, 3)),
+                        min_size=1, max_size=60)
+
+
+@hsettings(max_examples=80, deadline=None, derandomize=True)
+@given(_word_lines, st.integers(1, 9))
+def test_miner_state_is_consistent_after_every_batch(parts, batch):
+    """Random word sequences (generalising, converging, folding): after every batch each template's text is
+    its miner's, the state round-trips, and per-line ids equal those of a single-batch run."""
+    msgs = [f"{a} {b} {c} group {d}" + " extra" * e for a, b, c, d, e in parts]
+    rows = [(float(i), "svc", "v1", LEVEL_INFO, m) for i, m in enumerate(msgs)]
+    settings = LogSettings(word_variants=3)
+    it, whole = Interner(), LogTemplates(settings)
+    one = whole.add_batch(columns(rows, it), it).tolist()
+    expected = [whole.template(i).id for i in one]
+
+    it2, lt = Interner(), LogTemplates(settings)
+    got_idx: list[int] = []
+    for a in range(0, len(rows), batch):
+        got_idx += lt.add_batch(columns(rows[a:a + batch], it2), it2).tolist()
+        miner = next(iter(lt._miners.values()))
+        for i in range(len(lt)):
+            assert lt.template(i).text == " ".join(miner.tokens_of(i))
+        blob = lt.to_bytes()
+        lt = LogTemplates.from_bytes(blob, settings)
+        assert lt.to_bytes() == blob
+    assert [lt.template(i).id for i in got_idx] == expected
+
+
+@pytest.mark.parametrize("cut", [1, 37, 150, 301, 599])
+def test_ids_per_line_are_stable_across_restart_batching_and_memo_size(cut):
+    """Every line gets the same public id straight, after a snapshot round trip at any line, in other batch
+    sizes and with a memo small enough to be rotated all the time (the memo only short-cuts the tree)."""
+    rows = _word_stream(seed=23, n=600)
+    it, lt = Interner(), LogTemplates()
+    idx = lt.add_batch(columns(rows, it), it).tolist()
+    straight = [lt.template(i).id for i in idx]
+
+    small = LogSettings(cache_entries_per_service=2)
+    it2, first = Interner(), LogTemplates(small)
+    ids_before = []
+    for a in range(0, cut, 7):
+        part = first.add_batch(columns(rows[a:min(a + 7, cut)], it2), it2).tolist()
+        ids_before.append(part)
+    restored = LogTemplates.from_bytes(first.to_bytes(), small)
+    assert restored.to_bytes() == first.to_bytes()
+    it3 = Interner(["shifts", "the", "ids"])
+    after = restored.add_batch(columns(rows[cut:], it3), it3).tolist()
+    # Ids are read at the end: a template that generalised later names its earlier lines with its final text.
+    got = [restored.template(i).id for part in ids_before for i in part] + [restored.template(i).id for i in after]
+    assert got == straight
+    texts = {t.text for t in lt.templates()}
+    assert "user <*> logged out" in texts
+    assert {"VM Started (Lifecycle Event) instance <NUM>", "VM Stopped (Lifecycle Event) instance <NUM>"} <= texts
+    assert not any(t.startswith("Failed <*>") for t in texts)
+
+
 def test_snapshot_rejects_tampered_or_foreign_state():
-    """Garbage, a wrong format, inconsistent indices or other Drain settings are a ValueError, never loaded."""
+    """Garbage, a wrong format, inconsistent indices or other miner settings are a ValueError, never loaded."""
     it, lt = Interner(), LogTemplates()
     lt.add_batch(columns(healthy_stream(seed=19, end_ts=30.0), it), it)
     good = orjson.loads(lt.to_bytes())
     bad_format = {**good, "format": 99}
     bad_index = {**good, "templates": good["templates"][:-1]}
-    bad_tree = orjson.loads(lt.to_bytes())
-    first_miner = next(iter(bad_tree["miners"].values()))
-    first_miner["tree"] = [[424242], {}]
+    bad_target = orjson.loads(lt.to_bytes())
+    next(iter(bad_target["miners"].values()))["templates"][0][4] = 424242
+    bad_leaf = orjson.loads(lt.to_bytes())
+    next(iter(bad_leaf["miners"].values()))["templates"][0][2] = [99, "x"]
     for blob in (b"\x80\x04not json", orjson.dumps([1, 2]), orjson.dumps(bad_format),
-                 orjson.dumps(bad_index), orjson.dumps(bad_tree)):
+                 orjson.dumps(bad_index), orjson.dumps(bad_target), orjson.dumps(bad_leaf)):
         with pytest.raises(ValueError, match="snapshot is not valid"):
             LogTemplates.from_bytes(blob)
     with pytest.raises(ValueError, match="restore with the snapshot's settings"):
-        LogTemplates.from_bytes(lt.to_bytes(), LogSettings(drain_sim_th=0.7))
+        LogTemplates.from_bytes(lt.to_bytes(), LogSettings(sim_th=0.7))
+
+
+def test_snapshot_of_other_masking_rules_is_refused_with_its_reason():
+    """Template ids are hashes of masked text: a snapshot of older rules (or of format 1) says why it cannot load."""
+    it, lt = Interner(), LogTemplates()
+    lt.add_batch(columns(healthy_stream(seed=20, end_ts=30.0), it), it)
+    good = orjson.loads(lt.to_bytes())
+    assert good["format"] == 2 and good["masking"] == MASKING_VERSION
+    older_rules = {**good, "masking": MASKING_VERSION - 1}
+    with pytest.raises(SnapshotVersionError,
+                       match=f"masking rules v{MASKING_VERSION - 1}.*masks with v{MASKING_VERSION}"):
+        LogTemplates.from_bytes(orjson.dumps(older_rules))
+    # A format-1 snapshot (drain3 prefix tree, masking rules v1) as the previous version wrote it.
+    format1 = {"format": 1, "drain": {"depth": 4, "sim_th": 0.5, "max_children": 100}, "window_s": 10.0,
+               "strings": ["checkout"], "miners": {"0": {"clusters_counter": 1, "clusters": [[1, ["started"], 0]],
+                                                        "tree": [[], {}], "overflow_index": -1, "overflow_lines": 0}},
+               "templates": [[0, 0.0, 0.0, [1, 0, 0, 0], []]], "counts": {}, "lines": 1}
+    with pytest.raises(SnapshotVersionError, match="format 1 was written by an older version with other masking"):
+        LogTemplates.from_bytes(orjson.dumps(format1))
+
+
+def test_core_restores_a_snapshot_of_older_masking_rules_with_cold_log_templates(monkeypatch):
+    """An upgrade that changes masking keeps the core's other state and relearns templates, saying why."""
+    import detector.logs.templates as templates_module
+    from detector.config import load_pipeline
+    from detector.contract import decode_lines
+    from detector.core import Core
+
+    pipeline = load_pipeline(None)
+    lines = [orjson.dumps({"type": "log", "ts": 1_000.0 + i, "service": "checkout", "level": "INFO",
+                           "message": f"order {i} placed"}) for i in range(100)]
+    lines += [orjson.dumps({"type": "request", "ts": 1_000.0 + i, "service": "checkout", "endpoint": "/cart",
+                            "status": 200, "latency_ms": 5.0}) for i in range(100)]
+    core = Core(pipeline)
+    core.process(decode_lines(lines, core.interner))
+    monkeypatch.setattr(templates_module, "MASKING_VERSION", MASKING_VERSION - 1)
+    old_snapshot = core.snapshot()
+    monkeypatch.undo()
+
+    restored = Core.restore(pipeline, old_snapshot)
+    assert len(restored.logs) == 0 and len(core.logs) == 1
+    assert f"masking rules v{MASKING_VERSION - 1}" in restored.logs.cold_start_reason
+    assert [w.end for w in restored.history] == [w.end for w in core.history]
+    assert restored.judge.logs is restored.logs
+    # Current snapshots restore with their templates.
+    again = Core.restore(pipeline, core.snapshot())
+    assert len(again.logs) == 1 and again.logs.cold_start_reason is None
 
 
 # --- kinds and settings --------------------------------------------------------------------------

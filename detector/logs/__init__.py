@@ -3,8 +3,9 @@
 Modules, each owning one thing:
 
 - `masking`: variable parts of a message -> typed placeholders (`<NUM>`, `<IP>`, ...);
-- `miner`: Drain (drain3) per service behind a masked-message memo, with hard
-  caps on templates and on the work per line;
+- `miner`: template mining per service (a Drain-like tree where a differing
+  word splits an event until it is seen in enough forms) behind a
+  masked-message memo, with hard caps on templates and on the work per line;
 - `registry`: per-template metadata and the stable public template id
   (hash of service and masked template text);
 - `kinds`: what a template is evidence of (config, connection, data, exception, other);
@@ -12,7 +13,8 @@ Modules, each owning one thing:
 - `findings`: `log_novelty` and `log_errors` for a deploy, with shared-infrastructure
   scoping, and `root_cause_hint` (the category the log evidence suggests);
 - `templates`: `LogTemplates`, the facade the core calls, and its snapshot format;
-- `settings`: `LogSettings`.
+- `settings`: `LogSettings`;
+- `report`: `detector templates`, the templates of a JSONL input as CSV.
 """
 
 from detector.logs.findings import DeployContext, TemplateFinding, root_cause_hint

@@ -1,25 +1,40 @@
 """Masking: replace the variable parts of a log message with typed placeholders.
 
-Drain groups messages by their constant tokens; it copes with a few variable
-tokens per message but not with high-cardinality text in every line. Masking
-first makes "timeout after 3000 ms talking to 10.0.0.7:5432" and "timeout
-after 12 ms talking to 10.0.0.9:5432" the same token list, so most lines never
-reach Drain at all (see the masked-message cache in `miner.py`).
+The miner groups messages by their constant tokens; it copes with a few
+variable tokens per message but not with high-cardinality text in every line.
+Masking first makes "timeout after 3000 ms talking to 10.0.0.7:5432" and
+"timeout after 12 ms talking to 10.0.0.9:5432" the same token list, so most
+lines never reach the miner's tree at all (see the masked-message memo in
+`miner.py`).
 
-What is masked: timestamps and dates, UUIDs, e-mail addresses, IPv4 and IPv6
-addresses (with port), quoted values, durations (`3000 ms`, `1.5s`), sizes
-(`12MB`), hex numbers and digests, identifiers that mix letters and digits
-(`req-4821ab`), and numbers, also inside a token (`/users/42/cart` ->
-`/users/<NUM>/cart`, `id=7` -> `id=<NUM>`).
+What is masked (rules v2, `MASKING_VERSION`): timestamps and dates (ISO 8601,
+clock times, ctime/syslog dates such as `Sun Jul  3 10:05:25 2005`), UUIDs,
+e-mail addresses, IPv4 and IPv6 addresses (with port), host:port
+(`db-1.internal:5432` -> `<HOST>`), quoted single values, durations
+(`3000 ms`, `1.5s`), sizes (`12MB`, `93.0 B,`, `1190 bytes (1.16 KB)` is one
+`<SIZE>`), hex numbers and digests (zero-padded 8-digit fields too, so
+`00000001` and `0000000a` are one field), identifiers that mix letters and
+digits (`req-4821ab`), and numbers wherever no letter or digit touches them
+(`/users/42/cart` -> `/users/<NUM>/cart`, `id=7`, `core.2275`, `blk_-42`,
+`30546173_4261722401`). A list of values of one kind (`10.0.0.1,10.0.0.2`)
+is one value. Quoted text with spaces (a request line `"GET /v2/... HTTP/1.1"`)
+keeps its words: the method is a constant word of the event.
+
+What is not masked: words. A constant word tells one event from another
+("VM Started" / "VM Stopped"); whether a word is in fact a parameter (a user
+name) is the miner's call, on how many different words it sees in one place.
+
+Template texts, and so template ids, are masked text: a change of these
+rules changes ids, so it bumps `MASKING_VERSION` (recorded in snapshots).
 
 How, and why this way: one combined regex over a whole line costs ~20 us
 (every alternative is tried at every position), more than the whole per-line
-budget. Instead the line is split on whitespace (the tokens Drain works on
+budget. Instead the line is split on whitespace (the tokens the miner works on
 anyway), constant tokens are looked up in a bounded memo, and only tokens with
 a digit or `@` go through the combined pattern. Quoted values may contain
 spaces, so they are replaced first, and only in lines that contain a quote
-character; a number followed by a unit token (`3000 ms`, `12 MB`) is merged
-into one placeholder afterwards.
+character; a number followed by a unit token (`3000 ms`, `12 MB`) and a
+ctime date are merged into one placeholder afterwards.
 
 Multi-line messages (stack traces) are reduced to their first line; a Python
 traceback, whose first line says nothing, keeps its last line (the exception).
@@ -31,10 +46,19 @@ from __future__ import annotations
 
 import re
 
-PLACEHOLDERS = ("<TS>", "<UUID>", "<EMAIL>", "<IP>", "<STR>", "<DUR>", "<SIZE>", "<HEX>", "<ID>", "<NUM>")
+PLACEHOLDERS = ("<TS>", "<UUID>", "<EMAIL>", "<IP>", "<HOST>", "<STR>", "<DUR>", "<SIZE>", "<HEX>", "<ID>",
+                "<NUM>")
+
+# The version of the rules below. Template texts (and so template ids) are
+# masked text: a change of any rule changes them, so it bumps this version,
+# which the log-template snapshot records (see templates.py).
+MASKING_VERSION = 2
 
 _H = "[0-9a-fA-F]"
 # Tried in this order at each position of a token; the first that matches wins.
+# A number is masked wherever no letter or digit touches it (`core.2275`,
+# `blk_-42`, `30546173_4261722401`); a letter or digit next to it makes the
+# token an identifier (`en0`, `v2`) that the ID rule masks only from 6 chars.
 _PATTERNS: tuple[tuple[str, str], ...] = (
     ("TS", r"\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?"
            r"|(?<![\w:])\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?(?![\w:])"),
@@ -42,11 +66,16 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     ("EMAIL", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"),
     ("IP", rf"(?<![\w:.])(?:{_H}{{0,4}}:){{2,7}}{_H}{{1,4}}(?![\w:])"
            r"|(?<![\w.])\d{1,3}(?:\.\d{1,3}){3}(?::\d{1,5})?(?![\w.])"),
+    # host:port as one value: a host name left in place would be a constant
+    # token to the miner (and the first token of many proxy and client logs).
+    ("HOST", r"(?<![\w.-])(?:[A-Za-z0-9][\w-]*(?:\.[\w-]+)+|localhost):\d{1,5}(?![\w.])"),
     ("DUR", r"(?<![\w.])\d+(?:\.\d+)?(?:ns|us|µs|ms|s|sec|secs|seconds?|min|mins|minutes?|h|hrs?|hours?)(?!\w)"),
     ("SIZE", r"(?<![\w.])\d+(?:\.\d+)?(?:[KMGTP]i?B|[kmgt]b|bytes?|B)(?!\w)"),
-    ("HEX", rf"(?<![\w-])(?:0[xX]{_H}+|(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F]){_H}{{8,}})(?![\w-])"),
+    # Hex: 0x..., 8+ hex digits with a letter, or 8+ digits with a leading zero
+    # (a zero-padded fixed-width field: `00000001` and `0000000a` are one field).
+    ("HEX", rf"(?<![\w-])(?:0[xX]{_H}+|(?=[0-9a-fA-F]*\d)(?=[0-9a-fA-F]*[a-fA-F]){_H}{{8,}}|0\d{{7,}})(?![\w-])"),
     ("ID", r"(?<![\w-])(?=[\w-]*\d)(?=[\w-]*[A-Za-z])[\w-]{6,}(?![\w-])"),
-    ("NUM", r"(?<![\w.])[-+]?\d+(?:\.\d+)*(?!\w)"),
+    ("NUM", r"(?<![A-Za-z0-9])[-+]?\d+(?:\.\d+)*(?![A-Za-z0-9])"),
 )
 _COMBINED = re.compile("|".join(f"(?P<{name}>{rx})" for name, rx in _PATTERNS))
 _REPLACEMENT = {name: f"<{name}>" for name, _ in _PATTERNS}
@@ -56,12 +85,21 @@ _REPLACEMENT = {name: f"<{name}>" for name, _ in _PATTERNS}
 # it into a value on a second pass (masking is idempotent).
 _QUOTED = re.compile(r"\"[^\"\n]*\"|(?<![\w>])'[^'\n]*'(?![\w<])|`[^`\n]*`")
 _HAS_VARIABLE = re.compile(r"[\d@]").search
+# A list of values of one kind (`10.0.0.1,10.0.0.2`) is one value: lines with
+# one address and lines with two are the same event.
+_LIST = re.compile(r"(<[A-Z]+>)(?:[,;]\1)+")
 
 # Unit tokens that turn a preceding "<NUM>" token into a duration or a size.
 _DURATION_UNITS = frozenset(("ns", "us", "µs", "ms", "s", "sec", "secs", "second", "seconds", "min", "mins",
                              "minute", "minutes", "h", "hr", "hrs", "hour", "hours"))
 _SIZE_UNITS = frozenset(("B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB", "bytes", "byte"))
 _UNITS = _DURATION_UNITS | _SIZE_UNITS
+# A unit may end a clause: "(estimated size 93.0 B, free 317.1 KB)".
+_PUNCT_UNITS = frozenset(u + p for u in _UNITS for p in ",.;:)]")
+# A ctime/syslog date ("Sun Jul  3 10:05:25 2005") is one timestamp, not two
+# constant words and three numbers.
+_MONTHS = frozenset("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())
+_WEEKDAYS = frozenset("Mon Tue Wed Thu Fri Sat Sun".split())
 
 # Memo of token -> masked token. Masking is a pure function, so the memo is
 # shared by every miner; it is cleared when full, which bounds its memory under
@@ -78,11 +116,23 @@ _sub = _COMBINED.sub
 
 
 def _mask_token(token: str) -> str:
-    masked = _sub(_replace, token) if _HAS_VARIABLE(token) else token
+    if _HAS_VARIABLE(token):
+        masked = _sub(_replace, token)
+        if "," in masked or ";" in masked:
+            masked = _LIST.sub(r"\1", masked)
+    else:
+        masked = token
     if len(_memo) >= _MEMO_MAX_TOKENS:
         _memo.clear()
     _memo[token] = masked
     return masked
+
+
+def _quoted(m: re.Match) -> str:
+    """A quoted value is one placeholder; quoted text with spaces (a request
+    line, a message) keeps its words, which are masked like any others."""
+    text = m.group()
+    return text if " " in text or "\t" in text else "<STR>"
 
 
 def first_line(message: str) -> str:
@@ -102,24 +152,54 @@ def mask_tokens(message: str, max_chars: int = 2000, max_tokens: int = 48) -> li
     if len(message) > max_chars:
         message = message[:max_chars]
     if '"' in message or "'" in message or "`" in message:
-        message = _QUOTED.sub("<STR>", message)
+        message = _QUOTED.sub(_quoted, message)
     tokens = message.split()
     if len(tokens) > max_tokens:
         del tokens[max_tokens:]
     get = _memo.get
     out = [get(t) or _mask_token(t) for t in tokens]
-    if not _UNITS.isdisjoint(out):
+    if not (_UNITS.isdisjoint(out) and _PUNCT_UNITS.isdisjoint(out)):
         out = _merge_units(out)
+    if "<TS>" in out and not _MONTHS.isdisjoint(out):
+        out = _merge_dates(out)
     return out
 
 
 def _merge_units(tokens: list[str]) -> list[str]:
+    """`<NUM> ms` -> `<DUR>`, `<NUM> KB,` -> `<SIZE>,`; `<SIZE> (<NUM> KB)` -> `<SIZE>`."""
     out: list[str] = []
     for t in tokens:
-        if out and out[-1] == "<NUM>" and t in _UNITS:
-            out[-1] = "<DUR>" if t in _DURATION_UNITS else "<SIZE>"
-        else:
+        prev = out[-1] if out else ""
+        if prev.endswith("<NUM>"):
+            unit = t.rstrip(",.;:)]")
+            if unit in _UNITS:
+                kind = "<DUR>" if unit in _DURATION_UNITS else "<SIZE>"
+                if prev == "(<NUM>" and t == unit + ")" and len(out) > 1 and out[-2] == kind:
+                    out.pop()  # the same value said twice: "1190 bytes (1.16 KB)"
+                else:
+                    out[-1] = prev[:-5] + kind + t[len(unit):]
+                continue
+        out.append(t)
+    return out
+
+
+def _merge_dates(tokens: list[str]) -> list[str]:
+    """`[weekday] month <NUM> <TS> [<NUM>]` -> `<TS>`."""
+    out: list[str] = []
+    year_next = False
+    for t in tokens:
+        if t == "<TS>" and len(out) >= 2 and out[-1] == "<NUM>" and out[-2] in _MONTHS:
+            del out[-2:]
+            if out and out[-1] in _WEEKDAYS:
+                out.pop()
             out.append(t)
+            year_next = True
+            continue
+        if year_next and t == "<NUM>":
+            year_next = False
+            continue
+        year_next = False
+        out.append(t)
     return out
 
 

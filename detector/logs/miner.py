@@ -1,4 +1,4 @@
-"""Drain template mining for one service, with bounded work and memory.
+"""Template mining for one service, with bounded work and memory.
 
 `ServiceMiner.assign(messages)` maps each message to a template index. The
 steps per line:
@@ -8,39 +8,60 @@ steps per line:
 2. look the masked text up in a two-generation memo (masked text -> template
    index). Realistic logs repeat a few dozen shapes, so almost every line
    stops here;
-3. otherwise run Drain (drain3's `Drain`: its prefix tree, `fast_match`,
-   `create_template` and `add_seq_to_prefix_tree`).
+3. otherwise compare the tokens with the templates of their leaf and join
+   the best one, or start a new template.
 
-Bounds that drain3 does not give by itself:
+The comparison (a Drain-like parse tree of depth one, with a different rule
+for merging):
 
-- at most `max_templates_per_service` clusters. drain3's own `max_clusters`
-  evicts the least recently used cluster, and an evicted shape that comes back
-  would be a *new* template (a false "never seen before" after a deploy) with
-  a new index. Here the cap is hard: a line that matches no cluster once the
-  cap is reached counts into the service's overflow template (`OVERFLOW_TEXT`),
-  and the overflow is counted;
-- at most `max_clusters_per_leaf` clusters compared per line. Without it a
-  flood of random messages piles thousands of clusters into one wildcard leaf
-  and every line is compared with all of them (Drain's speed collapses to a
-  few hundred lines/s). A full leaf sends unmatched lines to the overflow.
+- a leaf holds the templates with one token count and one first token; a
+  first token that looks like a value (a placeholder, a digit, a path, a
+  dotted name) is keyed as `<*>`, so `proxy.example.com:443 open ...` and
+  `com.apple.job.daily: ...` lines are compared whatever the value;
+- two tokens at one position that differ are a *value* difference when both
+  look like values (placeholders of different kinds, paths, dotted names,
+  tokens with digits) and a *word* difference otherwise;
+- a line joins a template when at least `sim_th` of its positions match and
+  no position differs by a word; value differences become `<*>`;
+- one word difference does not merge: "VM Started" / "VM Stopped", "Failed
+  password" / "Failed none" are different events, and a new error that
+  differs from a known line by one word must be new to the novelty test. Only
+  when `word_variants` different words have been seen at one position of
+  otherwise matching lines does that position become `<*>` ("user alice
+  logged out", "user bob ...": a user name, not an event). The templates
+  that were created for the earlier words then converge on the general one:
+  their text (so their public id) follows it, and their later lines go to it.
 
-Template indices are handed out by the caller (`allocate`); the miner keeps
-cluster id -> index. Drain cluster ids depend on arrival order and are never
-exposed. When a line generalises a cluster's template (a token becomes `<*>`),
-the cluster's index is added to `changed` so the caller can refresh its text.
+Bounds:
 
-State (`to_state` / `from_state`) is plain data: the prefix tree as nested
-lists, clusters as [id, tokens, index]. Restoring rebuilds the exact
-tree, so a restored miner assigns every later line as the original would.
-The memo is not persisted: it only short-cuts a lookup whose answer Drain
-gives again (except in rare ties between near-identical clusters).
+- at most `max_templates_per_service` templates; past it, a line that
+  matches no template counts into the service's overflow template
+  (`OVERFLOW_TEXT`), and the overflow is counted. Templates are never evicted:
+  an evicted shape that comes back would be a false "never seen before";
+- at most `max_clusters_per_leaf` templates compared per line; a full leaf
+  sends unmatched lines to the overflow (a flood of random messages costs
+  at most that many comparisons per line, each stopped at the second word
+  difference);
+- at most `word_variants` remembered words per template position.
+
+Template indices are handed out by the caller (`allocate`). When a template's
+text changes (a token becomes `<*>`), its index and the indices converged on
+it are added to `changed` so the caller can refresh their text.
+
+State (`to_state` / `from_state`) is plain data: the templates in creation
+order, each with its leaf, its remembered words and the template it
+converged on. Restoring rebuilds the exact leaves, so a restored miner
+assigns every later line as the original would. The memo is not persisted: it
+only short-cuts a lookup whose answer the leaves give again (except in a rare
+case: a template created later that a shape matches with more equal tokens
+than the one it was first given; a shape goes to its first template while
+memoised, to the better one after a rotation or restart).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Callable
-
-from drain3.drain import Drain, LogCluster, Node
 
 from detector.logs.masking import mask_tokens
 from detector.logs.settings import LogSettings
@@ -48,27 +69,50 @@ from detector.logs.settings import LogSettings
 OVERFLOW_TEXT = "<OTHER>"
 PARAM = "<*>"
 
+# A token that looks like a value rather than a word: a placeholder, a digit,
+# a path, a dotted name (`com.apple.job`, `host.example.com`), no letter at all.
+_VALUE = re.compile(r"[<\d/]|\w\.\w|^[^A-Za-z]*$").search
+
+
+class Template:
+    """One template of a service: its tokens and what the miner remembers about it."""
+
+    __slots__ = ("index", "tokens", "leaf", "words", "target")
+
+    def __init__(self, index: int, tokens: list[str], leaf: tuple[int, str]) -> None:
+        self.index = index
+        self.tokens = tokens
+        self.leaf = leaf
+        self.words: dict[int, list[str]] = {}  # position -> distinct words seen there (bounded)
+        self.target = -1  # index of the template this one converged on, -1 if none
+
+
+def leaf_key(tokens: list[str]) -> tuple[int, str]:
+    if not tokens:
+        return 0, ""
+    first = tokens[0]
+    return len(tokens), PARAM if _VALUE(first) else first
+
 
 class ServiceMiner:
-    """Masking, memo and a bounded Drain for the log lines of one service."""
+    """Masking, memo and a bounded template tree for the log lines of one service."""
 
     def __init__(self, settings: LogSettings, allocate: Callable[[tuple[str, ...]], int]) -> None:
         self.settings = settings
         self._allocate = allocate
-        self.drain = Drain(depth=settings.drain_depth, sim_th=settings.drain_sim_th,
-                           max_children=settings.drain_max_children, param_str=PARAM)
-        self.cluster_index: dict[int, int] = {}
-        self._index_cluster: dict[int, int] = {}
+        self._templates: dict[int, Template] = {}  # index -> template, in creation order
+        self._leaves: dict[tuple[int, str], list[Template]] = {}
+        self._aliases: dict[int, list[int]] = {}  # general template index -> indices converged on it
         self.overflow_index = -1
         self.overflow_lines = 0
         self.changed: set[int] = set()
         self._memo: dict[str, int] = {}
         self._memo_old: dict[str, int] = {}
         self.memo_hits = 0
-        self.drain_lines = 0
+        self.mined_lines = 0  # lines that missed the memo and went through the tree
 
     def __len__(self) -> int:
-        return len(self.cluster_index)
+        return len(self._templates)
 
     @property
     def memo_entries(self) -> int:
@@ -93,6 +137,9 @@ class ServiceMiner:
                 idx = old.get(key)
                 if idx is None:
                     idx = self._learn(tokens)
+                    # _learn may have redirected memo entries; re-read the current generation.
+                    memo, old = self._memo, self._memo_old
+                    get = memo.get
                 else:
                     hits += 1
                 if len(memo) >= cap:
@@ -108,53 +155,99 @@ class ServiceMiner:
         self.memo_hits += hits
         return out
 
-    def _leaf(self, tokens: list[str]) -> Node | None:
-        """The prefix-tree leaf `Drain.tree_search` would compare `tokens` against."""
-        drain = self.drain
-        node = drain.root_node.key_to_child_node.get(str(len(tokens)))
-        if node is None or not tokens:
-            return node
-        depth, n, max_depth = 1, len(tokens), drain.max_node_depth
-        for token in tokens:
-            if depth >= max_depth or depth == n:
-                break
-            children = node.key_to_child_node
-            child = children.get(token)
-            if child is None:
-                child = children.get(PARAM)
-                if child is None:
-                    return None
-            node = child
-            depth += 1
-        return node
-
     def _learn(self, tokens: list[str]) -> int:
-        self.drain_lines += 1
-        drain = self.drain
-        leaf = self._leaf(tokens)
-        cluster = None
-        if leaf is not None:
-            cluster = drain.fast_match(leaf.cluster_ids, tokens, drain.sim_th, False)
-        if cluster is not None:
-            idx = self.cluster_index[cluster.cluster_id]
-            new = tuple(drain.create_template(tokens, cluster.log_template_tokens))
-            if new != cluster.log_template_tokens:
-                cluster.log_template_tokens = new
-                self.changed.add(idx)
-            # cluster.size is left alone: with the memo in front it would count
-            # memo misses, not lines (the registry counts lines).
-            return idx
-        full_leaf = leaf is not None and len(leaf.cluster_ids) >= self.settings.max_clusters_per_leaf
-        if full_leaf or len(self.cluster_index) >= self.settings.max_templates_per_service:
+        self.mined_lines += 1
+        s = self.settings
+        key = leaf_key(tokens)
+        leaf = self._leaves.get(key)
+        n = len(tokens)
+        need = s.sim_th * n
+        best = near = None
+        best_same = near_same = -1
+        near_pos = -1
+        if leaf:
+            for t in leaf:
+                same = 0
+                word_pos = -1
+                words = 0
+                for i, (a, b) in enumerate(zip(t.tokens, tokens)):
+                    if a == b:
+                        same += 1
+                    elif a == PARAM:
+                        pass
+                    elif _VALUE(a) is None or _VALUE(b) is None:
+                        words += 1
+                        if words > 1:
+                            break
+                        word_pos = i
+                if words == 0:
+                    if same >= need and same > best_same:
+                        best, best_same = t, same
+                elif words == 1 and same + 1 >= need and same > near_same:
+                    near, near_same, near_pos = t, same, word_pos
+        if best is not None:
+            return self._join(best, tokens)
+        if near is not None:
+            seen = near.words.setdefault(near_pos, [near.tokens[near_pos]])
+            word = tokens[near_pos]
+            if word not in seen:
+                seen.append(word)
+            if len(seen) >= s.word_variants:
+                del near.words[near_pos]
+                near.tokens[near_pos] = PARAM
+                self._mark_changed(near)
+                self._join(near, tokens)
+                self._converge(near, leaf)  # type: ignore[arg-type]
+                return near.index
+        if (leaf is not None and len(leaf) >= s.max_clusters_per_leaf) \
+                or len(self._templates) >= s.max_templates_per_service:
             return self._overflow()
-        drain.clusters_counter += 1
-        cluster = LogCluster(tokens, drain.clusters_counter)
-        drain.id_to_cluster[cluster.cluster_id] = cluster
-        drain.add_seq_to_prefix_tree(drain.root_node, cluster)
-        idx = self._allocate(cluster.log_template_tokens)
-        self.cluster_index[cluster.cluster_id] = idx
-        self._index_cluster[idx] = cluster.cluster_id
-        return idx
+        t = Template(self._allocate(tuple(tokens)), list(tokens), key)
+        self._templates[t.index] = t
+        self._leaves.setdefault(key, []).append(t)
+        return t.index
+
+    def _join(self, t: Template, tokens: list[str]) -> int:
+        """Add a matching line to template `t`: positions where they differ become `<*>`."""
+        tt = t.tokens
+        changed = False
+        for i, b in enumerate(tokens):
+            if tt[i] != b and tt[i] != PARAM:
+                tt[i] = PARAM
+                t.words.pop(i, None)
+                changed = True
+        if changed:
+            self._mark_changed(t)
+        return t.index
+
+    def _mark_changed(self, t: Template) -> None:
+        """`t`'s text changed, and so did the text of every template converged on it."""
+        self.changed.add(t.index)
+        self.changed.update(self._aliases.get(t.index, ()))
+
+    def _converge(self, general: Template, leaf: list[Template]) -> None:
+        """Templates of the leaf that the generalised `general` now matches fold into it."""
+        gt = general.tokens
+        folded = set()
+        aliases = self._aliases.setdefault(general.index, [])
+        for t in leaf:
+            if t is general:
+                continue
+            if all(a == b or a == PARAM for a, b in zip(gt, t.tokens)):
+                # t and whatever had converged on t now follow `general`
+                for idx in [t.index, *self._aliases.pop(t.index, ())]:
+                    alias = self._templates[idx]
+                    alias.target = general.index
+                    alias.tokens = gt  # shared: the text follows the general template
+                    aliases.append(idx)
+                    folded.add(idx)
+                    self.changed.add(idx)
+        if folded:
+            leaf[:] = [t for t in leaf if t.index not in folded]
+            for memo in (self._memo, self._memo_old):
+                for k, v in memo.items():
+                    if v in folded:
+                        memo[k] = general.index
 
     def _overflow(self) -> int:
         self.overflow_lines += 1
@@ -166,17 +259,21 @@ class ServiceMiner:
         """The current template tokens of template index `idx` of this service."""
         if idx == self.overflow_index:
             return (OVERFLOW_TEXT,)
-        return self.drain.id_to_cluster[self._index_cluster[idx]].log_template_tokens
+        return tuple(self._templates[idx].tokens)
+
+    def indices(self) -> list[int]:
+        """Every template index of this service (the overflow's included once it exists)."""
+        out = list(self._templates)
+        if self.overflow_index >= 0:
+            out.append(self.overflow_index)
+        return out
 
     # --- state ---
 
     def to_state(self) -> dict:
-        clusters = self.drain.id_to_cluster
         return {
-            "clusters_counter": self.drain.clusters_counter,
-            "clusters": [[cid, list(clusters[cid].log_template_tokens), idx]
-                         for cid, idx in self.cluster_index.items()],
-            "tree": _node_state(self.drain.root_node),
+            "templates": [[t.index, list(t.tokens), list(t.leaf), {str(p): w for p, w in t.words.items()}, t.target]
+                          for t in self._templates.values()],
             "overflow_index": self.overflow_index,
             "overflow_lines": self.overflow_lines,
         }
@@ -186,33 +283,38 @@ class ServiceMiner:
                    allocate: Callable[[tuple[str, ...]], int]) -> "ServiceMiner":
         """Rebuild a miner from `to_state` output; raises ValueError/KeyError/TypeError on malformed state."""
         miner = cls(settings, allocate)
-        drain = miner.drain
-        drain.clusters_counter = int(state["clusters_counter"])
-        for cid, tokens, idx in state["clusters"]:
-            if not (isinstance(cid, int) and isinstance(idx, int) and isinstance(tokens, list)
-                    and all(isinstance(t, str) for t in tokens)):
-                raise ValueError(f"malformed cluster entry {[cid, tokens, idx]!r}")
-            cluster = LogCluster(tokens, cid)
-            drain.id_to_cluster[cid] = cluster
-            miner.cluster_index[cid] = idx
-            miner._index_cluster[idx] = cid
-        drain.root_node = _node_from_state(state["tree"], drain.id_to_cluster)
+        rows = state["templates"]
+        for row in rows:
+            idx, tokens, leaf, words, target = row
+            if not (isinstance(idx, int) and isinstance(tokens, list) and all(isinstance(t, str) for t in tokens)
+                    and isinstance(leaf, list) and len(leaf) == 2 and isinstance(leaf[0], int)
+                    and isinstance(leaf[1], str) and isinstance(words, dict) and isinstance(target, int)):
+                raise ValueError(f"malformed template entry {row!r:.200}")
+            if idx in miner._templates:
+                raise ValueError(f"template index {idx} appears twice")
+            if leaf[0] != len(tokens):
+                raise ValueError(f"template {idx} has {len(tokens)} tokens but sits in a leaf for {leaf[0]}")
+            t = Template(idx, tokens, (leaf[0], leaf[1]))
+            for p, w in words.items():
+                pos = int(p)
+                if not (0 <= pos < len(tokens) and isinstance(w, list) and all(isinstance(x, str) for x in w)
+                        and len(w) < settings.word_variants):
+                    raise ValueError(f"template {idx} remembers malformed words at {p!r}: {w!r:.100}")
+                t.words[pos] = list(w)
+            t.target = target
+            miner._templates[idx] = t
+        for t in miner._templates.values():
+            if t.target >= 0:
+                general = miner._templates.get(t.target)
+                if general is None or general.target >= 0:
+                    raise ValueError(f"template {t.index} converged on {t.target}, which is not a live template")
+                t.tokens = general.tokens
+                miner._aliases.setdefault(t.target, []).append(t.index)
+            else:
+                miner._leaves.setdefault(t.leaf, []).append(t)
+        for leaf in miner._leaves.values():
+            if len(leaf) > settings.max_clusters_per_leaf:
+                raise ValueError(f"a leaf holds {len(leaf)} templates, more than max_clusters_per_leaf")
         miner.overflow_index = int(state["overflow_index"])
         miner.overflow_lines = int(state["overflow_lines"])
         return miner
-
-
-def _node_state(node: Node) -> list:
-    return [list(node.cluster_ids), {k: _node_state(c) for k, c in node.key_to_child_node.items()}]
-
-
-def _node_from_state(state: list, clusters: dict, depth: int = 0) -> Node:
-    if depth > 64:
-        raise ValueError("prefix tree deeper than 64 levels")
-    ids, children = state
-    if not isinstance(children, dict) or any(i not in clusters for i in ids):
-        raise ValueError(f"prefix tree node refers to unknown clusters or has no child table: {ids!r}")
-    node = Node()
-    node.cluster_ids = list(ids)
-    node.key_to_child_node = {str(k): _node_from_state(c, clusters, depth + 1) for k, c in children.items()}
-    return node

@@ -6,7 +6,7 @@ state, persisted) and a public id derived from what it says:
     id = first 12 hex digits of blake2b(service + "\\x00" + template text)
 
 so the same service logging the same shape gets the same id on every
-instance, after every restart and in every replay. Drain may later generalise
+instance, after every restart and in every replay. The miner may later generalise
 a template (a token becomes `<*>`); its text, id and kind then follow, its
 index does not. Per template the registry keeps the first and last time it
 was seen, its line counts by level and the first time each version emitted it.
@@ -108,8 +108,9 @@ class TemplateRegistry:
         self.tid[idx] = template_id(service, text)
         self.kind[idx] = "other" if self.overflow[idx] else classify(text)
         self.by_text.setdefault(text, []).append(idx)
-        # Two clusters of one service can converge on the same text; the id then
-        # names the older one, which is the one Drain keeps matching first.
+        # Two templates of one service can converge on the same text (the miner
+        # folds the templates of earlier words into a generalised one); the id
+        # then names the older one.
         self.by_id.setdefault(self.tid[idx], idx)
 
     @property

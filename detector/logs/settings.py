@@ -25,14 +25,13 @@ class LogSettings:
     max_templates_per_service: int = 1_000  # past it, unmatched lines count into the service's overflow template
     max_message_chars: int = 2_000  # a message is cut to this before masking
     max_tokens: int = 48  # and to this many tokens before mining
-    max_clusters_per_leaf: int = 50  # Drain compares a line with at most this many templates
+    max_clusters_per_leaf: int = 50  # the miner compares a line with at most this many templates
     cache_entries_per_service: int = 4_096  # masked message -> template memo, per generation (two kept)
 
-    # Drain (drain3) parameters. The prefix tree is persisted, so they must not
-    # change across a restart from a snapshot.
-    drain_depth: int = 4
-    drain_sim_th: float = 0.5
-    drain_max_children: int = 100
+    # Template mining (miner.py). The templates are persisted with the words
+    # they remember, so these must not change across a restart from a snapshot.
+    sim_th: float = 0.6  # share of a line's tokens that must match a template's
+    word_variants: int = 4  # distinct words at one position before it becomes <*>
 
     # log_novelty: a template first seen after the deploy, emitted by the new version.
     novelty_grace_s: float = 300.0  # the new version's own lines this long before the deploy keep a template new
@@ -64,9 +63,9 @@ class LogSettings:
             _require(isinstance(v, int) and v >= 1, name, v, "an integer >= 1")
         _require(self.history_s >= self.baseline_s + self.window_s, "history_s", self.history_s,
                  f"at least baseline_s + window_s = {self.baseline_s + self.window_s}")
-        _require(self.drain_depth >= 3, "drain_depth", self.drain_depth, "an integer >= 3")
-        _require(0 < self.drain_sim_th <= 1, "drain_sim_th", self.drain_sim_th, "a similarity in (0, 1]")
-        _require(self.drain_max_children >= 2, "drain_max_children", self.drain_max_children, "an integer >= 2")
+        _require(0 < self.sim_th <= 1, "sim_th", self.sim_th, "a similarity in (0, 1]")
+        _require(isinstance(self.word_variants, int) and self.word_variants >= 2, "word_variants",
+                 self.word_variants, "an integer >= 2")
         _require(0 <= self.novelty_info_min_share <= 1, "novelty_info_min_share", self.novelty_info_min_share,
                  "a share in [0, 1]")
         _require(LEVEL_INFO <= self.errors_min_level <= LEVEL_FATAL, "errors_min_level", self.errors_min_level,
@@ -77,9 +76,9 @@ class LogSettings:
         _require(self.errors_critical_ratio >= self.errors_min_ratio, "errors_critical_ratio",
                  self.errors_critical_ratio, f"a ratio >= errors_min_ratio ({self.errors_min_ratio})")
 
-    def drain_params(self) -> dict:
-        """The parameters a persisted prefix tree depends on."""
-        return {"depth": self.drain_depth, "sim_th": self.drain_sim_th, "max_children": self.drain_max_children}
+    def miner_params(self) -> dict:
+        """The parameters persisted templates depend on."""
+        return {"sim_th": self.sim_th, "word_variants": self.word_variants}
 
 
 def _require(ok: bool, name: str, value, expected: str) -> None:

@@ -28,14 +28,24 @@ Usage by the core, per partition:
   invents.
 - `template(idx)` / `template_by_id(id)` / `templates(service)`: TemplateInfo.
 - `to_bytes` / `from_bytes`: the whole state as orjson (format below). It is
-  never unpickled: restoring parses JSON and rebuilds drain3's structures
+  never unpickled: restoring parses JSON and rebuilds the miners' templates
   from plain lists, validating shapes and ranges, so a snapshot written by
   someone else can at worst be rejected with a ValueError.
 
-Snapshot format (version 1): {"format": 1, "drain": {depth, sim_th,
-max_children}, "window_s", "strings": [str], "miners": {service string id:
-miner state}, "templates": [registry rows], "counts": window counts,
-"stats": {...}}.
+Snapshot format (version 2): {"format": 2, "masking": masking rules version,
+"miner": {sim_th, word_variants}, "window_s", "strings": [str], "miners":
+{service string id: miner state}, "templates": [registry rows], "counts":
+window counts, "lines": int}.
+
+Template ids are hashes of masked text, so a snapshot is only valid for the
+masking rules that wrote it: a change of the rules bumps
+`masking.MASKING_VERSION`, and a snapshot of another version (or of format 1,
+written with the drain3 miner) is refused with `SnapshotVersionError` (a
+ValueError) that says so. A core restore (`state.py`) then keeps everything
+else and starts the log templates empty, with the reason in
+`cold_start_reason`: templates are relearnt within minutes; a deploy judged
+in the first `baseline_s` after the upgrade has log history only from the
+restart on (no log findings with fewer than `min_baseline_lines` before it).
 """
 
 from __future__ import annotations
@@ -50,11 +60,17 @@ from detector.columns import LEVEL_FATAL, LEVEL_NAMES, LogColumns
 from detector.interner import Interner
 from detector.logs.counts import WindowArrays, WindowCounts
 from detector.logs.findings import DeployContext, TemplateFinding, evaluate
+from detector.logs.masking import MASKING_VERSION
 from detector.logs.miner import ServiceMiner
 from detector.logs.registry import TemplateInfo, TemplateRegistry
 from detector.logs.settings import LogSettings
 
-SNAPSHOT_FORMAT = 1
+SNAPSHOT_FORMAT = 2
+OLD_FORMATS = (1,)  # format 1: masking rules v1 and a drain3 prefix tree
+
+
+class SnapshotVersionError(ValueError):
+    """A well-formed snapshot of other masking rules or an older format: its template ids are not ours."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +102,8 @@ class LogTemplates:
         self._miners: dict[int, ServiceMiner] = {}
         self._counts = WindowCounts(self.settings.window_s, self.settings.history_s)
         self.lines = 0
+        # Why this state started empty on a restore (a snapshot of other masking rules), else None.
+        self.cold_start_reason: str | None = None
 
     # --- ingestion ---
 
@@ -205,7 +223,7 @@ class LogTemplates:
             "templates": len(self._registry),
             "memo_hits": sum(m.memo_hits for m in miners),
             "memo_entries": sum(m.memo_entries for m in miners),
-            "drain_lines": sum(m.drain_lines for m in miners),
+            "mined_lines": sum(m.mined_lines for m in miners),
             "overflow_lines": sum(m.overflow_lines for m in miners),
             "late_rows": self._counts.late_rows,
             "open_windows": len(self._counts.open),
@@ -217,7 +235,8 @@ class LogTemplates:
     def to_bytes(self) -> bytes:
         state = {
             "format": SNAPSHOT_FORMAT,
-            "drain": self.settings.drain_params(),
+            "masking": MASKING_VERSION,
+            "miner": self.settings.miner_params(),
             "window_s": self.settings.window_s,
             "strings": self._strings.strings(),
             "miners": {str(svc): m.to_state() for svc, m in self._miners.items()},
@@ -235,17 +254,28 @@ class LogTemplates:
             state = orjson.loads(data)
             if not isinstance(state, dict) or state.get("format") != SNAPSHOT_FORMAT:
                 got = state.get("format") if isinstance(state, dict) else type(state).__name__
+                if got in OLD_FORMATS:
+                    raise SnapshotVersionError(
+                        f"log template snapshot format {got} was written by an older version with other masking "
+                        f"rules and miner (this version writes format {SNAPSHOT_FORMAT}, masking rules "
+                        f"v{MASKING_VERSION}); its template ids would not match the ones mined from now on")
                 raise ValueError(f"unsupported snapshot format {got!r}, expected {SNAPSHOT_FORMAT}")
+            if state.get("masking") != MASKING_VERSION:
+                raise SnapshotVersionError(
+                    f"snapshot was written with masking rules v{state.get('masking')!r}, this version masks with "
+                    f"v{MASKING_VERSION}; its template ids would not match the ones mined from now on")
             return cls._restore(state, settings)
+        except SnapshotVersionError:
+            raise
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, IndexError) as e:
             raise ValueError(f"log template snapshot is not valid ({type(e).__name__}: {e}); "
                              "discard it to start with empty template state") from None
 
     @classmethod
     def _restore(cls, state: dict, settings: LogSettings) -> "LogTemplates":
-        if state["drain"] != settings.drain_params() or float(state["window_s"]) != settings.window_s:
-            raise ValueError(f"snapshot was written with drain={state['drain']} window_s={state['window_s']}, "
-                             f"settings say drain={settings.drain_params()} window_s={settings.window_s}; "
+        if state["miner"] != settings.miner_params() or float(state["window_s"]) != settings.window_s:
+            raise ValueError(f"snapshot was written with miner={state['miner']} window_s={state['window_s']}, "
+                             f"settings say miner={settings.miner_params()} window_s={settings.window_s}; "
                              "restore with the snapshot's settings")
         self = cls(settings)
         strings = state["strings"]
@@ -260,10 +290,7 @@ class LogTemplates:
             if not 0 <= svc < len(strings):
                 raise ValueError(f"miner for unknown service string id {svc}")
             miner = self._miners[svc] = self._new_miner(svc, mstate)
-            indices = list(miner.cluster_index.values())
-            if miner.overflow_index >= 0:
-                indices.append(miner.overflow_index)
-            for idx in indices:
+            for idx in miner.indices():
                 if idx in texts:
                     raise ValueError(f"template index {idx} belongs to two clusters")
                 texts[idx] = miner.tokens_of(idx)
