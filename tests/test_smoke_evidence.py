@@ -246,3 +246,21 @@ def test_the_default_pipeline_rolls_back_on_two_smoke_failures_within_two_minute
     (rule,) = [r for r in load_pipeline().rules if r.signal == "smoke"]
     assert (rule.min_effect, rule.duration_s, rule.action) == (2, 120, "rollback")
     assert dataclasses.replace(rule).name == "smoke-failed"
+
+
+def test_a_smoke_finding_of_an_open_verification_round_trips_through_a_checkpoint():
+    """A blamed smoke finding (the verification stays open) is restored equal, and the snapshot is byte-stable."""
+    checks = []
+    for k in range(3):
+        checks += [_check(20 + 10 * k, False), _check(20 + 10 * k, False, version="v1")]
+    lines = [orjson.dumps(e) for e in sorted(_traffic() + [_deploy()] + checks, key=lambda e: e["ts"])]
+    cut = next(i for i, ln in enumerate(lines) if orjson.loads(ln)["ts"] >= DEPLOY_AT + 90)
+    p = _pipeline()
+    core = Core(p)
+    core.process(decode_batch(lines[:cut], core.interner))
+    (v,) = core.judge.verifications.values()
+    assert v.open and ("smoke-failed", "health") in v.findings
+    data = core.snapshot()
+    restored = Core.restore(p, data)
+    assert restored.snapshot() == data
+    assert next(iter(restored.judge.verifications.values())).findings == v.findings

@@ -42,6 +42,7 @@ Publish = Callable[[bytes, bytes], Awaitable[None]]  # (key, value) -> acknowled
 # rebalance): it is not probed again.
 STALE_AFTER_S = 60.0
 BODY_SNIPPET_CHARS = 200
+MAX_BODY_BYTES = 65_536  # of an answer read (and searched for expect_body); the rest is not downloaded
 MAX_REMEMBERED_DEPLOYS = 10_000
 
 
@@ -175,21 +176,16 @@ class SmokeProber:
             t0 = time.monotonic()
             passed, message = False, ""
             try:
-                # httpx's timeout bounds each phase; the outer one bounds the whole exchange.
-                resp = await asyncio.wait_for(
-                    self._client.request(c.method, url, headers=headers, content=c.body.encode() or None,
-                                         timeout=c.timeout_s),
-                    c.timeout_s)
-                text = resp.text
-                passed = resp.status_code == c.expect_status and c.expect_body in text
+                # the outer timeout bounds the whole exchange, whatever httpx's phases take
+                status, text = await asyncio.wait_for(self._request(c, url, headers), c.timeout_s)
+                passed = status == c.expect_status and c.expect_body in text
                 if not passed:
-                    why = f"expected {c.expect_status}" if resp.status_code != c.expect_status \
+                    why = f"expected {c.expect_status}" if status != c.expect_status \
                         else f"the body lacks {c.expect_body!r}"
                     snippet = " ".join(text.split())[:BODY_SNIPPET_CHARS]
-                    message = f"HTTP {resp.status_code} from {c.method} {shown} ({why})" + \
-                        (f": {snippet}" if snippet else "")
+                    message = f"HTTP {status} from {c.method} {shown} ({why})" + (f": {snippet}" if snippet else "")
                 else:
-                    message = f"HTTP {resp.status_code} from {c.method} {shown}"
+                    message = f"HTTP {status} from {c.method} {shown}"
             except (asyncio.TimeoutError, httpx.TimeoutException):
                 message = f"timed out after {c.timeout_s:g} s: {c.method} {shown}"
             except httpx.HTTPError as e:
@@ -205,6 +201,19 @@ class SmokeProber:
         log.info("smoke check", service=d.service, check=c.name, deploy_id=d.deploy_id, version=version,
                  passed=passed, duration_ms=round(duration_ms, 1), message=message)
         self._queue(d.service.encode(), orjson.dumps(event))
+
+    async def _request(self, c: SmokeCheck, url: str, headers: dict[str, str]) -> tuple[int, str]:
+        """(status, the start of the answer's text); httpx's timeout bounds each phase."""
+        async with self._client.stream(c.method, url, headers=headers, content=c.body.encode() or None,
+                                       timeout=c.timeout_s) as resp:
+            chunks, size = [], 0
+            async for chunk in resp.aiter_bytes():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= MAX_BODY_BYTES:
+                    break
+            body = b"".join(chunks)[:MAX_BODY_BYTES]
+            return resp.status_code, body.decode(resp.encoding or "utf-8", errors="replace")
 
     # --- publishing ---
 
