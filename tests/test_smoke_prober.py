@@ -150,11 +150,18 @@ def test_deploys_that_are_history_or_seen_before_are_not_probed_again(production
 
 def test_in_flight_requests_are_bounded(production):
     """With max_in_flight = 2, six slow probes reach the server at most two at a time, and all complete."""
-    smoke = _checks(production, delay_s=0, runs=1).replace("/pay/health?token=abc", "/slow")
-    deploys = [_deploy("pay", time.time(), f"d-{i}") for i in range(3)]  # 3 deploys x (v2 + v1)
+    smoke = "".join(f"""
+[[smoke]]
+service = "pay"
+name = "slow-{i}"
+url = "{production}/slow"
+headers = {{ X-Version = "{{version}}" }}
+delay_s = 0
+runs = 1
+""" for i in range(3))  # 3 checks x (v2 + v1) due at once
     _Production.peak = 0
-    got, _ = asyncio.run(_probe(smoke, deploys, 4.5))
-    slow = [e for e in got if e["name"] == "pay-health"]
+    got, _ = asyncio.run(_probe(smoke, [_deploy("pay", time.time())], 4.5))
+    slow = [e for e in got if e["name"].startswith("slow-")]
     assert len(slow) == 6 and all(e["passed"] for e in slow)
     assert _Production.peak == 2
 
@@ -242,3 +249,30 @@ def test_live_prober_results_reach_the_checks_topic_and_the_judge_rolls_the_depl
         {orjson.loads(encode(r))["id"]: orjson.loads(encode(r))} if orjson.loads(encode(r))["type"] == "verdict"
         else {}), partitions=4)
     assert replayed == live
+
+
+def test_a_newer_deploy_or_a_rollback_cancels_the_runs_still_waiting(production):
+    """Runs of a superseded or rolled-back deploy that are not yet due are never sent."""
+    smoke = _checks(production, delay_s=0.5, interval_s=0.3, runs=3)
+    now = time.time()
+    first, second = _deploy("pay", now, "d-a"), _deploy("pay", now, "d-b")
+    back = dataclasses.replace(_deploy("cart", now, "d-c"), phase="rolled_back")
+
+    async def go():
+        got: list[dict] = []
+
+        async def publish(key: bytes, value: bytes) -> None:
+            got.append(orjson.loads(value))
+
+        prober = SmokeProber(parse_pipeline(smoke).smoke, Prober(), publish)
+        await prober.start()
+        prober.on_deploys([first, _deploy("cart", now, "d-c")])
+        await asyncio.sleep(0.1)
+        prober.on_deploys([second, back])
+        await asyncio.sleep(1.8)
+        await prober.stop()
+        return got
+
+    got = asyncio.run(go())
+    assert {e["deploy_id"] for e in got} == {"d-b"}
+    assert len(got) == 6  # 3 runs x (v2 + v1) of the newer deploy only

@@ -83,6 +83,7 @@ class SmokeProber:
         self.stats = ProberStats()
         self._seen: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._tasks: set[asyncio.Task] = set()
+        self._current: dict[str, tuple[str, list[asyncio.Task]]] = {}  # service -> (deploy id, its runs)
         self._waiting = 0
         self._in_flight = asyncio.Semaphore(settings.max_in_flight)
         self._results: collections.deque[tuple[bytes, bytes]] = collections.deque()
@@ -119,7 +120,16 @@ class SmokeProber:
     def on_deploys(self, deploys: Iterable[DeployEvent]) -> None:
         for d in deploys:
             checks = self.by_service.get(d.service)
-            if not checks or d.phase != "started" or d.deploy_id in self._seen:
+            if not checks:
+                continue
+            held = self._current.get(d.service)
+            if held is not None and (d.phase == "rolled_back" and held[0] == d.deploy_id
+                                     or d.phase == "started" and held[0] != d.deploy_id):
+                # rolled back, or superseded by a newer deploy: its remaining runs would probe nothing of use
+                for t in held[1]:
+                    t.cancel()
+                del self._current[d.service]
+            if d.phase != "started" or d.deploy_id in self._seen:
                 continue
             self._seen[d.deploy_id] = None
             if len(self._seen) > MAX_REMEMBERED_DEPLOYS:
@@ -142,6 +152,7 @@ class SmokeProber:
                 task = asyncio.create_task(self._runs(c, d), name=f"smoke {d.deploy_id} {c.name}")
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
+                self._current.setdefault(d.service, (d.deploy_id, []))[1].append(task)
 
     def _targets(self, c: SmokeCheck, d: DeployEvent) -> list[str | None]:
         if not c.aimed:
