@@ -161,4 +161,4 @@ def test_smoke_checks_catch_a_deploy_before_any_traffic_signal_could(workdir, tm
     out = []
     replay([without], pipeline_for(truth), lambda r: out.append(orjson.loads(encode(r))))
     blind = next(r for r in out if r["type"] == "verdict" and r["deploy_id"] == "d-smoke-1")
-    assert blind["decision"] != "rollback" and blind["ts"] - deploy["started_ts"] >= 300
+    assert blind["decision"] == "ticket" and blind["ts"] - deploy["started_ts"] >= 300
