@@ -264,3 +264,15 @@ def test_a_smoke_finding_of_an_open_verification_round_trips_through_a_checkpoin
     restored = Core.restore(p, data)
     assert restored.snapshot() == data
     assert next(iter(restored.judge.verifications.values())).findings == v.findings
+
+
+def test_detector_run_reads_the_checks_topic_as_a_control_stream():
+    """`detector run` subscribes to the checks topic, which (like deploys) never holds the watermark back."""
+    from detector.runtime.app import Sidecar
+
+    p = load_pipeline()
+    sidecar = Sidecar(p, "127.0.0.1:1", http_port=-1)
+    assert p.topics.checks in sidecar.inputs and p.topics.checks not in sidecar.watermark_inputs
+    core = Core(p)
+    core.process(decode_batch([orjson.dumps(_check(20, False))], core.interner), source=None)
+    assert core.windows.max_ts == {} and len(core._pending_checks) == 1
