@@ -276,3 +276,14 @@ def test_detector_run_reads_the_checks_topic_as_a_control_stream():
     core = Core(p)
     core.process(decode_batch([orjson.dumps(_check(20, False))], core.interner), source=None)
     assert core.windows.max_ts == {} and len(core._pending_checks) == 1
+
+
+def test_header_secrets_come_from_the_environment_and_a_missing_one_fails_naming_the_key():
+    """${NAME} in a header is read at start; an unset variable stops the start, naming the header, not a value."""
+    from detector.smoke.settings import SmokeSettingError, resolve_env
+
+    (c,) = resolve_env(parse_pipeline(SMOKE).smoke, {"TOKEN": "abc"})
+    assert dict(c.headers)["Authorization"] == "Bearer abc"
+    with pytest.raises(SmokeSettingError) as e:
+        resolve_env(parse_pipeline(SMOKE).smoke, {})
+    assert e.value.key == "smoke[0].headers.Authorization" and "set TOKEN" in e.value.expected
