@@ -15,6 +15,7 @@ import asyncio
 import dataclasses
 import threading
 import time
+import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
@@ -219,6 +220,19 @@ def test_live_prober_results_reach_the_checks_topic_and_the_judge_rolls_the_depl
         events = [orjson.loads(m.value) for m in checks]
         assert {(e["service"], e["version"], e["passed"]) for e in events} == {
             ("pay", "v2", False), ("pay", "v1", True), ("cart", "v2", False), ("cart", "v1", False)}
+        # The sidecar has read every check before event time moves on (as live traffic would let it): the
+        # results are judged in time, as a replay of the topics judges them.
+        url = det.wait_for_log("health endpoint", 10)["url"]
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(url + "/metrics", timeout=5) as r:
+                line = [ln for ln in r.read().decode().splitlines()
+                        if ln.startswith("detector_events_in_total") and f'topic="{t.checks}"' in ln]
+            if line and float(line[0].rsplit(" ", 1)[1]) >= len(checks):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError("the sidecar did not read the check results within 30 s")
         # traffic after the deploy (v2 takes it all) moves event time past the checks and the period
         later = _requests("pay", now, now + 90, lambda ts: "v2") + _requests("cart", now, now + 90, lambda ts: "v2")
         asyncio.run(_produce(kafka_bootstrap, t.requests, later))
