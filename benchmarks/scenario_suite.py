@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from detector.evaluate import Summary, replay_scenario, score, table  # noqa: E402
 
 SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "log_only_code", "traffic_loss",
+             "smoke_caught",
              "benign_surge",
              "infra_slowdown", "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded",
              "demo"]

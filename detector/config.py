@@ -14,9 +14,14 @@ from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from detector.smoke.settings import Prober, SmokeCheck, SmokeSettingError, parse_checks
+
 DEFAULT_PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "default.toml"
 
-SIGNALS = ("error_rate", "latency", "volume", "transactions", "log_errors", "log_novelty")  # what rules can test
+SIGNALS = ("error_rate", "latency", "volume", "transactions", "log_errors", "log_novelty", "smoke")  # what rules test
+# A smoke rule counts failed runs of one check (min_effect) within duration_s of the deploy's start;
+# min_level is the share of the new version's runs that failed. The other rule keys do not apply.
+SMOKE_RULE_KEYS = ("name", "signal", "action", "min_effect", "min_level", "duration_s", "dry_run")
 ACTIONS = ("rollback", "page", "ticket", "none")
 SCOPES = ("service", "endpoint")
 COMPARISONS = ("auto", "canary", "before_after")
@@ -34,6 +39,7 @@ class Topics:
     logs: str = "logs"
     metrics: str = "metrics"
     deploys: str = "deploys"
+    checks: str = "checks"  # smoke check results (a control stream, like deploys)
     alerts: str = "alerts"
     dlq: str = "detector.dlq"
     state: str = "detector.state"
@@ -138,6 +144,11 @@ class Rule:
         _require(0 <= self.min_traffic_share <= 1, f"{where}.min_traffic_share", self.min_traffic_share, "0-1")
         _require(0 < self.max_traffic_share <= 1, f"{where}.max_traffic_share", self.max_traffic_share, "(0, 1]")
         _require(0 < self.quantile < 1, f"{where}.quantile", self.quantile, "a quantile strictly between 0 and 1")
+        if self.signal == "smoke":
+            _require(self.min_effect >= 1 and float(self.min_effect).is_integer(), f"{where}.min_effect",
+                     self.min_effect, "a whole number of failed runs >= 1 for a smoke rule")
+            _require(0 <= self.min_level <= 1, f"{where}.min_level", self.min_level,
+                     "the share of failed runs, 0-1, for a smoke rule")
 
 
 @dataclass(frozen=True)
@@ -241,7 +252,9 @@ class Pipeline:
     logs: Logs = field(default_factory=Logs)
     sinks: Sinks = field(default_factory=Sinks)
     kafka: Kafka = field(default_factory=Kafka)
+    prober: Prober = field(default_factory=Prober)
     rules: tuple[Rule, ...] = ()
+    smoke: tuple[SmokeCheck, ...] = ()
 
 
 class _Invalid(Exception):
@@ -302,22 +315,30 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
     try:
         rules_raw = data.pop("rules", [])
         _require(type(rules_raw) is list, "rules", rules_raw, "an array of tables ([[rules]])")
+        smoke = parse_checks(data.pop("smoke", []))
         pipeline = _build(Pipeline, data, "")
+        for i, r in enumerate(rules_raw):
+            if type(r) is dict and r.get("signal") == "smoke":
+                for k in r:
+                    _require(k in SMOKE_RULE_KEYS, f"rules[{i}].{k}", r[k],
+                             f"left out: it does not apply to a smoke rule (keys of smoke rules: "
+                             f"{', '.join(SMOKE_RULE_KEYS)})")
         rules = tuple(_coerce(Rule, r, f"rules[{i}]") for i, r in enumerate(rules_raw))
         for section in (pipeline.windows, pipeline.limits, pipeline.baselines, pipeline.tests, pipeline.verification,
-                        pipeline.sinks, pipeline.kafka):
+                        pipeline.sinks, pipeline.kafka, pipeline.prober):
             section.check()
         names = set()
         for i, r in enumerate(rules):
             r.check(f"rules[{i}]")
             _require(r.name not in names, f"rules[{i}].name", r.name, "a name not used by another rule")
             names.add(r.name)
-    except _Invalid as e:
+    except (_Invalid, SmokeSettingError) as e:
         shown = "(missing)" if e.value is None else repr(e.value)
         raise ConfigError(f"{source}: {e.key} must be {e.expected} (got {shown})") from None
     return Pipeline(source=source, topics=pipeline.topics, windows=pipeline.windows, limits=pipeline.limits,
                     baselines=pipeline.baselines, tests=pipeline.tests, verification=pipeline.verification,
-                    logs=pipeline.logs, sinks=pipeline.sinks, kafka=pipeline.kafka, rules=rules)
+                    logs=pipeline.logs, sinks=pipeline.sinks, kafka=pipeline.kafka, prober=pipeline.prober,
+                    rules=rules, smoke=smoke)
 
 
 def load_pipeline(path: str | Path | None = None) -> Pipeline:
@@ -347,12 +368,22 @@ def to_toml(pipeline: Pipeline) -> str:
     """The pipeline as a complete pipeline file (every key spelled out); parses back equal."""
     lines: list[str] = [f"# written from {pipeline.source}"]
     for f in fields(pipeline):
-        if f.name in ("source", "rules"):
+        if f.name in ("source", "rules", "smoke"):
             continue
         section = getattr(pipeline, f.name)
         lines.append(f"\n[{f.name}]")
         lines.extend(f"{k.name} = {_toml_value(getattr(section, k.name))}" for k in fields(section))
     for rule in pipeline.rules:
         lines.append("\n[[rules]]")
-        lines.extend(f"{k.name} = {_toml_value(getattr(rule, k.name))}" for k in fields(rule))
+        keys = SMOKE_RULE_KEYS if rule.signal == "smoke" else [k.name for k in fields(rule)]
+        lines.extend(f"{k} = {_toml_value(getattr(rule, k))}" for k in keys)
+    for check in pipeline.smoke:
+        lines.append("\n[[smoke]]")
+        for k in fields(check):
+            v = getattr(check, k.name)
+            if k.name == "headers":
+                v = "{ " + ", ".join(f"{_toml_value(h)} = {_toml_value(x)}" for h, x in v) + " }"
+                lines.append(f"headers = {v}")
+            else:
+                lines.append(f"{k.name} = {_toml_value(v)}")
     return "\n".join(lines) + "\n"

@@ -68,6 +68,7 @@ class Core:
         self.history: deque[WindowFacts] = deque(maxlen=int(horizon_s // pipeline.windows.width_s) + 2)
         self.stats = CoreStats()
         self._pending_deploys: list = []
+        self._pending_checks: list = []  # smoke check results, handed to the judge as their window closes
 
     def process(self, batch: DecodedBatch, source: str | None = "default", now: float | None = None) -> list[Record]:
         """Fold one decoded batch in; return the records it caused, in event-time order.
@@ -97,6 +98,14 @@ class Core:
                 else:
                     self._pending_deploys.append(d)
             self._pending_deploys.sort(key=lambda d: (d.ts, d.pos))
+        if batch.checks:
+            closed_until = self.history[-1].end if self.history else None
+            for c in batch.checks:
+                if closed_until is not None and c.ts < closed_until:
+                    self.judge.smoke.add(c)  # late: weighs from the next closed window on
+                else:
+                    self._pending_checks.append(c)
+            self._pending_checks.sort(key=lambda c: c.ts)
         out.extend(self._advance(self.windows.close_ready()))
         self._count(out)
         return out
@@ -129,6 +138,8 @@ class Core:
             # place among windows depends on event time, never on arrival.
             while self._pending_deploys and self._pending_deploys[0].ts < w.end:
                 out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
+            while self._pending_checks and self._pending_checks[0].ts < w.end:
+                self.judge.smoke.add(self._pending_checks.pop(0))
             self.history.append(w)
             self.stats.windows_closed += 1
             if self.logs is not None:
@@ -136,6 +147,9 @@ class Core:
             out.extend(self.seasonal.observe(w))
             out.extend(self.judge.on_window(w, self.history))
         if final:
+            for c in self._pending_checks:
+                self.judge.smoke.add(c)
+            self._pending_checks.clear()
             while self._pending_deploys:
                 out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
         return out

@@ -64,6 +64,8 @@ class Anomaly:
 
     def with_id(self) -> "Anomaly":
         key = str(self.detail.get("quantile", "")) + str(self.detail.get("template_id", ""))
+        if self.signal == "smoke":  # one anomaly per rule and check of a deploy
+            key += f"{self.detail.get('rule', '')}\x00{self.detail.get('check', '')}"
         aid = anomaly_id(self.service, self.endpoint, self.version, self.signal, self.window_start,
                          self.deploy_id, key)
         return Anomaly(**{**self.__dict__, "id": aid})

@@ -53,7 +53,7 @@ import orjson
 
 from detector import sketch
 from detector.baselines import BaselineFormatError
-from detector.columns import DeployEvent
+from detector.columns import CheckEvent, DeployEvent
 from detector.config import Pipeline
 from detector.interner import OVERFLOW, Interner
 from detector.judge.evidence import Population
@@ -80,7 +80,7 @@ _STORED_DTYPES = frozenset(np.dtype(t).str for t in (
 _INT_LADDER = tuple(np.dtype(t) for t in (np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32))
 
 # dataclasses a snapshot may name; only these are ever constructed from a snapshot
-_CLASSES: dict[str, type] = {c.__name__: c for c in (DeployEvent, Finding, TemplateFinding, Verdict)}
+_CLASSES: dict[str, type] = {c.__name__: c for c in (DeployEvent, CheckEvent, Finding, TemplateFinding, Verdict)}
 
 _FACT_ARRAYS = {
     "count": np.int64, "errors": np.int64, "txn_series": np.int64, "txn_name": np.int32, "txn_count": np.int64,
@@ -120,12 +120,14 @@ def snapshot(core: Core) -> bytes:
         "windows": _window_store_state(w, core.windows),
         "history": facts.write(),
         "pending_deploys": _value(core._pending_deploys),
+        "pending_checks": _value(core._pending_checks),
         "stats": {f.name: _value(getattr(core.stats, f.name)) for f in dataclasses.fields(core.stats)},
         "seasonal": {"bank": w.blob(seasonal["bank"]), "episodes": seasonal["episodes"]},
         "logs": None if core.logs is None else w.blob(core.logs.to_bytes()),
         "judge": {
             "verifications": [[sid, _verification_state(v, pops)] for sid, v in judge.verifications.items()],
             "done": list(judge.done),
+            "smoke": judge.smoke.to_state(),
         },
     }
     state["judge"]["populations"] = pops.write()
@@ -168,6 +170,12 @@ def restore(core_class: type[Core], pipeline: Pipeline, data: bytes) -> Core:
         if not (isinstance(pending, list) and all(isinstance(d, DeployEvent) for d in pending)):
             raise ValueError("pending deploys should be a list of DeployEvent")
         core._pending_deploys = pending
+    with _section("pending_checks"):
+        # absent from snapshots written before smoke checks existed: nothing was pending
+        checks = _unvalue(state.get("pending_checks", []))
+        if not (isinstance(checks, list) and all(isinstance(c, CheckEvent) for c in checks)):
+            raise ValueError("pending checks should be a list of CheckEvent")
+        core._pending_checks = checks
     with _section("stats"):
         _restore_fields(core.stats, state["stats"])
     with _section("seasonal"):
@@ -711,3 +719,5 @@ def _restore_judge(r: _Reader, saved: dict, core: Any) -> None:
     judge.verifications = verifications
     judge.done.clear()
     judge.done.extend(done)
+    if "smoke" in saved:  # absent from snapshots written before smoke checks existed: no runs kept
+        judge.smoke.load_state(saved["smoke"])

@@ -52,7 +52,8 @@ async def produce_scenario(sc, bootstrap: str, pipeline: Pipeline, speed: float 
     t = pipeline.topics
     sim = Simulator(sc)
     await produce_kafka(sim.chunks(), bootstrap, sim.service_names,
-                        topics={"request": t.requests, "log": t.logs, "metric": t.metrics, "deploy": t.deploys},
+                        topics={"request": t.requests, "log": t.logs, "metric": t.metrics, "deploy": t.deploys,
+                                "check": t.checks},
                         speed=speed, create_partitions=PARTITIONS)
 
 

@@ -20,7 +20,7 @@ from detector.evaluate import replay_scenario, score
 
 SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "benign_surge", "infra_slowdown",
              "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded", "log_only_code",
-             "traffic_loss", "demo"]
+             "traffic_loss", "smoke_caught", "demo"]
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +137,28 @@ def test_baselines_learnt_on_history_warm_start_a_new_core(workdir, tmp_path):
     _mean, _var, ready = warm.seasonal.expected_volume(sid_w, ts)
     assert ready and np.isfinite(_mean) and _mean > 0
     assert not cold.seasonal.expected_volume(sid_c, ts)[2]
+
+
+def test_smoke_checks_catch_a_deploy_before_any_traffic_signal_could(workdir, tmp_path):
+    """smoke_caught: the smoke rule rolls back within a minute of the deploy, sooner than the shortest traffic
+    rule's span; the same events without their check results get no rollback at all."""
+    import orjson
+
+    from detector.evaluate import pipeline_for
+    from detector.records import encode
+    from detector.replay import replay
+
+    truth, records, events = replay_scenario("smoke_caught", workdir)
+    deploy = next(d for d in truth["deploys"] if d["deploy_id"] == "d-smoke-1")
+    verdict = next(r for r in records if r["type"] == "verdict" and r["deploy_id"] == "d-smoke-1")
+    traffic_rules = [r.duration_s for r in load_pipeline().rules if r.signal not in ("smoke",)]
+    assert verdict["decision"] == "rollback"
+    assert verdict["ts"] - deploy["started_ts"] < min(traffic_rules)
+    assert "smoke check 'refund-smoke' failed" in verdict["reasons"][0]
+    without = tmp_path / "no-checks.jsonl"
+    without.write_bytes(b"".join(ln for ln in events.read_bytes().splitlines(keepends=True)
+                                 if b'"type":"check"' not in ln))
+    out = []
+    replay([without], pipeline_for(truth), lambda r: out.append(orjson.loads(encode(r))))
+    blind = next(r for r in out if r["type"] == "verdict" and r["deploy_id"] == "d-smoke-1")
+    assert blind["decision"] == "ticket" and blind["ts"] - deploy["started_ts"] >= 300

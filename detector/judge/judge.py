@@ -26,6 +26,7 @@ from detector.judge import blame, rules
 from detector.judge.evidence import (Population, SpanSums, Traffic, WindowSums, on_endpoints, population,
                                      window_sums)
 from detector.judge.rootcause import LogEvidence, hint
+from detector.judge.smoke import SmokeEvidence
 from detector.logs.findings import DeployContext
 from detector.judge.verification import Finding, Verification
 from detector.records import Anomaly, Record, Verdict
@@ -53,6 +54,7 @@ class Judge:
         self.done: deque[str] = deque(maxlen=10_000)  # deploy ids already judged (replays of their events)
         self._infra_ids = frozenset(interner.intern(n) for n in pipeline.verification.infra_metrics)
         self._critical = frozenset(pipeline.verification.critical_endpoints)
+        self.smoke = SmokeEvidence(pipeline)  # check runs, handed over by the core in event-time order
 
     # --- lifecycle ---
 
@@ -88,9 +90,24 @@ class Judge:
             if not v.open or w.end <= v.started:
                 continue
             out.extend(self._evaluate(v, w, history))
+            if v.open:
+                out.extend(self._smoke(v, w.end))
             if v.open and w.end >= v.ends:
                 out.extend(self._conclude(v, w.end))
         self._retire()
+        return out
+
+    def _smoke(self, v: Verification, now: float) -> list[Record]:
+        """Smoke rules (detector/judge/smoke.py) at a closed window: findings, anomalies, a rollback or page."""
+        out: list[Record] = []
+        for key, f in self.smoke.findings(v.deploy, v.started, now, v.findings):
+            anomaly = self._anomaly(v, f, next(r for r in self.p.rules if r.name == f.rule)).with_id()
+            f.anomaly_id = anomaly.id
+            v.findings[key] = f
+            out.append(anomaly)
+        urgent = [f for f in v.acted() if f.action in ("rollback", "page")]
+        if out and urgent:
+            out.extend(self._decide(v, now, max(urgent, key=lambda f: ACTION_RANK[f.action]).action))
         return out
 
     def _retire(self) -> None:
@@ -120,6 +137,8 @@ class Judge:
             if not v.open:
                 break
             out.extend(self._evaluate(v, h, hist[: i + 1]))
+            if v.open:
+                out.extend(self._smoke(v, h.end))
             if v.open and h.end >= v.ends:
                 out.extend(self._conclude(v, h.end))
         self._retire()
@@ -412,6 +431,8 @@ class Judge:
                     f"{f.n} lines from the new version since the deploy")
             return (f"{what}; rule '{f.rule}' needs {rule.min_effect:g} lines, {rule.min_level:.1%} of the new "
                     f"version's requests, still appearing {rule.duration_s:g} s after the first -> {f.action}")
+        elif f.signal == "smoke":
+            return self.smoke.reason(f, rule)
         elif f.signal == "volume":
             basis = {"seasonal": "for this time of day", "recent": "from recent traffic"}.get(
                 f.reference, "from the level before the deploy")
@@ -435,7 +456,8 @@ class Judge:
         errs = [f for f in acted if f.signal == "error_rate"]
         if errs and v.first_new_window is not None:
             first_err = max(0.0, min(f.window_start for f in errs) - v.first_new_window)
-        h = hint(acted, blamed, logs, endpoints_with_traffic, first_err, v.deploy.change_kind)
+        h = self.smoke.refine(hint(acted, blamed, logs, endpoints_with_traffic, first_err, v.deploy.change_kind),
+                              acted)
         reasons = [self._reason(f) for f in acted[:5]]
         return [self._verdict(v, now, decision, reasons, h.category, h.evidence)]
 
@@ -469,7 +491,8 @@ class Judge:
                  evidence: Sequence[str]) -> Verdict:
         anomalies = tuple(f.anomaly_id for f in v.findings.values() if f.anomaly_id)
         verdict = Verdict(ts=now, service=v.deploy.service, deploy_id=v.deploy.deploy_id, version=v.deploy.version,
-                          decision=decision, reasons=tuple(reasons), root_cause=category, evidence=tuple(evidence),
+                          decision=decision, reasons=tuple(reasons), root_cause=category,
+                          evidence=tuple(evidence) + self.smoke.evidence(v.deploy, v.started, now),
                           anomalies=anomalies, started=v.started, ended=now,
                           detail={"strategy": v.deploy.strategy, "new_version_requests": v.new_requests})
         v.verdict = verdict

@@ -19,6 +19,7 @@ its offsets and re-emits records with the same deterministic ids.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import random
 import signal
@@ -42,6 +43,8 @@ from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import configure, redact
 from detector.runtime.topics import ensure_topics
 from detector.sinks import build_sinks, encode_action
+from detector.smoke.prober import SmokeProber
+from detector.smoke.settings import SmokeSettingError, resolve_env
 
 log = structlog.get_logger("detector.run")
 
@@ -85,8 +88,8 @@ class Sidecar:
         self.bootstrap = bootstrap
         self.group_id = group_id or self.k.group_id
         t = pipeline.topics
-        self.inputs = sorted({t.requests, t.logs, t.metrics, t.deploys})
-        # A topic of deploy events alone is a control stream: it never holds the watermark.
+        self.inputs = sorted({t.requests, t.logs, t.metrics, t.deploys, t.checks})
+        # Topics of deploy or check events alone are control streams: they never hold the watermark.
         self.watermark_inputs = sorted({t.requests, t.logs, t.metrics})
         self.http_port = self.k.http_port if http_port is None else http_port
         self.parts: dict[int, PartitionState] = {}
@@ -102,6 +105,8 @@ class Sidecar:
         self.log = log.bind(group=self.group_id)
         self.sinks = build_sinks(pipeline.sinks, alertmanager_url=alertmanager_url,
                                  rollback_state_path=pipeline.sinks.rollback_state_path)
+        # [[smoke]] checks run after each deploy this sidecar reads; results go to the checks topic.
+        self.prober = SmokeProber(pipeline.smoke, pipeline.prober, self._publish_check) if pipeline.smoke else None
 
     # --- clients ---
 
@@ -166,6 +171,10 @@ class Sidecar:
         self.producer = self._new_producer()
         await self._retry("producer start", self.producer.start)
         await self.sinks.start()
+        if self.prober is not None:
+            self._check_producer = self._new_producer()
+            await self._retry("producer start", self._check_producer.start)
+            await self.prober.start()
         self.consumer = AIOKafkaConsumer(**self._consumer_kwargs())
         self.consumer.subscribe(self.inputs, listener=_Listener(self))
         await self._retry("consumer start", self.consumer.start)
@@ -196,8 +205,19 @@ class Sidecar:
             await self._shutdown(health)
         return 1 if self.failed else 0
 
+    async def _publish_check(self, key: bytes, value: bytes) -> None:
+        await asyncio.wait_for(self._check_producer.send_and_wait(self.p.topics.checks, value, key=key),
+                               self.k.op_timeout_s)
+
     async def _shutdown(self, health) -> None:
         self.log.info("stopping: final checkpoint and commit")
+        if self.prober is not None:
+            try:
+                await self.prober.stop(5.0)
+                await asyncio.wait_for(self._check_producer.stop(), 5.0)
+            except Exception as e:  # a broken broker must not keep the process from exiting
+                self.log.warning("smoke prober stop incomplete", error=repr(e))
+            self.log.info("smoke prober stopped", **vars(self.prober.stats))
         try:
             async with self._lock:
                 for p in sorted(self.parts):
@@ -301,6 +321,9 @@ class Sidecar:
             # (~0.1 s), short enough for heartbeats, and a worker thread here costs more in
             # GIL hand-offs with the fetcher than it saves (measured: 3x slower end to end).
             results = self._run_partition(st.core, work)
+            if self.prober is not None:
+                for decoded, _records in results:
+                    self.prober.on_deploys(decoded.deploys)  # schedules only: never waits
             await asyncio.sleep(0)  # let the heartbeat and the fetcher run between partitions
             for tp, (decoded, records) in zip(tps, results):
                 msgs = batch[tp]
@@ -447,6 +470,10 @@ def run_live(args) -> int:
     """`detector run`: build the sidecar from the pipeline and the command line, run until SIGTERM."""
     configure(os.environ.get("DETECTOR_LOG_LEVEL", "info"))
     pipeline = load_pipeline(getattr(args, "pipeline", None))
+    try:
+        pipeline = dataclasses.replace(pipeline, smoke=resolve_env(pipeline.smoke, dict(os.environ)))
+    except SmokeSettingError as e:
+        raise ConfigError(f"{pipeline.source}: {e.key} must be {e.expected} (got {e.value})") from None
     bootstrap = args.bootstrap_servers or pipeline.kafka.bootstrap_servers
     if not bootstrap:
         raise ConfigError("no Kafka bootstrap servers: pass --bootstrap-servers HOST:PORT, set "

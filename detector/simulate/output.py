@@ -24,7 +24,7 @@ from detector.simulate.traffic import KIND_NAMES, Chunk
 if TYPE_CHECKING:
     from detector.simulate.scenario import Scenario
 
-DEFAULT_TOPICS = {"request": "requests", "log": "logs", "metric": "metrics", "deploy": "deploys"}
+DEFAULT_TOPICS = {"request": "requests", "log": "logs", "metric": "metrics", "deploy": "deploys", "check": "checks"}
 # Wall-clock granularity of paced output: fine enough to look continuous.
 PACE_SLICE_S = 0.05
 

@@ -217,6 +217,24 @@ class Deploy:
 
 
 @dataclass(frozen=True)
+class SmokeCheck:
+    """A post-deploy smoke check the simulated CD system runs after each deploy of `service`:
+    one request to `endpoint`, `delay_s` after the deploy starts, then every `interval_s`,
+    `runs` times, against the new version and (with `stable`) the previous one. A run fails as
+    a request of that version would at that time (error rate, faults, disturbances), or when the
+    version's median latency there exceeds `timeout_ms`."""
+
+    service: str
+    name: str
+    endpoint: str
+    delay_s: float = 10.0
+    interval_s: float = 10.0
+    runs: int = 6
+    stable: bool = True
+    timeout_ms: float = 2000.0
+
+
+@dataclass(frozen=True)
 class Traffic:
     diurnal_amplitude: float = 0.35  # 0: flat; 0.35: peak 35 % above the daily mean
     peak_hour: float = 15.0  # local hour of the daily peak
@@ -236,6 +254,7 @@ class Scenario:
     services: tuple[Service, ...]
     deploys: tuple[Deploy, ...] = ()
     disturbances: tuple[Disturbance, ...] = ()
+    checks: tuple[SmokeCheck, ...] = ()
     traffic: Traffic = field(default_factory=Traffic)
     metric_interval_s: float = 10.0
     out_of_order_s: float = 1.0  # bound on how late an event may arrive
@@ -645,6 +664,25 @@ def _disturbance(t: _Table, services: dict[str, Service], duration_s: float) -> 
     return dist
 
 
+def _smoke_check(t: _Table, services: dict[str, Service]) -> SmokeCheck:
+    svc_name = t.str_("service")
+    if svc_name not in services:
+        raise t.fail("service", svc_name, f"one of the scenario's services ({', '.join(services)})")
+    (endpoint,) = _check_endpoints(t, "endpoint", (t.str_("endpoint"),), services[svc_name])
+    check = SmokeCheck(
+        service=svc_name,
+        name=t.str_("name"),
+        endpoint=endpoint,
+        delay_s=t.num("delay_s", 10.0, lo=0.0),
+        interval_s=t.num("interval_s", 10.0, lo=0.0, lo_open=True),
+        runs=t.int_("runs", 6, lo=1, hi=1000),
+        stable=t.bool_("stable", True),
+        timeout_ms=t.num("timeout_ms", 2000.0, lo=0.0, lo_open=True),
+    )
+    t.done()
+    return check
+
+
 def _check_deploy_order(deploys: tuple[Deploy, ...], services: dict[str, Service], source: str) -> None:
     ids = [d.deploy_id for d in deploys]
     for i, d in enumerate(deploys):
@@ -697,6 +735,10 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>", name: str |
     deploys = tuple(sorted((_deploy(d, services, duration_s) for d in t.tables("deploys")), key=lambda d: d.at_s))
     _check_deploy_order(deploys, services, source)
     disturbances = tuple(_disturbance(d, services, duration_s) for d in t.tables("disturbances"))
+    checks = tuple(_smoke_check(c, services) for c in t.tables("checks"))
+    names = [(c.service, c.name) for c in checks]
+    if len(set(names)) != len(names):
+        raise ScenarioError(f"{source}: two checks of one service share a name; check names must be unique")
     scenario = Scenario(
         name=t.str_("name", name or "scenario"),
         source=source,
@@ -706,6 +748,7 @@ def parse_scenario(data: dict[str, Any], source: str = "<scenario>", name: str |
         services=tuple(services_l),
         deploys=deploys,
         disturbances=disturbances,
+        checks=checks,
         traffic=traffic,
         metric_interval_s=t.num("metric_interval_s", 10.0, lo=1.0, hi=3600.0),
         out_of_order_s=t.num("out_of_order_s", 1.0, lo=0.0, hi=60.0),

@@ -25,6 +25,7 @@ import numpy as np
 import orjson
 
 from detector.simulate import messages as msg
+from detector.simulate.checks import smoke_events
 from detector.simulate.faults import Effects, compile_effects
 from detector.simulate.messages import RowContext, Template
 from detector.simulate.scenario import (
@@ -40,8 +41,8 @@ from detector.simulate.scenario import (
 )
 from detector.simulate.timeline import Timeline, build_timeline
 
-KIND_REQUEST, KIND_LOG, KIND_METRIC, KIND_DEPLOY = 0, 1, 2, 3
-KIND_NAMES = ("request", "log", "metric", "deploy")
+KIND_REQUEST, KIND_LOG, KIND_METRIC, KIND_DEPLOY, KIND_CHECK = 0, 1, 2, 3, 4
+KIND_NAMES = ("request", "log", "metric", "deploy", "check")
 
 # Share of requests drawn from the Pareto tail, and its shape: alpha 2.2 has
 # a finite mean, as real latency tails behind timeouts do.
@@ -164,6 +165,7 @@ class Simulator:
         self._pod_factor = shape_rng.normal(1.0, 0.04, size=len(self.timeline.instances))
         self._pod_offset_s = shape_rng.uniform(0.0, 1.0, size=len(self.timeline.instances))
         self.rng = np.random.default_rng(sc.seed)
+        self._checks = smoke_events(self)  # (relative time, service, event) of declared smoke checks
 
     # --- rates and load ---------------------------------------------------
 
@@ -483,6 +485,9 @@ class Simulator:
         log_ts, log_svc, log_vals = self._serialise_logs(reqs, groups)
         met_ts, met_svc, met_vals = self._metrics(t0, t1)
         dep_ts, dep_svc, dep_vals = self._deploys(t0, t1)
+        c_ts, c_svc, c_vals = self._checks
+        lo, hi = np.searchsorted(c_ts, [t0, t1], side="left").tolist()
+        chk_ts, chk_svc, chk_vals = c_ts[lo:hi], c_svc[lo:hi], c_vals[lo:hi]
         jitter = self.scenario.out_of_order_s
         n_req, n_log, n_met = len(req_vals), len(log_vals), len(met_vals)
         emit = np.concatenate(
@@ -491,6 +496,7 @@ class Simulator:
                 log_ts + self.rng.random(n_log) * jitter,
                 met_ts + self.rng.random(n_met) * jitter,
                 dep_ts,  # the CD system's own clock: deploy events are never late
+                chk_ts,  # published when the answer came (their event time): never late either
             ]
         )
         kind = np.concatenate(
@@ -499,10 +505,11 @@ class Simulator:
                 np.full(n_log, KIND_LOG, np.int8),
                 np.full(n_met, KIND_METRIC, np.int8),
                 np.full(len(dep_vals), KIND_DEPLOY, np.int8),
+                np.full(len(chk_vals), KIND_CHECK, np.int8),
             ]
         )
-        svc = np.concatenate([reqs.svc, log_svc, met_svc, dep_svc]).astype(np.int32)
-        return Chunk(emit, kind, svc, req_vals + log_vals + met_vals + dep_vals)
+        svc = np.concatenate([reqs.svc, log_svc, met_svc, dep_svc, chk_svc]).astype(np.int32)
+        return Chunk(emit, kind, svc, req_vals + log_vals + met_vals + dep_vals + chk_vals)
 
     def chunks(self) -> Iterator[Chunk]:
         """All events of the scenario in arrival order, in chunks; times are Unix seconds."""
