@@ -21,6 +21,7 @@ from detector.logs.settings import LogSettings
 from detector.logs.templates import LogTemplates
 from detector.baselines import BaselineBank
 from detector.records import Record, Verdict
+from detector.anomaly.watch import MetricWatch
 from detector.seasonal import SeasonalWatch
 from detector.series import MetricSeries, RequestSeries
 from detector.windows import WindowFacts, WindowStore
@@ -49,6 +50,7 @@ class Core:
             # A new sidecar starts warm from baselines learnt on history (models/).
             baselines = BaselineBank.load(pipeline.baselines.warm_start)
         self.seasonal = SeasonalWatch(pipeline, self.interner, self.requests, self.metrics, baselines)
+        self.metricwatch = MetricWatch(pipeline, self.interner, self.metrics)
         self.logs: LogTemplates | None = None
         if pipeline.logs.enabled:
             ver = pipeline.verification
@@ -112,6 +114,7 @@ class Core:
             if self.logs is not None:
                 self.logs.close_windows(w.end)
             out.extend(self.seasonal.observe(w))
+            out.extend(self.metricwatch.observe(w))
             out.extend(self.judge.on_window(w, self.history))
         if final:
             while self._pending_deploys:

@@ -63,7 +63,8 @@ class Anomaly:
     id: str = ""
 
     def with_id(self) -> "Anomaly":
-        key = str(self.detail.get("quantile", "")) + str(self.detail.get("template_id", ""))
+        key = (str(self.detail.get("quantile", "")) + str(self.detail.get("template_id", ""))
+               + str(self.detail.get("series", "")))
         aid = anomaly_id(self.service, self.endpoint, self.version, self.signal, self.window_start,
                          self.deploy_id, key)
         return Anomaly(**{**self.__dict__, "id": aid})

@@ -3,10 +3,11 @@
 Owns a partition's `BaselineBank` (volume, error rate, latency quantiles,
 completed transactions per service; metric samples per metric series). Each
 closed window is tested against the expectation made before it was seen and
-then learnt. A sustained departure of volume or of an infrastructure metric
-from what is expected for this time of day becomes an anomaly without a
-deploy (a surge is `info`, a drop or a metric excursion a `warning`); the
-judge asks it what volume to expect while a deploy is verified.
+then learnt. A sustained departure of volume from what is expected for this time of day
+becomes an anomaly without a deploy (a surge is `info`, a drop a `warning`);
+the judge asks it what volume to expect while a deploy is verified. Metric
+series are learnt here for warm-start files; their anomalies come from the
+metric watch (`detector.anomaly`).
 """
 
 from __future__ import annotations
@@ -117,7 +118,7 @@ class SeasonalWatch:
             if has_lat.any():
                 self.bank[latency_signal(self.quantile)].update(idx[has_lat], w.start, p95[has_lat])
             out.extend(self._volume_anomalies(w, services, n, vol))
-        out.extend(self._metric_anomalies(w))
+        self._learn_metrics(w)
         return out
 
     def _volume_anomalies(self, w: WindowFacts, services: np.ndarray, n: np.ndarray, exp) -> list[Anomaly]:
@@ -142,28 +143,17 @@ class SeasonalWatch:
                             "expected_std": float(exp.std[i]), "sustained_windows": self.sustain}).with_id())
         return out
 
-    def _metric_anomalies(self, w: WindowFacts) -> list[Anomaly]:
-        out = []
+    def _learn_metrics(self, w: WindowFacts) -> None:
+        """Learn each metric series' time-of-day baseline (saved with the bank for warm starts).
+
+        Metric anomalies are the metric watch's (detector/anomaly): a robust,
+        calibrated detector replaced the fixed |z| >= 6 for three windows here.
+        """
         m = np.flatnonzero(w.metric_n > 0)
         if not len(m):
-            return out
-        ms, mn, ml = self.metrics.arrays()
-        idx, keys = self._metric_keys(m)
-        mean = w.metric_sum[m] / w.metric_n[m]
-        exp = self.bank["metric"].update(idx, w.start, mean, weights=w.metric_n[m])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = (mean - exp.mean) / exp.std
-        for j, i in enumerate(m.tolist()):
-            name = self.interner.lookup(int(mn[i]))
-            hit = bool(exp.ready[j]) and np.isfinite(z[j]) and abs(float(z[j])) >= self.min_score
-            if self._episode(("metric", keys[j]), hit):
-                out.append(Anomaly(
-                    ts=w.end, service=self.interner.lookup(int(ms[i])), endpoint=None, version=None, signal="metric",
-                    observed=float(mean[j]), expected=float(exp.mean[j]), score=float(abs(z[j])),
-                    severity="warning", window_start=w.start, window_end=w.end, deploy_id=None,
-                    detail={"metric": name, "labels": self.interner.lookup(int(ml[i])) or "", "z": float(z[j]),
-                            "seasonal": bool(exp.seasonal[j])}).with_id())
-        return out
+            return
+        idx, _keys = self._metric_keys(m)
+        self.bank["metric"].update(idx, w.start, w.metric_sum[m] / w.metric_n[m], weights=w.metric_n[m])
 
     def _episode(self, key: tuple[str, str], hit: bool) -> bool:
         """True once per episode: when a departure has held for `sustain` windows."""

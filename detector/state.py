@@ -122,6 +122,8 @@ def snapshot(core: Core) -> bytes:
         "pending_deploys": _value(core._pending_deploys),
         "stats": {f.name: _value(getattr(core.stats, f.name)) for f in dataclasses.fields(core.stats)},
         "seasonal": {"bank": w.blob(seasonal["bank"]), "episodes": seasonal["episodes"]},
+        "metricwatch": {part: {name: w.array(a, np.float64) for name, a in cols.items()}
+                        for part, cols in core.metricwatch.to_state().items()},
         "logs": None if core.logs is None else w.blob(core.logs.to_bytes()),
         "judge": {
             "verifications": [[sid, _verification_state(v, pops)] for sid, v in judge.verifications.items()],
@@ -176,6 +178,9 @@ def restore(core_class: type[Core], pipeline: Pipeline, data: bytes) -> Core:
             core.seasonal.load_state({"bank": r.blob(seasonal["bank"]), "episodes": seasonal["episodes"]})
         except BaselineFormatError as e:
             raise StateError(f"core state snapshot: the seasonal baselines are damaged ({e}); {_START_COLD}") from None
+    with _section("metricwatch"):
+        core.metricwatch.load_state({part: {name: r.array(ref, np.float64) for name, ref in cols.items()}
+                                     for part, cols in state["metricwatch"].items()})
     with _section("logs"):
         _restore_logs(r, state["logs"], core)
     with _section("judge"):
