@@ -1,0 +1,181 @@
+"""The streaming metric detector (detector/anomaly): calibration, robustness, seasonality, state, wiring."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import orjson
+import pytest
+
+from detector.anomaly.detector import MetricDetector
+from detector.config import ConfigError, Metrics, load_pipeline, parse_pipeline
+from detector.contract import decode_batch
+from detector.core import Core
+from detector.replay import run_replay
+
+IDX = np.zeros(1, dtype=np.int64)
+
+
+def run(values, times, settings: Metrics | None = None, detector: MetricDetector | None = None):
+    d = detector or MetricDetector(settings or Metrics())
+    out = [d.step(IDX, np.array([t]), np.array([v])) for t, v in zip(times, values)]
+    return d, out
+
+
+def test_scores_of_normal_noise_are_calibrated():
+    """On i.i.d. noise a score >= s occurs in about 10^-s of the windows (checked at s = 2)."""
+    rng = np.random.default_rng(1)
+    _, out = run(rng.normal(100, 5, 20_000), np.arange(20_000) * 60.0)
+    scores = np.array([r.score[0] for r in out])[500:]
+    assert 0.004 < np.mean(scores >= 2.0) < 0.025
+    assert np.mean(scores >= 4.0) < 0.001
+
+
+def test_heavy_tailed_noise_learns_its_own_tail():
+    """Student-t(3) noise alarms far less often than a normal tail would make it (POT calibration)."""
+    rng = np.random.default_rng(2)
+    _, out = run(100 + 5 * rng.standard_t(3, 20_000), np.arange(20_000) * 60.0)
+    scores = np.array([r.score[0] for r in out])[3000:]
+    assert np.mean(scores >= 4.0) < 0.002
+
+
+def test_a_spike_opens_one_episode_and_does_not_drag_the_baseline():
+    rng = np.random.default_rng(3)
+    values = rng.normal(50, 2, 600)
+    values[400] = 500.0
+    _, out = run(values, np.arange(600) * 300.0)
+    onsets = [i for i, r in enumerate(out) if r.onset[0]]
+    assert onsets == [400]
+    assert out[400].score[0] >= Metrics().score_threshold
+    # bounded influence: the next expectation moved by well under one noise sd
+    assert abs(out[401].expected[0] - out[399].expected[0]) < 2.0
+
+
+def test_a_persistent_level_shift_is_adopted():
+    """One record at the shift, then the new level is normal: the episode ends, no further records."""
+    rng = np.random.default_rng(4)
+    values = np.concatenate([rng.normal(10, 1, 500), rng.normal(30, 1, 500)])
+    _, out = run(values, np.arange(1000) * 60.0)
+    onsets = [i for i, r in enumerate(out) if r.onset[0]]
+    assert onsets == [500]
+    assert any(r.shifted[0] for r in out[500:520])
+    assert all(r.score[0] < 4.0 for r in out[600:])
+    assert not out[-1].open[0]
+
+
+def test_daily_seasonality_is_detected_and_used():
+    """A daily cycle is adopted after two days; then a value normal for noon but not for midnight stands out."""
+    rng = np.random.default_rng(5)
+    t = np.arange(6 * 288) * 300.0
+    values = 100 + 40 * np.sin(2 * np.pi * t / 86400) + rng.normal(0, 2, len(t))
+    d, out = run(values, t)
+    assert out[-1].seasonal[0] == 1
+    flat_d, flat = run(rng.normal(100, 2, len(t)), t)
+    assert flat[-1].seasonal[0] == 0
+    # a value at the daily maximum, at the time of the minimum
+    t_min = t[-1] + 300.0 - np.mod(t[-1] + 300.0, 86400) + 86400 * 0.75
+    r = d.step(IDX, np.array([t_min]), np.array([140.0]))
+    assert r.score[0] >= 4.0
+
+
+@pytest.mark.parametrize("interval_s", [10.0, 3600.0])
+def test_any_sample_interval_with_gaps(interval_s):
+    rng = np.random.default_rng(6)
+    t = np.arange(800) * interval_s
+    t[300:] += 50 * interval_s  # a gap
+    values = rng.normal(0, 1, 800)
+    values[600] = 12.0
+    _, out = run(values, t)
+    scores = np.array([r.score[0] for r in out])
+    assert np.all(np.isfinite(scores))
+    assert [i for i, r in enumerate(out) if r.onset[0]] == [600]
+
+
+def test_state_round_trip_continues_identically():
+    rng = np.random.default_rng(7)
+    values = rng.normal(5, 1, 900)
+    t = np.arange(900) * 300.0
+    a, _ = run(values[:600], t[:600])
+    b = MetricDetector(Metrics())
+    b.load_state(a.to_state(), "test")
+    _, ra = run(values[600:], t[600:], detector=a)
+    _, rb = run(values[600:], t[600:], detector=b)
+    assert [r.score[0] for r in ra] == [r.score[0] for r in rb]
+
+
+def test_damaged_state_is_refused_with_its_source():
+    a, _ = run([1.0, 2.0], [0.0, 60.0])
+    state = a.to_state()
+    state["baseline"]["level"] = np.zeros(5)
+    with pytest.raises(ValueError, match="test snapshot"):
+        MetricDetector(Metrics()).load_state(state, "test snapshot")
+
+
+def test_metrics_section_is_validated():
+    assert load_pipeline().metrics == Metrics()
+    with pytest.raises(ConfigError, match=r"metrics.score_threshold must be a score"):
+        parse_pipeline("[metrics]\nscore_threshold = 0\n", "p.toml")
+    with pytest.raises(ConfigError, match=r"metrics.seasonality must be auto or off \(got 'daily'\)"):
+        parse_pipeline('[metrics]\nseasonality = "daily"\n', "p.toml")
+    with pytest.raises(ConfigError, match=r"metrics.bogus must be no such key"):
+        parse_pipeline("[metrics]\nbogus = 1\n", "p.toml")
+
+
+def _metric_lines(n: int, spike_at: int) -> list[bytes]:
+    rng = np.random.default_rng(8)
+    lines = []
+    for i in range(n):
+        for name, base in (("queue_depth", 20.0), ("cpu", 0.5)):
+            v = base + rng.normal(0, base / 20)
+            if i == spike_at and name == "queue_depth":
+                v = 400.0
+            lines.append(orjson.dumps({"type": "metric", "ts": 1_700_000_000 + 60 * i, "service": "db",
+                                       "name": name, "value": v}))
+    return lines
+
+
+def test_replay_writes_scores_and_records_carry_them(tmp_path):
+    """--scores: one row per series-window; the record of the spike has its score and a stable id."""
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n".join(_metric_lines(300, 250)) + b"\n")
+    outs = []
+    for k in range(2):
+        out, scores = tmp_path / f"out{k}.jsonl", tmp_path / f"scores{k}.jsonl"
+        run_replay([str(src)], str(out), load_pipeline(), quiet=True, scores=str(scores))
+        outs.append(out.read_bytes())
+    rows = [orjson.loads(x) for x in scores.read_bytes().splitlines()]
+    assert len(rows) == 600
+    assert {r["metric"] for r in rows} == {"queue_depth", "cpu"}
+    records = [orjson.loads(x) for x in outs[0].splitlines()]
+    spikes = [r for r in records if r["type"] == "anomaly" and r["detail"].get("metric") == "queue_depth"]
+    assert len(spikes) == 1 and spikes[0]["window"]["start"] == 1_700_000_000 + 60 * 250
+    row = next(r for r in rows if r["metric"] == "queue_depth" and r["window_start"] == spikes[0]["window"]["start"])
+    assert spikes[0]["score"] == pytest.approx(row["score"], rel=1e-5) and row["anomaly"]
+    assert outs[0] == outs[1]
+
+
+def test_core_snapshot_carries_the_metric_detector():
+    """A core restored mid-stream emits the same metric records as one that never stopped."""
+    pipeline = load_pipeline()
+    lines = _metric_lines(300, 250)
+    from detector.interner import Interner
+
+    def feed(core, chunk):
+        return [r.id for r in core.process(decode_batch(chunk, core.interner, 1 << 20))]
+
+    whole = Core(pipeline, interner=Interner())
+    ids_whole = feed(whole, lines[:200]) + feed(whole, lines[200:]) + [r.id for r in whole.finish()]
+    first = Core(pipeline, interner=Interner())
+    ids = feed(first, lines[:200])
+    restored = Core.restore(pipeline, first.snapshot())
+    ids += feed(restored, lines[200:]) + [r.id for r in restored.finish()]
+    assert ids == ids_whole and ids
+    assert restored.metricwatch.detector.cols.n == 2
+
+
+def test_disabled_metrics_emit_nothing():
+    pipeline = dataclasses.replace(load_pipeline(), metrics=Metrics(enabled=False))
+    core = Core(pipeline)
+    recs = core.process(decode_batch(_metric_lines(300, 250), core.interner, 1 << 20)) + core.finish()
+    assert not [r for r in recs if getattr(r, "signal", "") == "metric"]
