@@ -11,8 +11,10 @@ decode, 10 s event-time windows, the core, the metric watch. Each row gets
   NAB's [0, 1]), which NAB's threshold sweep then tunes on the labels.
 
 In the same run: the null detector, a seeded random detector (swept, as NAB
-reports it) and river's HalfSpaceTrees (after MinMaxScaler, per file; swept,
-and at river's own QuantileFilter decision fixed in advance). Results are
+reports it) and two river detectors, each at a decision fixed in advance and
+swept: GaussianScorer over a window of recent values (river's univariate
+detector, NAB's "windowed Gaussian") and HalfSpaceTrees after MinMaxScaler
+(river's flagship streaming detector) with river's QuantileFilter. Results are
 written in NAB's format (results/<detector>/<category>/<detector>_<file>.csv)
 and scored with benchmarks/nab_scoring.py, NAB's rules reimplemented.
 
@@ -50,6 +52,8 @@ QUICK = ["artificialWithAnomaly/art_daily_jumpsup.csv", "realKnownCause/ec2_requ
          "realAWSCloudwatch/ec2_cpu_utilization_5f5533.csv", "realTraffic/speed_t4013.csv"]
 RANDOM_SEED = 42
 RIVER_QUANTILE = 0.999  # river's QuantileFilter: flag the top 0.1 % of scores seen so far (fixed in advance)
+GAUSS_WINDOW = 1000  # river GaussianScorer: a Gaussian over the last 1,000 values (NAB's "windowed Gaussian")
+GAUSS_THRESHOLD = 0.9999  # 2|CDF - 0.5| >= 0.9999: two-sided p <= 1e-4, our shipped threshold's false-alarm budget
 
 
 def read_series(path: Path) -> tuple[list[str], np.ndarray]:
@@ -112,6 +116,18 @@ def run_river(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         decision[i] = 1.0 if filt.classify(s) else 0.0
         filt.learn_one(x)
     return decision, score
+
+
+def run_river_gauss(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """river GaussianScorer over a window of recent values: (decision at p <= 1e-4, score)."""
+    from river import anomaly
+
+    g = anomaly.GaussianScorer(window_size=GAUSS_WINDOW, grace_period=30)
+    score = np.empty(len(values))
+    for i, v in enumerate(values.tolist()):
+        score[i] = g.score_one(None, v)
+        g.learn_one(None, v)
+    return (score >= GAUSS_THRESHOLD).astype(np.float64), score
 
 
 def write_results(out: Path, detector: str, rel: str, ts: list[str], values: np.ndarray, scores: np.ndarray,
@@ -203,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rng = np.random.default_rng(RANDOM_SEED)
     files, det_dec, det_score, rnd, null, riv_dec, riv_score = {}, {}, {}, {}, {}, {}, {}
+    gauss_dec, gauss_score = {}, {}
     seconds = {"detector": 0.0, "river": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         for rel in names:
@@ -215,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_river:
                 t0 = time.perf_counter()
                 riv_dec[rel], riv_score[rel] = run_river(values)
+                gauss_dec[rel], gauss_score[rel] = run_river_gauss(values)
                 seconds["river"] += time.perf_counter() - t0
             rnd[rel] = rng.random(len(values))
             null[rel] = np.zeros(len(values))
@@ -227,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         f"random (seed {RANDOM_SEED}), NAB sweep": (rnd, "sweep"),
     }
     if not args.no_river:
+        detectors[f"river GaussianScorer({GAUSS_WINDOW}), p <= 1e-4"] = (gauss_dec, "fixed")
+        detectors[f"river GaussianScorer({GAUSS_WINDOW}), NAB sweep"] = (gauss_score, "sweep")
         detectors[f"river HalfSpaceTrees, QuantileFilter q={RIVER_QUANTILE}"] = (riv_dec, "fixed")
         detectors["river HalfSpaceTrees, NAB sweep"] = (riv_score, "sweep")
     n_windows = sum(len(windows[r]) for r in names)

@@ -114,7 +114,8 @@ class Core:
             if self.logs is not None:
                 self.logs.close_windows(w.end)
             out.extend(self.seasonal.observe(w))
-            out.extend(self.metricwatch.observe(w))
+            verifying = [sid for sid, v in self.judge.verifications.items() if v.open]
+            out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))
             out.extend(self.judge.on_window(w, self.history))
         if final:
             while self._pending_deploys:

@@ -179,3 +179,37 @@ def test_disabled_metrics_emit_nothing():
     core = Core(pipeline)
     recs = core.process(decode_batch(_metric_lines(300, 250), core.interner, 1 << 20)) + core.finish()
     assert not [r for r in recs if getattr(r, "signal", "") == "metric"]
+
+
+def _request_lines(windows: int, bad_from: int, deploy_at: float | None = None) -> list[bytes]:
+    rng = np.random.default_rng(9)
+    lines, t0 = [], 1_700_000_000
+    for k in range(windows):
+        rate = 0.4 if k >= bad_from else 0.01
+        for j in range(60):
+            lines.append(orjson.dumps({"type": "request", "ts": t0 + 10 * k + j / 6, "service": "api",
+                                       "endpoint": "GET /", "version": "v1",
+                                       "status": 500 if rng.random() < rate else 200,
+                                       "latency_ms": float(rng.lognormal(3, 0.2))}))
+        if deploy_at is not None and k == bad_from - 1:
+            lines.append(orjson.dumps({"type": "deploy", "ts": deploy_at, "service": "api", "deploy_id": "d-1",
+                                       "version": "v2"}))
+    return lines
+
+
+def _service_records(lines):
+    core = Core(load_pipeline())
+    recs = core.process(decode_batch(lines, core.interner, 1 << 20)) + core.finish()
+    return [r for r in recs if getattr(r, "signal", "") in ("error_rate", "latency") and "series" in r.detail]
+
+
+def test_service_error_rate_departs_outside_a_deploy():
+    """A service's error rate jumping with no deploy in sight is one error_rate anomaly, deploy_id null."""
+    recs = _service_records(_request_lines(200, 150))
+    assert [(r.signal, r.window_start, r.deploy_id) for r in recs] == [("error_rate", 1_700_000_000 + 1500, None)]
+    assert recs[0].score >= 4.0
+
+
+def test_service_series_are_left_to_the_judge_during_a_verification():
+    recs = _service_records(_request_lines(200, 150, deploy_at=1_700_000_000 + 1495))
+    assert recs == []

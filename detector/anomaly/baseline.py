@@ -17,6 +17,9 @@ For each series, with y the mean of its samples in a closed window at time t:
 * **Scale** sigma: exponentially weighted mean of squared residuals, clipped
   at CLIP sigma (winsorised variance, corrected for the clipping under a
   normal model), half-life `scale_half_life_samples`.
+  It never falls below `SPREAD_FLOOR` of the series' long-run standard
+  deviation, so a noise-free or mostly-constant series is not infinitely
+  surprised by its first wiggle.
 * **Level shifts**: a run of `shift_adopt_samples` consecutive residuals
   beyond `SHIFT_Z` sigma on the same side is a new normal: the level jumps to
   the run's mean instead of alarming forever.
@@ -41,6 +44,7 @@ WEEK_BINS = 168  # 1-hour phases
 SEASON_HALF_LIFE = 4.0  # periods
 CLIP = 3.5
 SHIFT_Z = 3.0
+SPREAD_FLOOR = 0.05  # the residual scale is at least this share of the long-run standard deviation
 # E[min(Z^2, c^2)] for standard normal Z and c = CLIP: the winsorised variance's consistency factor
 _KAPPA = 0.9951
 
@@ -75,7 +79,7 @@ class Baseline:
         self.gain = season_min_gain
         self.cols = SeriesColumns({
             "n": (0, 0.0), "t_first": (0, np.nan), "t_last": (0, np.nan), "level": (0, 0.0),
-            "var0": (0, 0.0), "var1": (0, 0.0), "var2": (0, 0.0),
+            "var0": (0, 0.0), "var1": (0, 0.0), "var2": (0, 0.0), "mean": (0, 0.0), "spread": (0, 0.0),
             "run": (0, 0.0), "run_sum": (0, 0.0),
             "day_num": (DAY_BINS, 0.0), "day_den": (DAY_BINS, 0.0),
             "week_num": (WEEK_BINS, 0.0), "week_den": (WEEK_BINS, 0.0),
@@ -112,24 +116,26 @@ class Baseline:
         c["t_first"][idx] = np.where(first, t, c["t_first"][idx])
         c["level"][idx] = np.where(first, y, c["level"][idx])
         level = c["level"][idx]
-        dt = np.where(first, 0.0, np.maximum(t - np.nan_to_num(c["t_last"][idx], nan=t), 0.0))
+        dt = np.where(first, 0.0, np.maximum(t - np.where(first, t, c["t_last"][idx]), 0.0))
         history = t - c["t_first"][idx]
 
         s_day, where_day = self._profile("day", idx, t, DAY_S, DAY_BINS)
         s_week, where_week = self._profile("week", idx, t, WEEK_S, WEEK_BINS)
-        var = np.stack([c["var0"][idx], c["var1"][idx], c["var2"][idx]])
+        var = (c["var0"][idx], c["var1"][idx], c["var2"][idx])
         # the model chosen before seeing y: a profile only when it has earned it
         mode = np.zeros(len(idx), dtype=np.int64)
         if self.seasonality:
             day_ok = (history >= 2 * DAY_S) & (var[1] < (1 - self.gain) * var[0])
             week_ok = (history >= 2 * WEEK_S) & (var[2] < (1 - self.gain) * np.where(day_ok, var[1], var[0]))
             mode = np.where(week_ok, 2, np.where(day_ok, 1, 0))
-        season = np.choose(mode, [np.zeros(len(idx)), s_day, s_week])
+        season = np.where(mode == 2, s_week, np.where(mode == 1, s_day, 0.0))
         expected = level + season
-        sigma = np.sqrt(np.choose(mode, var))
+        sigma = np.sqrt(np.where(mode == 2, var[2], np.where(mode == 1, var[1], var[0])))
         resid = y - expected
         ready = n >= self.warmup
-        scale_floor = 1e-9 + 1e-6 * np.abs(level)
+        # a residual scale that collapses (noise-free or mostly-constant series) would make any wiggle
+        # infinitely surprising: it is never taken below a share of the series' long-run spread
+        scale_floor = 1e-9 + 1e-6 * np.abs(level) + SPREAD_FLOOR * np.sqrt(c["spread"][idx])
         z = np.where(ready, resid / np.maximum(sigma, scale_floor), 0.0)
 
         # learning: running means during warm-up, clipped (bounded-influence) updates after
@@ -138,7 +144,7 @@ class Baseline:
         lim = np.where(ready, CLIP * np.maximum(sigma, scale_floor), np.inf)
         r_clip = np.clip(resid, -lim, lim)
         new_level = level + a * r_clip
-        for k, s_k in enumerate((np.zeros(len(idx)), s_day, s_week)):
+        for k, s_k in enumerate((0.0, s_day, s_week)):
             e = y - level - s_k
             e2 = np.where(ready, np.minimum(e * e, (CLIP * CLIP) * var[k]) / _KAPPA, e * e)
             c[f"var{k}"][idx] = np.where(first, 0.0, (1 - b) * var[k] + b * e2)
@@ -158,6 +164,11 @@ class Baseline:
         new_level = np.where(shifted, run_sum / np.maximum(np.abs(run), 1.0), new_level)
         c["run"][idx] = np.where(shifted, 0.0, run)
         c["run_sum"][idx] = np.where(shifted, 0.0, run_sum)
+        # long-run spread of the raw values (4 x the scale's half-life), for the scale floor
+        g = np.maximum(self.beta / 4, 1.0 / (n + 1.0))
+        d = y - c["mean"][idx]
+        c["mean"][idx] = np.where(first, y, c["mean"][idx] + g * d)
+        c["spread"][idx] = np.where(first, 0.0, (1 - g) * (c["spread"][idx] + g * d * d))
         c["level"][idx] = new_level
         c["n"][idx] = n + 1
         c["t_last"][idx] = t

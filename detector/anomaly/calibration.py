@@ -12,9 +12,10 @@ U = 2, excesses are modelled as exponential (a generalised Pareto with shape
 
 p_U and m are exponentially weighted (half-life `HALF_LIFE` values) with a
 prior worth `PRIOR_N` values of a standard normal, so a new series starts
-from the normal tail and moves to its own. Values judged anomalous are not
-learnt (the caller passes weight 0): an incident must not teach the
-calibration that incidents are normal.
+from the normal tail and moves to its own. Every judged value is learnt, so
+a series whose spikes are routine stops alarming on them, but with bounded
+influence: an excess counts as at most `EXCESS_CAP` current mean excesses,
+so one incident cannot make the next one look ordinary.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from detector.anomaly.columns import SeriesColumns
 U = 2.0
 HALF_LIFE = 2000.0
 PRIOR_N = 50.0
+EXCESS_CAP = 3.0
 _Q_U = float(special.erfc(U / np.sqrt(2.0)))  # P(|Z| >= 2), normal
 _MEAN_EXCESS_U = float(np.sqrt(2 / np.pi) * np.exp(-U * U / 2) / _Q_U - U)  # E[|Z| - 2 | |Z| >= 2], normal
 
@@ -54,6 +56,8 @@ class TailCalibration:
         w = (weight > 0).astype(np.float64)
         x = np.abs(x)
         over = x > U
+        # bounded influence: one huge excess counts as at most EXCESS_CAP mean excesses
+        cap = EXCESS_CAP * c["excess"][idx] / c["n_exceed"][idx]
         c["n"][idx] = c["n"][idx] * keep + w
         c["n_exceed"][idx] = c["n_exceed"][idx] * keep + w * over
-        c["excess"][idx] = c["excess"][idx] * keep + w * np.where(over, x - U, 0.0)
+        c["excess"][idx] = c["excess"][idx] * keep + w * np.where(over, np.minimum(x - U, cap), 0.0)

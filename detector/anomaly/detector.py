@@ -74,8 +74,7 @@ class MetricDetector:
         lp = np.minimum(self.point.log10_p(idx, b.z), self.sustained.log10_p(idx, u))
         score = np.where(b.ready, np.clip(-(lp + _LOG10_2), 0.0, SCORE_CAP), 0.0)
         hit = b.ready & (score >= self.settings.score_threshold)
-        # what was judged anomalous does not teach the calibration what normal looks like
-        learn = (b.ready & ~hit).astype(np.float64)
+        learn = b.ready.astype(np.float64)
         self.point.learn(idx, b.z, learn)
         self.sustained.learn(idx, u, learn)
         # an adopted level shift starts the sustained statistic afresh
