@@ -213,3 +213,19 @@ def test_service_error_rate_departs_outside_a_deploy():
 def test_service_series_are_left_to_the_judge_during_a_verification():
     recs = _service_records(_request_lines(200, 150, deploy_at=1_700_000_000 + 1495))
     assert recs == []
+
+
+def test_service_series_survive_a_core_snapshot():
+    """Restored mid-stream, the service detectors and their keys continue: the same records come out."""
+    lines = _request_lines(200, 150)
+    pipeline = load_pipeline()
+    whole = Core(pipeline)
+    expected = [r.id for r in whole.process(decode_batch(lines, whole.interner, 1 << 20)) + whole.finish()]
+    first = Core(pipeline)
+    ids = [r.id for r in first.process(decode_batch(lines[:6000], first.interner, 1 << 20))]
+    restored = Core.restore(pipeline, first.snapshot())
+    assert restored.metricwatch.service_keys == first.metricwatch.service_keys == ["api\x1ferror_rate",
+                                                                                  "api\x1flatency"]
+    ids += [r.id for r in restored.process(decode_batch(lines[6000:], restored.interner, 1 << 20))]
+    ids += [r.id for r in restored.finish()]
+    assert ids == expected
