@@ -69,8 +69,9 @@ def to_seconds(times: np.ndarray) -> np.ndarray:
     return (times - np.datetime64("1970-01-01T00:00:00")).astype("timedelta64[s]").astype(np.float64)
 
 
-def run_detector(rel: str, secs: np.ndarray, values: np.ndarray, pipeline, work: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(decision, score) per row, from one replay of the file as `metric` events."""
+def run_detector(rel: str, secs: np.ndarray, values: np.ndarray, pipeline,
+                 work: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(decision, score in [0, 1], window start) per row, from one replay of the file as `metric` events."""
     service = Path(rel).stem
     events = work / "events.jsonl"
     with open(events, "wb") as f:
@@ -96,7 +97,29 @@ def run_detector(rel: str, secs: np.ndarray, values: np.ndarray, pipeline, work:
     missing = [s for s in starts if s not in scores]
     if missing:
         raise SystemExit(f"{rel}: {len(missing)} rows have no score row")
-    return decision, np.array([scores[s] for s in starts]) / SCORE_CAP
+    return decision, np.array([scores[s] for s in starts]) / SCORE_CAP, np.asarray(starts)
+
+
+def decisions_at(score: np.ndarray, starts: np.ndarray, threshold: float, persist: int, quiet: int) -> np.ndarray:
+    """The records the detector would emit at another score_threshold, from its --scores rows.
+
+    Exact because nothing the detector learns depends on the threshold (the
+    calibration learns every value): only the episodes do, and they are re-run
+    here (the rule of detector/anomaly/episodes.py, as a scalar loop) over the
+    windows in order. `main` checks that at the shipped threshold this gives
+    back exactly the records the replay emitted.
+    """
+    uniq, first = np.unique(starts, return_index=True)
+    onset = np.zeros(len(uniq))
+    run = calm = 0
+    is_open = False
+    for k, s in enumerate(score[first].tolist()):
+        hit = s >= threshold
+        run, calm = (run + 1, 0) if hit else (0, calm + 1)
+        start = not is_open and run >= persist
+        is_open = (is_open and calm < quiet) or start
+        onset[k] = start
+    return onset[np.searchsorted(uniq, starts)]
 
 
 def run_river(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -140,6 +163,30 @@ def write_results(out: Path, detector: str, rel: str, ts: list[str], values: np.
         w.writerow(["timestamp", "value", "anomaly_score", "label"])
         for t, v, s, k in zip(ts, values.tolist(), scores.tolist(), rows.window.tolist()):
             w.writerow([t, repr(v), f"{s:.6f}", 1 if k >= 0 else 0])
+
+
+THRESHOLD_GRID = np.round(np.arange(2.0, 10.001, 0.25), 2)
+
+
+def threshold_sweep(files, det_score, det_starts, det_dec, m, profiles, n_windows: int) -> dict:
+    """The shipped decision rule with [metrics] score_threshold chosen per profile on the labels."""
+    raw = {rel: det_score[rel] * SCORE_CAP for rel in files}
+    for rel in files:
+        again = decisions_at(raw[rel], det_starts[rel], m.score_threshold, m.persist_windows, m.quiet_windows)
+        if not np.array_equal(again, det_dec[rel]):
+            raise SystemExit(f"{rel}: episodes rebuilt from --scores differ from the records; fix decisions_at")
+    decided = {th: {rel: decisions_at(raw[rel], det_starts[rel], th, m.persist_windows, m.quiet_windows)
+                    for rel in files} for th in THRESHOLD_GRID.tolist()}
+    row = {"detector": "detector, score_threshold swept on labels", "threshold": "grid"}
+    for p in profiles:
+        null = -p.fn_weight * sum(f.scored_windows for f in files.values())
+        best = max((ns.score_corpus(files, d, 0.5, p)["score"], th) for th, d in decided.items())
+        row[p.name] = ns.normalise(best[0], null, n_windows * p.tp_weight)
+        row[f"{p.name}_threshold"] = best[1]
+    c = ns.score_corpus(files, decided[row["standard_threshold"]], 0.5,
+                        profiles[[p.name for p in profiles].index("standard")])
+    row.update(windows_detected=c["windows_detected"], windows=c["windows"], fp_rows=c["fp"])
+    return row
 
 
 def table(files, detectors: dict[str, tuple[dict, str]], profiles, n_windows: int) -> list[dict]:
@@ -219,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     rng = np.random.default_rng(RANDOM_SEED)
     files, det_dec, det_score, rnd, null, riv_dec, riv_score = {}, {}, {}, {}, {}, {}, {}
-    gauss_dec, gauss_score = {}, {}
+    gauss_dec, gauss_score, det_starts = {}, {}, {}
     seconds = {"detector": 0.0, "river": 0.0}
     with tempfile.TemporaryDirectory() as tmp:
         for rel in names:
@@ -227,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
             times = ns.parse_times(ts)
             files[rel] = rows = ns.file_rows(rel, times, windows[rel])
             t0 = time.perf_counter()
-            det_dec[rel], det_score[rel] = run_detector(rel, to_seconds(times), values, pipeline, Path(tmp))
+            det_dec[rel], det_score[rel], det_starts[rel] = run_detector(rel, to_seconds(times), values, pipeline,
+                                                                         Path(tmp))
             seconds["detector"] += time.perf_counter() - t0
             if not args.no_river:
                 t0 = time.perf_counter()
@@ -251,12 +299,14 @@ def main(argv: list[str] | None = None) -> int:
         detectors["river HalfSpaceTrees, NAB sweep"] = (riv_score, "sweep")
     n_windows = sum(len(windows[r]) for r in names)
     rows = table(files, detectors, profiles, n_windows)
+    rows.insert(1, threshold_sweep(files, det_score, det_starts, det_dec, pipeline.metrics, profiles, n_windows))
     print(f"NAB v1.1, {len(names)} files, {sum(f.n_rows for f in files.values()):,} rows, {n_windows} windows; "
           f"{machine()}")
     print(f"detector {seconds['detector']:.0f} s, river {seconds['river']:.0f} s (replay path incl. JSONL)")
     print(f"{'detector':<48} {'standard':>8} {'low FP':>7} {'low FN':>7}  windows  FP rows  threshold (standard)")
     for r in rows:
-        th = "fixed" if r["threshold"] == "fixed" else f"{r['standard_threshold']:.4g} (tuned on labels)"
+        th = {"fixed": "fixed in advance", "sweep": f"{r.get('standard_threshold', 0):.4g} (tuned on labels)",
+              "grid": f"score_threshold {r.get('standard_threshold', 0):g} (tuned on labels)"}[r["threshold"]]
         print(f"{r['detector']:<48} {r['standard']:8.1f} {r['reward_low_FP_rate']:7.1f} {r['reward_low_FN_rate']:7.1f}"
               f"  {r['windows_detected']:>3}/{r['windows']:<3}  {r['fp_rows']:>7}  {th}")
     if args.per_file:
