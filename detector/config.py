@@ -344,7 +344,8 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
         shown = "(missing)" if e.value is None else repr(e.value)
         raise ConfigError(f"{source}: {e.key} must be {e.expected} (got {shown})") from None
     return Pipeline(source=source, topics=pipeline.topics, windows=pipeline.windows, limits=pipeline.limits,
-                    baselines=pipeline.baselines, metrics=pipeline.metrics, tests=pipeline.tests, verification=pipeline.verification,
+                    baselines=pipeline.baselines, metrics=pipeline.metrics, tests=pipeline.tests,
+                    verification=pipeline.verification,
                     logs=pipeline.logs, sinks=pipeline.sinks, kafka=pipeline.kafka, rules=rules)
 
 

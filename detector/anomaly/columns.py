@@ -18,7 +18,8 @@ class SeriesColumns:
     def __init__(self, spec: Mapping[str, tuple[int, float]]) -> None:
         self.spec = dict(spec)  # name -> (width, initial value); width 0 means a plain vector
         self.n = 0
-        self.cols: dict[str, np.ndarray] = {name: self._new(width, fill, 16) for name, (width, fill) in self.spec.items()}
+        self.cols: dict[str, np.ndarray] = {name: self._new(width, fill, 16)
+                                            for name, (width, fill) in self.spec.items()}
 
     @staticmethod
     def _new(width: int, fill: float, cap: int) -> np.ndarray:
