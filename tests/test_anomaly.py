@@ -229,3 +229,18 @@ def test_service_series_survive_a_core_snapshot():
     ids += [r.id for r in restored.process(decode_batch(lines[6000:], restored.interner, 1 << 20))]
     ids += [r.id for r in restored.finish()]
     assert ids == expected
+
+
+def test_a_series_that_never_exceeds_keeps_a_finite_tail():
+    """Exceedances stop decaying at a floor: p_U of a constant series never reaches 0 (score stays finite)."""
+    from detector.anomaly.calibration import MIN_EXCEED, TailCalibration
+
+    cal = TailCalibration()
+    cal.cols.ensure(1)
+    for _ in range(30_000):
+        cal.learn(IDX, np.zeros(1), np.ones(1))
+    assert cal.cols["n_exceed"][0] >= MIN_EXCEED * (1 - cal.eta)
+    lp = cal.log10_p(IDX, np.array([0.5, 3.0]))
+    assert np.all(np.isfinite(lp))
+    assert -lp[0] < 2.0  # half a sigma stays far below any sensible threshold
+    assert -lp[1] > 4.0  # three sigma, never seen in 30,000 values, is rare

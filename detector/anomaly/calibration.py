@@ -8,7 +8,11 @@ U = 2, excesses are modelled as exponential (a generalised Pareto with shape
 0) with the rate of exceedance and the mean excess learnt online:
 
     p(x) = p_U * exp(-(x - U) / m)            for x > U
-    p(x) = p_U * Q(x) / Q(U)                  for x <= U, Q the normal two-sided tail
+    p(x) = Q(x) ** (log p_U / log Q(U))       for x <= U, Q the normal two-sided tail
+
+(the body is the normal one when p_U = Q(U), and goes from 1 at x = 0 to p_U
+at U whatever p_U is, so a series that rarely exceeds U is not scored high
+for small deviations).
 
 p_U and m are exponentially weighted (half-life `HALF_LIFE` values) with a
 prior worth `PRIOR_N` values of a standard normal, so a new series starts
@@ -29,6 +33,7 @@ U = 2.0
 HALF_LIFE = 2000.0
 PRIOR_N = 50.0
 EXCESS_CAP = 3.0
+MIN_EXCEED = 1e-3
 _Q_U = float(special.erfc(U / np.sqrt(2.0)))  # P(|Z| >= 2), normal
 _MEAN_EXCESS_U = float(np.sqrt(2 / np.pi) * np.exp(-U * U / 2) / _Q_U - U)  # E[|Z| - 2 | |Z| >= 2], normal
 
@@ -46,7 +51,8 @@ class TailCalibration:
         p_u = ne / n
         m = ex / ne
         x = np.abs(x)
-        body = np.log10(p_u) + (np.log10(special.erfc(np.minimum(x, U) / np.sqrt(2.0))) - np.log10(_Q_U))
+        # below U: the normal tail bent to pass through (0, 1) and (U, p_U): p = Q(x) ** (log p_U / log Q(U))
+        body = np.log10(special.erfc(np.minimum(x, U) / np.sqrt(2.0))) * (np.log10(p_u) / np.log10(_Q_U))
         tail = np.log10(p_u) - (x - U) / (m * np.log(10.0))
         return np.minimum(np.where(x > U, tail, body), 0.0)
 
@@ -58,6 +64,8 @@ class TailCalibration:
         over = x > U
         # bounded influence: one huge excess counts as at most EXCESS_CAP mean excesses
         cap = EXCESS_CAP * c["excess"][idx] / c["n_exceed"][idx]
+        # a series that never exceeds U (a constant) keeps a floor of exceedances, so p_U never reaches 0
+        keep_tail = np.where(c["n_exceed"][idx] < MIN_EXCEED, 1.0, keep)
         c["n"][idx] = c["n"][idx] * keep + w
-        c["n_exceed"][idx] = c["n_exceed"][idx] * keep + w * over
-        c["excess"][idx] = c["excess"][idx] * keep + w * np.where(over, np.minimum(x - U, cap), 0.0)
+        c["n_exceed"][idx] = c["n_exceed"][idx] * keep_tail + w * over
+        c["excess"][idx] = c["excess"][idx] * keep_tail + w * np.where(over, np.minimum(x - U, cap), 0.0)
