@@ -15,7 +15,7 @@ def _replay(args: argparse.Namespace) -> int:
     pipeline = load_pipeline(args.pipeline)
     result = run_replay(args.input, args.output, pipeline, dlq=args.dlq, quiet=args.quiet,
                         partitions=args.partitions, alertmanager_url=args.alertmanager_url,
-                        save_baselines=args.save_baselines)
+                        save_baselines=args.save_baselines, scores=args.scores)
     if not args.quiet:
         blank = f", {result.skipped:,} blank lines skipped" if result.skipped else ""
         print(f"{result.events:,} events ({result.rejected:,} rejected, {result.late:,} late{blank}) -> "
@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--save-baselines", metavar="FILE",
                     help="write the baselines learnt from the input here (e.g. models/baselines.npz), for "
                          "[baselines] warm_start of a new sidecar")
+    rp.add_argument("--scores", metavar="FILE",
+                    help="write one JSONL row per metric series-window with its anomaly score (-log10 p), "
+                         "to choose [metrics] score_threshold from history")
     rp.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     rp.add_argument("--partitions", type=int, default=1,
                     help="route services to N cores like Kafka's partitioner does to N partitions, so the output "

@@ -89,6 +89,34 @@ class Baselines:
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """The streaming metric detector (detector/anomaly): every metric series, scored per closed window."""
+
+    enabled: bool = True
+    score_threshold: float = 4.0  # -log10 p at which a series-window is anomalous
+    persist_windows: int = 1  # consecutive anomalous windows (with samples) before the episode's record
+    quiet_windows: int = 12  # consecutive normal windows that end an episode
+    warmup_samples: int = 30  # windows with samples learnt before a series is judged
+    level_half_life_samples: float = 24.0  # how fast the level follows (in the series' own samples)
+    scale_half_life_samples: float = 96.0  # how fast the noise estimate follows
+    sustained_half_life_samples: float = 4.0  # memory of the sustained-shift test
+    shift_adopt_samples: int = 12  # a one-sided departure this long becomes the new level
+    seasonality: str = "auto"  # auto: daily / weekly profiles where they explain the series; off
+    season_min_gain: float = 0.2  # a profile must remove this share of the residual variance
+
+    def check(self) -> None:
+        _require(self.score_threshold > 0, "metrics.score_threshold", self.score_threshold,
+                 "a score (-log10 p) > 0, e.g. 4.0")
+        for key in ("persist_windows", "quiet_windows", "warmup_samples", "shift_adopt_samples"):
+            _require(getattr(self, key) >= 1, f"metrics.{key}", getattr(self, key), "an integer >= 1")
+        for key in ("level_half_life_samples", "scale_half_life_samples", "sustained_half_life_samples"):
+            _require(getattr(self, key) >= 1, f"metrics.{key}", getattr(self, key), "a number of samples >= 1")
+        _require(self.seasonality in ("auto", "off"), "metrics.seasonality", self.seasonality, "auto or off")
+        _require(0 <= self.season_min_gain < 1, "metrics.season_min_gain", self.season_min_gain,
+                 "a share of variance in [0, 1)")
+
+
+@dataclass(frozen=True)
 class Tests:
     significance: float = 0.001
     latency_quantiles: tuple[float, ...] = (0.5, 0.95, 0.99)
@@ -247,6 +275,7 @@ class Pipeline:
     windows: Windows = field(default_factory=Windows)
     limits: Limits = field(default_factory=Limits)
     baselines: Baselines = field(default_factory=Baselines)
+    metrics: Metrics = field(default_factory=Metrics)
     tests: Tests = field(default_factory=Tests)
     verification: Verification = field(default_factory=Verification)
     logs: Logs = field(default_factory=Logs)
@@ -324,8 +353,8 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
                              f"left out: it does not apply to a smoke rule (keys of smoke rules: "
                              f"{', '.join(SMOKE_RULE_KEYS)})")
         rules = tuple(_coerce(Rule, r, f"rules[{i}]") for i, r in enumerate(rules_raw))
-        for section in (pipeline.windows, pipeline.limits, pipeline.baselines, pipeline.tests, pipeline.verification,
-                        pipeline.sinks, pipeline.kafka, pipeline.prober):
+        for section in (pipeline.windows, pipeline.limits, pipeline.baselines, pipeline.metrics, pipeline.tests,
+                        pipeline.verification, pipeline.sinks, pipeline.kafka, pipeline.prober):
             section.check()
         names = set()
         for i, r in enumerate(rules):
@@ -336,9 +365,9 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
         shown = "(missing)" if e.value is None else repr(e.value)
         raise ConfigError(f"{source}: {e.key} must be {e.expected} (got {shown})") from None
     return Pipeline(source=source, topics=pipeline.topics, windows=pipeline.windows, limits=pipeline.limits,
-                    baselines=pipeline.baselines, tests=pipeline.tests, verification=pipeline.verification,
-                    logs=pipeline.logs, sinks=pipeline.sinks, kafka=pipeline.kafka, prober=pipeline.prober,
-                    rules=rules, smoke=smoke)
+                    baselines=pipeline.baselines, metrics=pipeline.metrics, tests=pipeline.tests,
+                    verification=pipeline.verification, logs=pipeline.logs, sinks=pipeline.sinks,
+                    kafka=pipeline.kafka, prober=pipeline.prober, rules=rules, smoke=smoke)
 
 
 def load_pipeline(path: str | Path | None = None) -> Pipeline:

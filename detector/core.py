@@ -23,6 +23,7 @@ from detector.logs.settings import LogSettings
 from detector.logs.templates import LogTemplates
 from detector.baselines import BaselineBank
 from detector.records import Record, Verdict
+from detector.anomaly.watch import MetricWatch
 from detector.seasonal import SeasonalWatch
 from detector.series import MetricSeries, RequestSeries
 from detector.timeguard import guard
@@ -52,6 +53,7 @@ class Core:
             # A new sidecar starts warm from baselines learnt on history (models/).
             baselines = BaselineBank.load(pipeline.baselines.warm_start)
         self.seasonal = SeasonalWatch(pipeline, self.interner, self.requests, self.metrics, baselines)
+        self.metricwatch = MetricWatch(pipeline, self.interner, self.metrics)
         self.logs: LogTemplates | None = None
         if pipeline.logs.enabled:
             ver = pipeline.verification
@@ -145,6 +147,8 @@ class Core:
             if self.logs is not None:
                 self.logs.close_windows(w.end)
             out.extend(self.seasonal.observe(w))
+            verifying = [sid for sid, v in self.judge.verifications.items() if v.open]
+            out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))
             out.extend(self.judge.on_window(w, self.history))
         if final:
             for c in self._pending_checks:

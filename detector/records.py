@@ -63,7 +63,8 @@ class Anomaly:
     id: str = ""
 
     def with_id(self) -> "Anomaly":
-        key = str(self.detail.get("quantile", "")) + str(self.detail.get("template_id", ""))
+        key = (str(self.detail.get("quantile", "")) + str(self.detail.get("template_id", ""))
+               + str(self.detail.get("series", "")))
         if self.signal == "smoke":  # one anomaly per rule and check of a deploy
             key += f"{self.detail.get('rule', '')}\x00{self.detail.get('check', '')}"
         aid = anomaly_id(self.service, self.endpoint, self.version, self.signal, self.window_start,

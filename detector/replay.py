@@ -84,17 +84,21 @@ def replay(
     progress: Callable[[int, float], None] | None = None,
     partitions: int = 1,
     save_baselines: str | Path | None = None,
+    scores: Callable[[dict], None] | None = None,
 ) -> ReplayResult:
     """Feed every input through one core per partition; `emit` gets each record in order.
 
     With `partitions` = N, services are routed to N cores as Kafka's default
     partitioner routes them to N partitions, so the output equals a live run
     over topics with N partitions. Within one batch, records are emitted
-    partition by partition.
+    partition by partition. `scores`, when given, gets one row per metric
+    series-window with its anomaly score (`MetricWatch.take_scores`).
     """
     t0 = time.perf_counter()
     interner = Interner(max_size=pipeline.limits.max_interned_strings)
     cores = [Core(pipeline, interner=interner) for _ in range(partitions)]
+    for c in cores:
+        c.metricwatch.collect_scores = scores is not None
     router = Router(interner, partitions)
     paths = [str(p) for p in inputs]
     handles = [open(p, "rb") for p in paths]
@@ -123,6 +127,9 @@ def replay(
                 for rec in c.process(part, source=paths[i]):
                     emit(rec)
                     n_records += 1
+                if scores is not None:
+                    for row in c.metricwatch.take_scores():
+                        scores(row)
                 refused.extend(part.rejected)
             if rejected is not None:
                 for r in sorted(refused, key=lambda r: r.pos):
@@ -137,6 +144,9 @@ def replay(
             for rec in c.finish():
                 emit(rec)
                 n_records += 1
+            if scores is not None:
+                for row in c.metricwatch.take_scores():
+                    scores(row)
         if save_baselines:
             # One file per partition when there are several (models/NAME-p3.npz).
             for i, c in enumerate(cores):
@@ -155,49 +165,57 @@ def replay(
 
 def run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | None = None,
                quiet: bool = False, partitions: int = 1, alertmanager_url: str | None = None,
-               save_baselines: str | None = None) -> ReplayResult:
-    """`detector replay`: write records to `output` (JSONL), dead letters to `dlq`, and to the
-    pipeline's sinks when any is configured (a replay never runs a rollback: the hook is a dry run).
+               save_baselines: str | None = None, scores: str | None = None) -> ReplayResult:
+    """`detector replay`: write records to `output` (JSONL), dead letters to `dlq`, every metric
+    series-window's score to `scores` (JSONL), and to the pipeline's sinks when any is configured
+    (a replay never runs a rollback: the hook is a dry run).
 
     Raises `UsageError` before anything is written when an input or output is unusable;
     outputs are replaced only when the replay succeeds."""
-    check_arguments(inputs, output, dlq, partitions, save_baselines)
+    check_arguments(inputs, output, dlq, partitions, save_baselines, scores)
     sinks_settings = dataclasses.replace(pipeline.sinks, rollback_dry_run=True)
     sinks = build_sinks(sinks_settings, alertmanager_url=alertmanager_url,
                         rollback_state_path=pipeline.sinks.rollback_state_path)
     if sinks:
         return asyncio.run(_replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partitions,
-                                              save_baselines))
-    return _run_replay(inputs, output, pipeline, dlq, quiet, partitions, None, save_baselines)
+                                              save_baselines, scores))
+    return _run_replay(inputs, output, pipeline, dlq, quiet, partitions, None, save_baselines, scores)
 
 
-async def _replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partitions, save_baselines) -> ReplayResult:
+async def _replay_with_sinks(sinks, inputs, output, pipeline, dlq, quiet, partitions, save_baselines,
+                             scores) -> ReplayResult:
     loop = asyncio.get_running_loop()
     await sinks.start()
     try:
         return await asyncio.to_thread(_run_replay, inputs, output, pipeline, dlq, quiet, partitions,
-                                       lambda rec: loop.call_soon_threadsafe(sinks.submit, rec), save_baselines)
+                                       lambda rec: loop.call_soon_threadsafe(sinks.submit, rec), save_baselines,
+                                       scores)
     finally:
         await sinks.flush(30.0)
         await sinks.close(5.0)
 
 
 def check_arguments(inputs: list[str], output: str, dlq: str | None, partitions: int,
-                    save_baselines: str | None) -> None:
+                    save_baselines: str | None, scores: str | None = None) -> None:
     if partitions < 1:
         raise UsageError(f"--partitions {partitions}: must be a whole number >= 1")
     for path in inputs:
         check_input(path)
     outs = [("--output", output)] + ([("--dlq", dlq)] if dlq else []) + \
-        ([("--save-baselines", save_baselines)] if save_baselines else [])
+        ([("--save-baselines", save_baselines)] if save_baselines else []) + \
+        ([("--scores", scores)] if scores else [])
     for what, path in outs:
         check_output(path, what, inputs)
-    if dlq and Path(dlq).resolve() == Path(output).resolve():
-        raise UsageError(f"--dlq {dlq}: is the same file as --output; give them different names")
+    seen: dict[Path, str] = {}
+    for what, path in outs:
+        other = seen.setdefault(Path(path).resolve(), what)
+        if other != what:
+            raise UsageError(f"{what} {path}: is the same file as {other}; give them different names")
 
 
 def _run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | None, quiet: bool, partitions: int,
-                also: Callable[[Record], None] | None = None, save_baselines: str | None = None) -> ReplayResult:
+                also: Callable[[Record], None] | None = None, save_baselines: str | None = None,
+                scores: str | None = None) -> ReplayResult:
     show = not quiet and sys.stderr.isatty()
     last = [0.0]
 
@@ -210,6 +228,7 @@ def _run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | N
     with ExitStack() as stack:
         out = stack.enter_context(atomic_output(output))
         dlq_fh = stack.enter_context(atomic_output(dlq)) if dlq else None
+        scores_fh = stack.enter_context(atomic_output(scores)) if scores else None
 
         def emit(rec: Record) -> None:
             out.write(encode(rec) + b"\n")
@@ -220,8 +239,11 @@ def _run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | N
             if dlq_fh is not None:
                 dlq_fh.write(orjson.dumps(dead_letter(path, line_no, value, reason)) + b"\n")
 
+        def score_row(row: dict) -> None:
+            scores_fh.write(orjson.dumps(row) + b"\n")
+
         result = replay(inputs, pipeline, emit, reject, progress, partitions=partitions,
-                        save_baselines=save_baselines)
+                        save_baselines=save_baselines, scores=score_row if scores_fh else None)
     if show:
         sys.stderr.write("\n")
     return result

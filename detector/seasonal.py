@@ -1,12 +1,13 @@
 """Seasonal watch: service-level series learnt from every closed window.
 
 Owns a partition's `BaselineBank` (volume, error rate, latency quantiles,
-completed transactions per service; metric samples per metric series). Each
+completed transactions per service). Each
 closed window is tested against the expectation made before it was seen and
-then learnt. A sustained departure of volume or of an infrastructure metric
-from what is expected for this time of day becomes an anomaly without a
-deploy (a surge is `info`, a drop or a metric excursion a `warning`); the
-judge asks it what volume to expect while a deploy is verified.
+then learnt. A sustained departure of volume from what is expected for this time of day
+becomes an anomaly without a deploy (a surge is `info`, a drop a `warning`);
+the judge asks it what volume to expect while a deploy is verified. Metric
+series belong to the metric watch (`detector.anomaly`), which also takes
+this window's service-level series from `rollup`.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ from detector.series import MetricSeries, RequestSeries
 from detector.windows import WindowFacts
 
 SEP = "\x1f"  # cannot occur in names on the wire
+
+
+@dataclass(frozen=True)
+class ServiceRollup:
+    """One closed window's service-level series, for the metric watch (interned service ids, sorted)."""
+
+    services: np.ndarray
+    requests: np.ndarray
+    errors: np.ndarray
+    latency_p95_ms: np.ndarray  # nan where no latency was recorded
 
 
 @dataclass
@@ -48,9 +59,9 @@ class SeasonalWatch:
         self.min_score = min_score
         self.sustain = sustain_windows
         self._episodes: dict[tuple[str, str], _Episode] = {}
-        # memos (derived data, rebuilt after a restore): interned id / metric series -> bank index
+        # memo (derived data, rebuilt after a restore): interned id -> bank index
         self._svc_index: dict[int, int] = {}
-        self._metric_index: dict[int, tuple[int, str]] = {}
+        self.rollup: ServiceRollup | None = None  # the last window's, derived (not part of the state)
 
     def to_state(self) -> dict:
         """Learnt state for a core snapshot: the bank as bytes and the departure episodes."""
@@ -66,7 +77,7 @@ class SeasonalWatch:
             episodes[(kind, key)] = _Episode(run, is_open)
         self.bank = BaselineBank.from_bytes(state["bank"], source="seasonal baselines in the core snapshot")
         self._episodes = episodes
-        self._svc_index, self._metric_index = {}, {}
+        self._svc_index = {}
 
     def _service_keys(self, services: np.ndarray) -> np.ndarray:
         """Bank index of each service (interned id), memoised: names are built once per service."""
@@ -77,22 +88,10 @@ class SeasonalWatch:
             cache.update(zip(missing, idx.tolist()))
         return np.asarray([cache[s] for s in services.tolist()], dtype=np.int64)
 
-    def _metric_keys(self, m: np.ndarray) -> tuple[np.ndarray, list[str]]:
-        """Bank index of each metric series, memoised like `_service_keys`."""
-        ms, mn, ml = self.metrics.arrays()
-        cache = self._metric_index
-        missing = [i for i in m.tolist() if i not in cache]
-        if missing:
-            keys = [f"m{SEP}{self.interner.lookup(int(ms[i]))}{SEP}{self.interner.lookup(int(mn[i]))}{SEP}"
-                    f"{self.interner.lookup(int(ml[i])) or ''}" for i in missing]
-            idx = self.bank.series_index(keys)
-            cache.update(zip(missing, zip(idx.tolist(), keys)))
-        pairs = [cache[i] for i in m.tolist()]
-        return np.asarray([p[0] for p in pairs], dtype=np.int64), [p[1] for p in pairs]
-
     def observe(self, w: WindowFacts) -> list[Anomaly]:
         """Test this window against expectations, learn it, return sustained departures."""
         out: list[Anomaly] = []
+        self.rollup = None
         k = len(w.count)
         svc_of = self.requests.service[:k].astype(np.int64)
         services = np.unique(svc_of[w.count > 0]) if k else np.empty(0, np.int64)
@@ -109,6 +108,7 @@ class SeasonalWatch:
                 txn = np.bincount(ts_slot[tv], weights=w.txn_count[tv], minlength=len(services))
             lat = sketch.merge_grouped(w.lat, np.where(ok, slot, -1)[: w.lat.n_series], len(services))
             p95 = sketch.quantiles_grouped(lat, [self.quantile])[:, 0]
+            self.rollup = ServiceRollup(services, n, err, p95)
             idx = self._service_keys(services)
             vol = self.bank["volume"].update(idx, w.start, n)
             self.bank["error_rate"].update(idx, w.start, err / np.maximum(n, 1), weights=n)
@@ -117,7 +117,6 @@ class SeasonalWatch:
             if has_lat.any():
                 self.bank[latency_signal(self.quantile)].update(idx[has_lat], w.start, p95[has_lat])
             out.extend(self._volume_anomalies(w, services, n, vol))
-        out.extend(self._metric_anomalies(w))
         return out
 
     def _volume_anomalies(self, w: WindowFacts, services: np.ndarray, n: np.ndarray, exp) -> list[Anomaly]:
@@ -140,29 +139,6 @@ class SeasonalWatch:
                     window_start=w.start, window_end=w.end, deploy_id=None,
                     detail={"direction": "surge" if surge else "drop", "seasonal": bool(exp.seasonal[i]),
                             "expected_std": float(exp.std[i]), "sustained_windows": self.sustain}).with_id())
-        return out
-
-    def _metric_anomalies(self, w: WindowFacts) -> list[Anomaly]:
-        out = []
-        m = np.flatnonzero(w.metric_n > 0)
-        if not len(m):
-            return out
-        ms, mn, ml = self.metrics.arrays()
-        idx, keys = self._metric_keys(m)
-        mean = w.metric_sum[m] / w.metric_n[m]
-        exp = self.bank["metric"].update(idx, w.start, mean, weights=w.metric_n[m])
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z = (mean - exp.mean) / exp.std
-        for j, i in enumerate(m.tolist()):
-            name = self.interner.lookup(int(mn[i]))
-            hit = bool(exp.ready[j]) and np.isfinite(z[j]) and abs(float(z[j])) >= self.min_score
-            if self._episode(("metric", keys[j]), hit):
-                out.append(Anomaly(
-                    ts=w.end, service=self.interner.lookup(int(ms[i])), endpoint=None, version=None, signal="metric",
-                    observed=float(mean[j]), expected=float(exp.mean[j]), score=float(abs(z[j])),
-                    severity="warning", window_start=w.start, window_end=w.end, deploy_id=None,
-                    detail={"metric": name, "labels": self.interner.lookup(int(ml[i])) or "", "z": float(z[j]),
-                            "seasonal": bool(exp.seasonal[j])}).with_id())
         return out
 
     def _episode(self, key: tuple[str, str], hit: bool) -> bool:

@@ -123,6 +123,7 @@ def snapshot(core: Core) -> bytes:
         "pending_checks": _value(core._pending_checks),
         "stats": {f.name: _value(getattr(core.stats, f.name)) for f in dataclasses.fields(core.stats)},
         "seasonal": {"bank": w.blob(seasonal["bank"]), "episodes": seasonal["episodes"]},
+        "metricwatch": _metricwatch_state(w, core.metricwatch.to_state()),
         "logs": None if core.logs is None else w.blob(core.logs.to_bytes()),
         "judge": {
             "verifications": [[sid, _verification_state(v, pops)] for sid, v in judge.verifications.items()],
@@ -184,6 +185,12 @@ def restore(core_class: type[Core], pipeline: Pipeline, data: bytes) -> Core:
             core.seasonal.load_state({"bank": r.blob(seasonal["bank"]), "episodes": seasonal["episodes"]})
         except BaselineFormatError as e:
             raise StateError(f"core state snapshot: the seasonal baselines are damaged ({e}); {_START_COLD}") from None
+    with _section("metricwatch"):
+        mw = state["metricwatch"]
+        core.metricwatch.load_state({
+            "service_keys": mw["service_keys"],
+            **{family: {part: {name: r.array(ref, np.float64) for name, ref in cols.items()}
+                        for part, cols in mw[family].items()} for family in ("metrics", "services")}})
     with _section("logs"):
         _restore_logs(r, state["logs"], core)
     with _section("judge"):
@@ -552,6 +559,15 @@ def _pop_from_row(parts: dict, scalars: list) -> Population:
 
 
 # --------------------------------------------------------------------------- parts of the core
+
+
+def _metricwatch_state(w: _Writer, mw: dict) -> dict:
+    """The metric watch's detectors as arrays (per family, part and column) and its series keys."""
+    out: dict[str, Any] = {"service_keys": mw["service_keys"]}
+    for family in ("metrics", "services"):
+        out[family] = {part: {name: w.array(a, np.float64) for name, a in cols.items()}
+                       for part, cols in mw[family].items()}
+    return out
 
 
 def _pipeline_facts(p: Pipeline) -> dict:

@@ -1,0 +1,7 @@
+"""Streaming metric anomaly detection that stands on its own, outside deploys.
+
+Rooms: `columns` (per-series state arrays), `baseline` (robust level,
+detected seasonality, scale, level-shift adoption), `calibration` (learnt
+tail probabilities), `episodes` (one record per departure), `detector` (the
+three composed, vectorised over series), `watch` (the core's component).
+"""

@@ -1,0 +1,79 @@
+"""NAB's scoring rules as reimplemented in benchmarks/nab_scoring.py, and a short NAB run through replay."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+import nab_scoring as ns  # noqa: E402
+
+STANDARD = ns.Profile("standard", 1.0, 0.11, 1.0)
+
+
+def _file(n=2000, windows=(("2020-01-01T10:00:00", "2020-01-01T11:39:00"),)):
+    times = np.datetime64("2020-01-01T00:00:00") + np.arange(n).astype("timedelta64[m]")
+    return times, ns.file_rows("f.csv", times, [tuple(w) for w in windows])
+
+
+def test_probation_window_edges_and_weights():
+    """Rows before min(15 %, 750) are not scored; a window's left edge is worth +1, its right edge ~0."""
+    times, rows = _file()
+    assert rows.scorable.sum() == 2000 - 300
+    left, right = 600, 699
+    assert rows.window[left] == 0 and rows.window[right] == 0 and rows.window[left - 1] == -1
+    assert rows.value[left] == pytest.approx(1.0)
+    assert 0 < rows.value[right] < 0.1
+    assert rows.value[400] == -1.0  # before the first window: a full false positive
+    assert rows.value[right + 1] == pytest.approx(0.0, abs=0.05)  # just after: nearly free
+    assert rows.value[right + 400] == -1.0  # > 3 window widths later
+
+
+def test_score_counts_the_earliest_detection_once_and_every_false_positive():
+    _, rows = _file()
+    s = np.zeros(2000)
+    assert ns.score_file(rows, s, 0.5, STANDARD)["score"] == -1.0  # the window is missed
+    s[[600, 650, 699]] = 1.0
+    assert ns.score_file(rows, s, 0.5, STANDARD)["score"] == pytest.approx(1.0)
+    s[400] = 1.0
+    s[100] = 1.0  # probationary: ignored
+    assert ns.score_file(rows, s, 0.5, STANDARD)["score"] == pytest.approx(1.0 - 0.11)
+
+
+def test_sweep_finds_the_best_threshold():
+    _, rows = _file()
+    s = np.zeros(2000)
+    s[650] = 0.9  # inside the window
+    s[400] = 0.95  # a false positive above it
+    s[900:950] = 0.3  # a swarm of late false positives
+    th, raw = ns.sweep({"f": rows}, {"f": s}, STANDARD)
+    assert th == 0.9
+    assert raw == pytest.approx(ns.score_file(rows, s, 0.9, STANDARD)["score"])
+
+
+def test_windows_must_start_and_end_on_rows():
+    times = np.datetime64("2020-01-01T00:00:00") + np.arange(100).astype("timedelta64[m]")
+    with pytest.raises(ValueError, match="does not start and end on rows"):
+        ns.file_rows("f.csv", times, [("2020-01-01T00:10:30", "2020-01-01T00:20:00")])
+
+
+def test_short_nab_run_through_replay(tmp_path):
+    """Two NAB files through the replay path: every window found at the shipped threshold, null at 0."""
+    import nab
+
+    out = tmp_path / "table.json"
+    assert nab.main(["--files", "realKnownCause/ec2_request_latency_system_failure.csv",
+                     "realTraffic/speed_t4013.csv", "--no-river", "--out", str(tmp_path), "--json", str(out)]) == 0
+    import json
+
+    rows = {r["detector"]: r for r in json.loads(out.read_text())["rows"]}
+    shipped = rows["detector, shipped threshold (records)"]
+    assert shipped["windows_detected"] == shipped["windows"] == 5
+    assert shipped["standard"] > 80
+    assert rows["null"]["standard"] == 0.0
+    assert (tmp_path / "detector" / "realTraffic" / "detector_speed_t4013.csv").exists()
