@@ -116,3 +116,55 @@ def test_a_frozen_broker_is_waited_out_and_nothing_is_lost(outage):
         _check_verdicts(outage, broker.bootstrap)
         assert det.proc.poll() is None, "the sidecar must carry on by itself, not exit"
         assert any(r.get("event") == "broker unreachable" for r in det.log_lines())
+
+
+def test_a_broker_refusing_connections_is_waited_out_and_nothing_is_lost(outage):
+    """Every connection refused for 30 s mid-stream (a stopped broker): /readyz turns 503, and when the port
+    answers again the same process carries on, every verdict arrives once and equals replay's."""
+    from detector.embedded import _free_loopback_port
+
+    port = _free_loopback_port()
+    with TcpProxy(port) as proxy, _embedded(port, advertised_port=proxy.port) as broker:
+        det = outage["start"](broker.bootstrap)  # the proxy's address: every client connection goes through it
+        det.wait_for_log("partition started cold", 30)
+        head, tail = split_scenario(outage["sc"], 0.4)
+        asyncio.run(produce_scenario(outage["sc"], broker.bootstrap, outage["pipeline"], chunks=head))
+        det.wait_until("first events read", lambda: det.metric("detector_events_in_total") > 0, 60)
+        t0 = time.monotonic()
+        proxy.refuse()
+        try:
+            det.wait_until("/readyz says not ready", lambda: not _ready(det), 20)
+            time.sleep(max(0.0, REFUSE_S - (time.monotonic() - t0)))
+            assert not _ready(det)
+        finally:
+            proxy.accept()
+        det.wait_until("/readyz says ready again", lambda: _ready(det), 60)
+        asyncio.run(produce_scenario(outage["sc"], broker.bootstrap, outage["pipeline"], chunks=tail))
+        _check_verdicts(outage, broker.bootstrap)
+        assert det.proc.poll() is None, "the sidecar must carry on by itself, not exit"
+
+
+def test_a_second_instance_joining_and_leaving_mid_stream_loses_and_repeats_nothing(outage):
+    """A second sidecar joins while the first is busy (rebalance with batches in flight), takes
+    partitions over, then leaves with SIGTERM: the first takes them back from checkpoints, and
+    every verdict arrives once and equals replay's."""
+    with _embedded() as broker:
+        a = outage["start"](broker.bootstrap, "a")
+        a.wait_for_log("partition started cold", 30)
+
+        async def stream_while_joining_and_leaving() -> None:
+            task = asyncio.create_task(produce_scenario(outage["sc"], broker.bootstrap, outage["pipeline"],
+                                                        speed=100))
+            await asyncio.sleep(2.0)
+            b = outage["start"](broker.bootstrap, "b")
+            await asyncio.to_thread(b.wait_for_log, "partition restored", 60)  # from a's checkpoint on revoke
+            await asyncio.to_thread(a.wait_for_log, "partition released", 30)
+            await asyncio.sleep(2.0)
+            code, _ = await asyncio.to_thread(b.terminate, 15)
+            assert code == 0
+            await task
+
+        asyncio.run(stream_while_joining_and_leaving())
+        a.wait_for_log("partition restored", 60)
+        _check_verdicts(outage, broker.bootstrap)
+        assert a.proc.poll() is None
