@@ -252,6 +252,8 @@ class Sidecar:
                 return 0
             await self._loop()
         finally:
+            # Also on a failure: ends the probe's loop and makes shutdown steps single attempts.
+            self.stopping.set()
             try:
                 await self._shutdown()
             finally:
