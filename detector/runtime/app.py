@@ -45,7 +45,9 @@ from detector.runtime.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoints,
 from detector.runtime.copartition import CoPartitionWatch
 from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import configure, redact
+from detector.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
+from detector.runtime.readback import ids_in, record_id
 from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics
 from detector.sinks import build_sinks, encode_action
 
@@ -123,6 +125,8 @@ class Sidecar:
         self._unacked: list[tuple[asyncio.Future, tuple]] = []
         self._state_partitions = self.k.partitions
         self._input_partitions: dict[str, int] = {}
+        self._topic_partitions: dict[str, int] = {}
+        self._acked_end: dict[TopicPartition, int] = {}  # next offset after our last acknowledged record
         self._rate_mark = (time.monotonic(), 0)
         self._events = 0
         self.log = log.bind(group=self.group_id)
@@ -273,6 +277,7 @@ class Sidecar:
                                    self.k.partitions, give_up_at=give_up_at)
         self._state_partitions = counts.get(t.state, self.k.partitions)
         self._input_partitions = {n: counts[n] for n in self.inputs if n in counts}
+        self._topic_partitions = dict(counts)
         inputs_parts = {counts.get(name) for name in self.inputs}
         if len(inputs_parts) > 1:
             self.log.warning("input topics differ in partition count; services may not be co-partitioned",
@@ -521,26 +526,59 @@ class Sidecar:
         return await self.producer.send(topic, value, key=key, headers=headers)
 
     async def _drain(self) -> None:
-        """Wait until every record produced so far is acknowledged; resend the failed ones."""
+        """Wait until every record produced so far is acknowledged; resend the failed ones that
+        did not land. Failed records stay in `_unacked` (without a future) until they are
+        produced again, so an interrupted drain loses nothing and no checkpoint passes them."""
         while self._unacked:
-            pending, self._unacked = self._unacked, []
-            done = await asyncio.gather(*(asyncio.wait_for(f, self.k.op_timeout_s) for f, _ in pending),
-                                        return_exceptions=True)
-            failed = [msg for (_, msg), res in zip(pending, done) if isinstance(res, BaseException)]
-            if failed:
-                self.metrics.broker_errors.labels("produce ack").inc(len(failed))
-                self.log.warning("records not acknowledged, producing them again", count=len(failed))
-                await self._recreate_producer()
-                for msg in failed:
-                    fut = await self._retry("produce", self._send_once, msg)
-                    self._unacked.append((fut, msg))
+            pending = self._unacked
+            done = await asyncio.gather(*(asyncio.wait_for(f, self.k.op_timeout_s) if f is not None
+                                          else _no_future() for f, _ in pending), return_exceptions=True)
+            failed = []
+            for (_, msg), res in zip(pending, done):
+                if isinstance(res, BaseException):
+                    failed.append(msg)
+                else:  # RecordMetadata: reading back after an outage starts after it
+                    tp = TopicPartition(res.topic, res.partition)
+                    self._acked_end[tp] = max(self._acked_end.get(tp, 0), res.offset + 1)
+            self._unacked = [(None, msg) for msg in failed]
+            if not failed:
+                return
+            self.metrics.broker_errors.labels("produce ack").inc(len(failed))
+            await self._recreate_producer()
+            missing = await self._not_landed(failed)
+            self.log.warning("records not acknowledged, producing them again", count=len(missing),
+                             already_stored=len(failed) - len(missing))
+            self._unacked = [(None, msg) for msg in missing]
+            for i, msg in enumerate(missing):
+                self._unacked[i] = (await self._retry("produce", self._send_once, msg), msg)
+
+    async def _not_landed(self, msgs: list[tuple]) -> list[tuple]:
+        """The alerts records among `msgs` that their partition does not hold yet (see readback)."""
+        alerts = self.p.topics.alerts
+        n = self._topic_partitions.get(alerts)
+        ident = {id(m): (record_id(m[1]) if m[0] == alerts and m[2] else None) for m in msgs}
+        if n is None or not any(ident.values()):
+            return msgs
+        starts = {}
+        for m in msgs:
+            if ident[id(m)] is not None:
+                tp = TopicPartition(alerts, partition_of(m[2].decode("utf-8", "replace"), n))
+                starts[tp] = self._acked_end.get(tp)
+        stored = await self._retry("read back", ids_in, self._client_kwargs(), starts, self.k.op_timeout_s)
+        return [m for m in msgs if ident[id(m)] is None or ident[id(m)] not in stored]
 
     async def _recreate_producer(self) -> None:
-        """A producer can stay wedged after an outage; a new one starts clean."""
+        """A producer can stay wedged after an outage; a new one starts clean. The old one must not
+        deliver anything later (after the read-back): if it does not stop in time its sender is cancelled."""
+        old = self.producer
         try:
-            await asyncio.wait_for(self.producer.stop(), 5.0)
+            await asyncio.wait_for(old.stop(), 5.0)
         except Exception:
-            pass
+            sender = getattr(getattr(old, "_sender", None), "sender_task", None)  # aiokafka internals
+            if sender is not None:
+                sender.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.client.close(), 2.0)
         self.producer = self._new_producer()
         await self._retry("producer start", self.producer.start)
 
@@ -612,6 +650,10 @@ class Sidecar:
                 hw = self.consumer.highwater(TopicPartition(topic, p))
                 if hw is not None:
                     self.metrics.lag.labels(topic, label).set(max(0, hw - offset))
+
+
+async def _no_future():
+    raise KafkaError("produced again after a failed drain")
 
 
 def _short(e: BaseException) -> str:
