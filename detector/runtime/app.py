@@ -218,6 +218,12 @@ class Sidecar:
     def _reachability_changed(self, reachable: bool, lasted_s: float) -> None:
         self.metrics.broker_reachable.set(1 if reachable else 0)
         if reachable:
+            # An outage is not silence: topics get source_idle_s from now to deliver again, and their
+            # cached high watermarks time to refresh, before they stop holding the watermark back.
+            now = time.monotonic()
+            for st in self.parts.values():
+                for topic in st.last_seen:
+                    st.last_seen[topic] = now
             self.log.info("broker reachable", bootstrap=self.bootstrap,
                           **({"unreachable_for_s": round(lasted_s, 1)} if self.started else {}))
         else:
@@ -584,7 +590,9 @@ class Sidecar:
 
     async def _idle_sources(self) -> None:
         """A topic silent for source_idle_s, with nothing left to read, stops holding its
-        partition's watermark back."""
+        partition's watermark back. Not while the broker is unreachable: nothing is known then."""
+        if not self.probe.reachable:
+            return
         now = time.monotonic()
         for p, st in self.parts.items():
             wm = st.core.windows.max_ts
