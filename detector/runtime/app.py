@@ -345,11 +345,14 @@ class Sidecar:
                                  outcome=final)
         elif self.consumer is None:
             self.log.info("stopping")
-        close_s = max(1.0, min(2.0, deadline - time.monotonic()))
-        await asyncio.gather(*(self._close(what, op, close_s) for what, op in
-                               (("consumer stop", self.consumer and self.consumer.stop),
-                                ("producer stop", self.producer and self.producer.stop),
-                                ("sinks", self.sinks.close(close_s)))))
+        # Closing says goodbye to the broker (leave the group, flush); pointless to wait for when it
+        # does not answer or the user asked twice.
+        sinks_s = 0.5 if self.hurry.is_set() else max(1.0, min(2.0, deadline - time.monotonic()))
+        close_s = 0.5 if not self.probe.reachable else sinks_s
+        await asyncio.gather(*(self._close(what, op, t) for what, op, t in
+                               (("consumer stop", self.consumer and self.consumer.stop, close_s),
+                                ("producer stop", self.producer and self.producer.stop, close_s),
+                                ("sinks", self.sinks.close(sinks_s), sinks_s + 0.5))))
         self.log.info("stopped", final_checkpoint=final, uptime_s=round(time.monotonic() - self._t_start, 1),
                       **self.summary, sinks=self.sinks.stats())
 
