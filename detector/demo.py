@@ -189,29 +189,33 @@ async def _demo(speed: float, out_dir: Path, scenario_name: str, stop: _Stop) ->
         try:
             while not sidecar.started and not run_task.done() and not stop.requested.is_set():
                 await asyncio.sleep(0.1)
+            if stop.requested.is_set():
+                raise _Interrupted
             watch_task = asyncio.create_task(_watch(broker.bootstrap, pipeline.topics.alerts, records, tty,
                                                     watch_stop))
             sim = Simulator(sc)
 
             def counted():
                 for chunk in sim.chunks():
+                    if stop.cancel.is_set():
+                        return  # the producer then flushes what it has and closes
                     sent[0] += len(chunk)
                     yield chunk
 
             t0 = time.monotonic()
             done, produce = await stop.wait(produce_kafka(counted(), broker.bootstrap, sim.service_names,
                                                           speed=speed, create_partitions=pipeline.kafka.partitions))
-            if done:
+            if done and not stop.requested.is_set():
                 print(f"demo: streamed {produce.total:,} events in {time.monotonic() - t0:.0f} s; "
                       "waiting for the last verdicts")
                 deadline = time.monotonic() + 60
                 while time.monotonic() < deadline and not stop.requested.is_set() and not expected <= {
                         r["deploy_id"] for r in records if r["type"] == "verdict"}:
                     await asyncio.sleep(0.5)
-            else:
-                produce.cancel()  # its producer is flushed and closed on the way out
-                with contextlib.suppress(BaseException):
-                    await produce
+            elif not done:
+                await _finish(produce, 0.1 if stop.hurry.is_set() else 5.0)
+        except _Interrupted:
+            pass
         finally:
             # Order matters: the sidecar and the watcher stop while the broker is still up.
             sidecar.stopping.set()
