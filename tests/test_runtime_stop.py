@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -126,6 +127,9 @@ def test_ctrl_c_mid_stream_checkpoints_and_says_what_was_done(running):
     assert took_s < 8, took_s
     done = _stopped(det)
     assert done["final_checkpoint"] == "written" and done["events"] > 0 and done["checkpoints"] > 0
+    last = det.log_path.read_text().strip().splitlines()[-1]
+    assert re.fullmatch(r"detector: stopped after \d+ s: [\d,]+ events read \(\d+ to the dead-letter topic\), "
+                        r"\d+ anomalies and \d+ verdicts produced, \d+ checkpoints; final checkpoint written", last), last
     _clean(det.log_path.read_text())
 
 

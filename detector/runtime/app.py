@@ -353,8 +353,15 @@ class Sidecar:
                                (("consumer stop", self.consumer and self.consumer.stop, close_s),
                                 ("producer stop", self.producer and self.producer.stop, close_s),
                                 ("sinks", self.sinks.close(sinks_s), sinks_s + 0.5))))
-        self.log.info("stopped", final_checkpoint=final, uptime_s=round(time.monotonic() - self._t_start, 1),
-                      **self.summary, sinks=self.sinks.stats())
+        self.summary.update(final_checkpoint=final, uptime_s=round(time.monotonic() - self._t_start, 1))
+        self.log.info("stopped", **self.summary, sinks=self.sinks.stats())
+
+    def done_line(self) -> str:
+        """What this run did, in one line for the terminal."""
+        s = self.summary
+        return (f"stopped after {s.get('uptime_s', 0):.0f} s: {s['events']:,} events read ({s['rejected']:,} to "
+                f"the dead-letter topic), {s['anomalies']:,} anomalies and {s['verdicts']:,} verdicts produced, "
+                f"{s['checkpoints']:,} checkpoints; final checkpoint {s.get('final_checkpoint', 'not needed')}")
 
     async def _final_checkpoint(self) -> None:
         async with self._lock:
@@ -705,7 +712,10 @@ def run_live(args) -> int:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
-        return await sidecar.run()
+        code = await sidecar.run()
+        if sidecar.started:
+            print(f"detector: {sidecar.done_line()}", file=sys.stderr, flush=True)
+        return code
 
     try:
         return asyncio.run(main())
