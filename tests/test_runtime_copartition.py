@@ -33,6 +33,23 @@ def test_a_service_on_a_second_partition_is_reported_once_with_where_murmur2_put
     assert w.split == ["payments"]
 
 
+def test_a_service_off_murmur2s_partition_is_reported_once_per_topic():
+    """One sidecar cannot see a split between two sidecars, but it can see a service off murmur2's partition."""
+    import doctest
+
+    import detector.runtime.copartition as module
+
+    assert doctest.testmod(module).failed == 0
+    w = CoPartitionWatch()
+    home = partition_of("payments", 4)
+    assert w.off_default("requests", home, ["payments"], partitions=4) == []
+    away = (home + 1) % 4
+    assert w.off_default("logs", away, ["payments"], partitions=4) == ["payments"]
+    assert w.off_default("logs", away, ["payments"], partitions=4) == []
+    assert w.off_default("metrics", away, ["payments"], partitions=4) == ["payments"]
+    assert w.off_services == 1
+
+
 def test_the_watch_remembers_a_bounded_number_of_services():
     """A flood of service names cannot grow the watch without bound; the excess is counted."""
     w = CoPartitionWatch(max_services=10)
@@ -110,6 +127,9 @@ def test_a_service_split_by_a_confluent_kafka_producer_is_logged_and_exported(tm
         assert warning["murmur2_partition"] == partition_of(service, PARTITIONS)
         assert "partitioner=murmur2_random" in warning["detail"]
         det.wait_until("split exported", lambda: det.metric("detector_services_split_across_partitions") == 1, 10)
+        assert det.metric("detector_services_off_default_partition") == 1
+        off = det.wait_for_log("service off the default partition", 10)
+        assert (off["service"], off["topic"]) == (service, t.logs)
         assert f'detector_service_split_across_partitions{{service="{service}"}} 1.0' in det.http("/metrics")[1]
     finally:
         det.close()

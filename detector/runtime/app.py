@@ -505,6 +505,15 @@ class Sidecar:
             if len(self.copartition.split) <= 100:  # bounded label set
                 self.metrics.split_service.labels(split.service).set(1)
         self.metrics.split_services.set(len(self.copartition.split))
+        for service in self.copartition.off_default(tp.topic, tp.partition, names, n):
+            self.log.warning("service off the default partition", service=service, topic=tp.topic,
+                             partition=tp.partition, murmur2_partition=partition_of(service, n),
+                             detail="the producer of this topic does not partition by murmur2 of the service key "
+                                    "(Kafka's default): if another input topic does, this service's events are "
+                                    "judged apart, possibly by another sidecar, and a replay with --partitions "
+                                    "differs from this run; librdkafka/confluent-kafka: set "
+                                    "partitioner=murmur2_random")
+        self.metrics.off_default_services.set(self.copartition.off_services)
 
     def _run_partition(self, core: Core, work: list) -> list[tuple[DecodedBatch, list[Record]]]:
         return [self._run_core(core, values, source) for source, values in work]

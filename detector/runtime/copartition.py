@@ -10,6 +10,12 @@ remembers where each service was first seen and reports a service seen on a
 second partition, once. It also says which partition Kafka's default
 partitioner (murmur2) gives the service, which tells which producer is off.
 
+One sidecar sees only its own partitions, so a service split between two
+sidecars shows on neither as "two partitions". What each can see is a service
+on a partition other than murmur2's: `off_default` reports those, once per
+(service, topic). It is also what makes a replay with `--partitions N` differ
+from the live run.
+
 >>> w = CoPartitionWatch()
 >>> w.observe("requests", 1, ["payments"], partitions=4)
 []
@@ -47,11 +53,31 @@ class CoPartitionWatch:
         self.max_services = max_services  # bounded memory against a flood of service names
         self._home: dict[str, tuple[int, set[str]]] = {}  # service -> (first partition, topics seen there)
         self._split: dict[str, dict[tuple[str, int], None]] = {}
+        self._off: set[tuple[str, str]] = set()  # (service, topic) seen off murmur2's partition
         self.untracked = 0  # services not remembered because of max_services
 
     @property
     def split(self) -> list[str]:
         return sorted(self._split)
+
+    @property
+    def off_services(self) -> int:
+        return len({s for s, _ in self._off})
+
+    def off_default(self, topic: str, partition: int, services: Iterable[str], partitions: int) -> list[str]:
+        """Services newly seen on `topic`[`partition`] although murmur2 of their key gives another partition.
+
+        >>> CoPartitionWatch().off_default("logs", 1, ["payments"], partitions=4)  # murmur2 gives 0
+        ['payments']
+        """
+        found = []
+        for service in services:
+            if (service, topic) in self._off or partition_of(service, partitions) == partition:
+                continue
+            if len(self._off) < self.max_services:
+                self._off.add((service, topic))
+                found.append(service)
+        return found
 
     def observe(self, topic: str, partition: int, services: Iterable[str], partitions: int) -> list[SplitService]:
         """Record that `services` arrived on `topic`[`partition`]; return services newly seen split."""

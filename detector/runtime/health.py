@@ -43,6 +43,9 @@ class Metrics:
         self.split_service = Gauge("detector_service_split_across_partitions",
                                    "1 for a service seen on more than one partition (first 100 services)",
                                    ["service"], registry=r)
+        self.off_default_services = Gauge("detector_services_off_default_partition",
+                                          "Services seen on a partition other than the one murmur2 of the "
+                                          "service key gives (Kafka's default partitioner)", registry=r)
         self.broker_errors = Counter("detector_broker_errors", "Broker operations that failed and were retried",
                                      ["operation"], registry=r)
 
