@@ -251,6 +251,8 @@ class Kafka:
     checkpoint_interval_s: float = 10.0  # wall clock between checkpoints (and commits)
     source_idle_s: float = 30.0  # a topic silent this long stops holding the watermark back
     op_timeout_s: float = 30.0  # outer timeout on every broker operation
+    connect_timeout_s: float = 120.0  # at start, how long to retry an unreachable broker before exit 1
+    shutdown_timeout_s: float = 5.0  # SIGTERM: time for the final checkpoint and commit before exiting anyway
     http_port: int = 8080  # /healthz /readyz /metrics; 0 picks a free port, -1 disables
     http_host: str = "127.0.0.1"
 
@@ -262,7 +264,8 @@ class Kafka:
         _require(self.partitions >= 1, "kafka.partitions", self.partitions, "an integer >= 1")
         _require(self.heartbeat_interval_ms * 3 <= self.session_timeout_ms, "kafka.heartbeat_interval_ms",
                  self.heartbeat_interval_ms, "at most a third of kafka.session_timeout_ms")
-        for key in ("checkpoint_interval_s", "source_idle_s", "op_timeout_s"):
+        for key in ("checkpoint_interval_s", "source_idle_s", "op_timeout_s", "connect_timeout_s",
+                    "shutdown_timeout_s"):
             _require(getattr(self, key) > 0, f"kafka.{key}", getattr(self, key), "a number of seconds > 0")
         _require(self.max_batch_records >= 1, "kafka.max_batch_records", self.max_batch_records, "an integer >= 1")
         _require(-1 <= self.http_port <= 65535, "kafka.http_port", self.http_port, "a port, 0 (any) or -1 (off)")

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
+import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,9 +31,10 @@ from detector.evaluate import score, table
 from detector.runtime.app import Sidecar
 from detector.runtime.logsetup import configure
 from detector.simulate.main import resolve_scenario
-from detector.simulate.output import produce_kafka, simulate_to_file
+from detector.simulate.output import produce_kafka, write_jsonl
 from detector.simulate.scenario import load_scenario
 from detector.simulate.traffic import Simulator
+from detector.simulate.truth import build_truth, truth_path_for, write_truth
 
 ROOT = Path(__file__).resolve().parent.parent
 BOLD, RED, YELLOW, GREEN, DIM, RESET = "\033[1m", "\033[31m", "\033[33m", "\033[32m", "\033[2m", "\033[0m"
@@ -78,49 +82,156 @@ async def _watch(bootstrap: str, topic: str, records: list[dict], tty: bool, sto
         await asyncio.wait_for(consumer.stop(), 10)
 
 
+class _Interrupted(Exception):
+    pass
+
+
+def _write_events(sc, path: Path, cancel: threading.Event) -> dict:
+    """The scenario's events and truth files; stops between chunks when `cancel` is set."""
+    sim = Simulator(sc)
+
+    def chunks():
+        for chunk in sim.chunks():
+            if cancel.is_set():
+                raise _Interrupted
+            yield chunk
+
+    counts = write_jsonl(chunks(), path)
+    truth = build_truth(sc, sim.timeline, counts.by_kind)
+    write_truth(truth_path_for(path), truth)
+    return truth
+
+
+class _Stop:
+    """Ctrl-C / SIGTERM: the first asks for an orderly stop, the second skips the waiting."""
+
+    def __init__(self) -> None:
+        self.requested = asyncio.Event()
+        self.hurry = asyncio.Event()
+        self.cancel = threading.Event()  # for the event-writing thread
+
+    def __call__(self, signame: str) -> None:
+        if not self.requested.is_set():
+            print(f"\ndemo: {signame}: stopping; the report so far follows (again to skip waiting)", flush=True)
+            self.requested.set()
+            self.cancel.set()
+        else:
+            print(f"demo: {signame} again: stopping without waiting for the sidecar's final checkpoint", flush=True)
+            self.hurry.set()
+
+    async def wait(self, aw, timeout_s: float | None = None):
+        """Await `aw` unless a stop is requested first; returns (done, result)."""
+        task = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self.requested.wait())
+        try:
+            await asyncio.wait({task, stop}, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if task.done():
+            return True, task.result()
+        return False, task
+
+
+async def _finish(task: asyncio.Task, timeout_s: float) -> None:
+    """Cancel `task` if it has not ended within `timeout_s`, and wait for it to end."""
+    try:
+        await asyncio.wait_for(asyncio.shield(task), timeout_s)
+    except (asyncio.TimeoutError, asyncio.CancelledError):
+        task.cancel()
+    with contextlib.suppress(BaseException):
+        await task
+
+
 async def run_demo(speed: float, out_dir: Path, scenario_name: str) -> int:
     configure("warning")
+    stop = _Stop()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop, sig.name)
+    try:
+        return await _demo(speed, out_dir, scenario_name, stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+async def _demo(speed: float, out_dir: Path, scenario_name: str, stop: _Stop) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     sc = load_scenario(resolve_scenario(scenario_name))
     events = out_dir / "demo-events.jsonl"
-    truth = simulate_to_file(sc, events)
+    writing = asyncio.ensure_future(asyncio.to_thread(_write_events, sc, events, stop.cancel))
+    try:
+        truth = await writing
+    except _Interrupted:
+        print("demo: interrupted while writing the scenario's events; nothing was streamed, no report")
+        return 130
     base = load_pipeline()
     pipeline = dataclasses.replace(
         base, verification=dataclasses.replace(base.verification, period_s=float(truth["verification_s"])),
         kafka=dataclasses.replace(base.kafka, session_timeout_ms=3000, heartbeat_interval_ms=1000, http_port=0,
-                                  checkpoint_interval_s=5.0))
+                                  checkpoint_interval_s=5.0, shutdown_timeout_s=3.0))
     expected = {d["deploy_id"] for d in truth["deploys"]}
     tty = sys.stdout.isatty()
     print(f"demo: {len(truth['deploys'])} deploys of {len(sc.services)} services over "
           f"{sc.duration_s / 60:.0f} minutes of traffic, streamed at {speed:g}x (about "
           f"{sc.duration_s / speed:.0f} s)")
     records: list[dict] = []
-    with EmbeddedBroker() as broker:
-        print(f"demo: embedded broker on {broker.bootstrap}")
+    sent = [0]
+    t0 = time.monotonic()
+    if stop.requested.is_set():
+        return _interrupted_report(truth, records, events, out_dir, sent[0], 0.0)
+    async with EmbeddedBroker() as broker:
+        print(f"demo: embedded broker on {broker.bootstrap} (pid {broker.pid})", flush=True)
         sidecar = Sidecar(pipeline, broker.bootstrap, group_id="demo")
         watch_stop = asyncio.Event()
         run_task = asyncio.create_task(sidecar.run())
-        while not sidecar.started and not run_task.done():
-            await asyncio.sleep(0.1)
-        watch_task = asyncio.create_task(_watch(broker.bootstrap, pipeline.topics.alerts, records, tty, watch_stop))
-        t0 = time.monotonic()
-        sim = Simulator(sc)
-        counts = await produce_kafka(sim.chunks(), broker.bootstrap, sim.service_names, speed=speed,
-                                     create_partitions=pipeline.kafka.partitions)
-        print(f"demo: streamed {counts.total:,} events in {time.monotonic() - t0:.0f} s; waiting for the last verdicts")
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not expected <= {r["deploy_id"] for r in records
-                                                               if r["type"] == "verdict"}:
-            await asyncio.sleep(0.5)
-        sidecar.stopping.set()
-        await asyncio.wait_for(run_task, 30)
-        watch_stop.set()
-        await asyncio.wait_for(watch_task, 15)
-    alerts = out_dir / "demo-alerts.jsonl"
-    alerts.write_bytes(b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records))
-    report = out_dir / "demo-report.md"
-    report.write_text(_report(truth, records, events))
-    print(f"demo: report in {report}, alerts in {alerts}")
+        watch_task = None
+        try:
+            while not sidecar.started and not run_task.done() and not stop.requested.is_set():
+                await asyncio.sleep(0.1)
+            if stop.requested.is_set():
+                raise _Interrupted
+            watch_task = asyncio.create_task(_watch(broker.bootstrap, pipeline.topics.alerts, records, tty,
+                                                    watch_stop))
+            sim = Simulator(sc)
+
+            def counted():
+                for chunk in sim.chunks():
+                    if stop.cancel.is_set():
+                        return  # the producer then flushes what it has and closes
+                    sent[0] += len(chunk)
+                    yield chunk
+
+            t0 = time.monotonic()
+            done, produce = await stop.wait(produce_kafka(counted(), broker.bootstrap, sim.service_names,
+                                                          speed=speed, create_partitions=pipeline.kafka.partitions))
+            if done and not stop.requested.is_set():
+                print(f"demo: streamed {produce.total:,} events in {time.monotonic() - t0:.0f} s; "
+                      "waiting for the last verdicts")
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and not stop.requested.is_set() and not expected <= {
+                        r["deploy_id"] for r in records if r["type"] == "verdict"}:
+                    await asyncio.sleep(0.5)
+            elif not done:
+                await _finish(produce, 0.1 if stop.hurry.is_set() else 5.0)
+        except _Interrupted:
+            pass
+        finally:
+            # Order matters: the sidecar and the watcher stop while the broker is still up.
+            sidecar.stopping.set()
+            if stop.hurry.is_set():
+                sidecar.hurry.set()
+            hurry = asyncio.ensure_future(stop.hurry.wait())
+            await asyncio.wait({run_task, hurry}, timeout=15, return_when=asyncio.FIRST_COMPLETED)
+            hurry.cancel()
+            sidecar.hurry.set()
+            await _finish(run_task, 8.0)
+            watch_stop.set()
+            if watch_task is not None:
+                await _finish(watch_task, 5.0)
+    if stop.requested.is_set():
+        return _interrupted_report(truth, records, events, out_dir, sent[0], time.monotonic() - t0)
+    _write_outputs(truth, records, events, out_dir)
     missing = expected - {r["deploy_id"] for r in records if r["type"] == "verdict"}
     if missing:
         print(f"demo: no verdict for {sorted(missing)}", file=sys.stderr)
@@ -128,22 +239,50 @@ async def run_demo(speed: float, out_dir: Path, scenario_name: str) -> int:
     return 0
 
 
-def _report(truth: dict, records: list[dict], events: Path) -> str:
+def _write_outputs(truth: dict, records: list[dict], events: Path, out_dir: Path, note: str = "") -> Path:
+    alerts = out_dir / "demo-alerts.jsonl"
+    alerts.write_bytes(b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records))
+    report = out_dir / "demo-report.md"
+    report.write_text(_report(truth, records, events, note))
+    print(f"demo: report in {report}, alerts in {alerts}")
+    return report
+
+
+def _interrupted_report(truth: dict, records: list[dict], events: Path, out_dir: Path, sent: int,
+                        streamed_s: float) -> int:
+    verdicts = [r for r in records if r["type"] == "verdict"]
+    total = _total(truth)
+    note = (f"Interrupted after {streamed_s:.0f} s of streaming: about {sent:,} of {total:,} events sent; "
+            f"{len(verdicts)} of {len(truth['deploys'])} verdicts and "
+            f"{len(records) - len(verdicts)} anomalies had arrived.")
+    print(f"demo: interrupted: {note[len('Interrupted '):]}")
+    _write_outputs(truth, records, events, out_dir, note)
+    return 130
+
+
+def _total(truth: dict) -> int:
+    return sum((truth.get("counts") or {}).values())
+
+
+def _report(truth: dict, records: list[dict], events: Path, note: str = "") -> str:
     s = score(truth, records)
     script = ROOT / "benchmarks" / "threshold_rollback.sh"
-    baseline = subprocess.run(["bash", str(script), str(events)], capture_output=True, check=True).stdout
-    b = score(truth, [orjson.loads(x) for x in baseline.splitlines() if x.strip()])
+    # The script must not see a second Ctrl-C meant for the demo: its own session.
+    run = subprocess.run(["bash", str(script), str(events)], capture_output=True, start_new_session=True)
+    b = score(truth, [orjson.loads(x) for x in run.stdout.splitlines() if x.strip()]) if run.returncode == 0 \
+        else None
     verdict_of = {r["deploy_id"]: r for r in records if r["type"] == "verdict"}
-    lines = [f"# Demo report: scenario {truth['scenario']}", "",
-             f"{truth['counts']} events; verification period {truth['verification_s']:g} s.", "",
+    lines = [f"# Demo report: scenario {truth['scenario']}", ""] + ([f"**{note}**", ""] if note else []) + [
+             f"{_total(truth):,} events; verification period {truth['verification_s']:g} s.", "",
              "| deploy | service | strategy | expected | verdict | root cause (expected) | time to verdict |",
              "|---|---|---|---|---|---|---|"]
     for r, d in zip(s.results, truth["deploys"]):
         ttv = "-" if r.time_to_verdict_s is None else f"{r.time_to_verdict_s:.0f} s"
         lines.append(f"| {r.deploy_id} | {r.service} | {d['strategy']} | {r.expected} | {r.got} | "
                      f"{r.got_root_cause} ({r.expected_root_cause or '-'}) | {ttv} |")
-    lines += ["", "## Against the threshold script", "", table([("detector", s), ("threshold script", b)]), "",
-              "## Reasons", ""]
+    against = table([("detector", s), ("threshold script", b)]) if b is not None else \
+        f"(the threshold script failed: {run.stderr.decode(errors='replace').strip()[-300:]})"
+    lines += ["", "## Against the threshold script", "", against, "", "## Reasons", ""]
     for dep, v in verdict_of.items():
         lines.append(f"- **{dep}** {v['decision']}: " + "; ".join(v["reasons"][:2]))
     return "\n".join(lines) + "\n"

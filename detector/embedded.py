@@ -168,9 +168,12 @@ class EmbeddedBroker:
         stop_timeout_s: float = DEFAULT_STOP_TIMEOUT_S,
         die_with_parent: bool = True,
         binary: str | None = None,
+        advertised_port: int | None = None,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ValueError(f"port must be 0 (pick a free one) or 1-65535 (got {port})")
+        if advertised_port is not None and not 1 <= advertised_port <= 65535:
+            raise ValueError(f"advertised_port must be 1-65535 or None (got {advertised_port})")
         if start_timeout_s <= 0 or stop_timeout_s <= 0:
             raise ValueError(
                 f"start_timeout_s and stop_timeout_s must be > 0 "
@@ -182,6 +185,8 @@ class EmbeddedBroker:
         self.stop_timeout_s = stop_timeout_s
         self.die_with_parent = die_with_parent
         self._binary = binary
+        # Clients are told to connect here instead (a proxy in front of the broker, in tests).
+        self.advertised_port = advertised_port
         self._proc: subprocess.Popen[bytes] | None = None
         self._output: Any = None  # unnamed temp file holding the broker's stdout+stderr
         self._port: int | None = None
@@ -193,14 +198,17 @@ class EmbeddedBroker:
 
     @property
     def bootstrap(self) -> str:
-        """``"127.0.0.1:PORT"`` of the running broker."""
+        """``"127.0.0.1:PORT"`` that clients use: the advertised address of the running broker."""
         if self._port is None or self._proc is None:
             raise EmbeddedBrokerError("the embedded broker is not running: call start() first")
-        return f"{LOOPBACK_HOST}:{self._port}"
+        return f"{LOOPBACK_HOST}:{self.advertised_port or self._port}"
 
     @property
     def port(self) -> int:
-        return int(self.bootstrap.rsplit(":", 1)[1])
+        """The port the broker listens on (``advertised_port`` may differ)."""
+        if self._port is None or self._proc is None:
+            raise EmbeddedBrokerError("the embedded broker is not running: call start() first")
+        return self._port
 
     @property
     def pid(self) -> int:
@@ -338,7 +346,7 @@ class EmbeddedBroker:
         env = {key: os.environ[key] for key in _INHERITED_ENV if key in os.environ}
         env.update(
             LISTENER_URL=url,
-            ADVERTISED_LISTENER_URL=url,
+            ADVERTISED_LISTENER_URL=f"tcp://{LOOPBACK_HOST}:{self.advertised_port or self._port}",
             STORAGE_ENGINE=self.storage_url,
             CLUSTER_ID=self._cluster_id,
             NO_COLOR="1",
@@ -414,7 +422,7 @@ class EmbeddedBroker:
                     f"listens on {bootstrap}; stop it or pass a different port"
                 )
             advertised = {f"{b['host']}:{b['port']}" for b in cluster.get("brokers", [])}
-            if bootstrap not in advertised:
+            if f"{LOOPBACK_HOST}:{self.advertised_port or self._port}" not in advertised:
                 raise EmbeddedBrokerError(
                     f"the broker at {bootstrap} advertises {sorted(advertised)} instead of itself; "
                     "clients would be sent elsewhere"

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import orjson
 from aiokafka import AIOKafkaConsumer
 
@@ -18,7 +19,7 @@ from detector.config import Pipeline, Topics, load_pipeline, to_toml
 from detector.simulate.main import resolve_scenario
 from detector.simulate.output import produce_kafka, write_jsonl
 from detector.simulate.scenario import load_scenario
-from detector.simulate.traffic import Simulator
+from detector.simulate.traffic import Chunk, Simulator
 from detector.simulate.truth import build_truth
 
 PARTITIONS = 4
@@ -48,25 +49,41 @@ def scenario_events(name: str, out: Path, rate_scale: float | None = None) -> tu
     return build_truth(sc, sim.timeline, counts.by_kind), sim.service_names, sc
 
 
-async def produce_scenario(sc, bootstrap: str, pipeline: Pipeline, speed: float | None = None) -> None:
+async def produce_scenario(sc, bootstrap: str, pipeline: Pipeline, speed: float | None = None,
+                           chunks=None) -> None:
+    """Produce the scenario (or just `chunks` of it, see `split_scenario`) keyed by service."""
     t = pipeline.topics
     sim = Simulator(sc)
-    await produce_kafka(sim.chunks(), bootstrap, sim.service_names,
+    await produce_kafka(sim.chunks() if chunks is None else chunks, bootstrap, sim.service_names,
                         topics={"request": t.requests, "log": t.logs, "metric": t.metrics, "deploy": t.deploys,
                                 "check": t.checks},
                         speed=speed, create_partitions=PARTITIONS)
 
 
+def split_scenario(sc, fraction: float) -> tuple[list, list]:
+    """The scenario's chunks cut in two at `fraction` of its duration (by arrival time)."""
+    cut = sc.start_ts + fraction * sc.duration_s
+    head, tail = [], []
+    for c in Simulator(sc).chunks():
+        i = int(np.searchsorted(c.emit_ts, cut, side="left"))
+        for part, lo, hi in ((head, 0, i), (tail, i, len(c))):
+            if hi > lo:
+                part.append(Chunk(c.emit_ts[lo:hi], c.kind[lo:hi], c.service[lo:hi], c.values[lo:hi]))
+    return head, tail
+
+
 class SidecarProcess:
     """`detector run` in a child process, its stderr (JSON logs) kept in a file."""
 
-    def __init__(self, bootstrap: str, pipeline_path: Path, log_path: Path) -> None:
+    def __init__(self, bootstrap: str, pipeline_path: Path, log_path: Path, *, own_group: bool = False) -> None:
         self.log_path = log_path
         self._log = open(log_path, "ab")
         env = {**os.environ, "DETECTOR_LOG_LEVEL": "info"}
+        # own_group: a process group of its own, so a test can signal it as a terminal's Ctrl-C does.
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "detector.cli", "run", "--bootstrap-servers", bootstrap,
-             "--pipeline", str(pipeline_path)], stdout=self._log, stderr=self._log, env=env)
+             "--pipeline", str(pipeline_path)], stdout=self._log, stderr=self._log, env=env,
+            start_new_session=own_group)
 
     def log_lines(self) -> list[dict]:
         out = []
@@ -88,6 +105,38 @@ class SidecarProcess:
             time.sleep(0.1)
         raise AssertionError(f"no '{event}' log line within {timeout_s} s: {self.log_lines()[-5:]}")
 
+    def http(self, path: str) -> tuple[int, str]:
+        """(status, body) of GET `path` on the sidecar's health endpoint."""
+        import urllib.error
+        import urllib.request
+
+        url = self.wait_for_log("health endpoint", 30)["url"]
+        try:
+            with urllib.request.urlopen(url + path, timeout=5) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    def metric(self, name: str) -> float:
+        """Sum of every sample of the Prometheus metric `name` (0 when absent)."""
+        total = 0.0
+        for line in self.http("/metrics")[1].splitlines():
+            if line.startswith(name) and line[len(name):len(name) + 1] in ("{", " "):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def wait_until(self, what: str, check, timeout_s: float) -> float:
+        """Poll `check()` until it holds; returns the seconds it took."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout_s:
+            if check():
+                return time.monotonic() - t0
+            if self.proc.poll() is not None:
+                raise AssertionError(f"detector exited ({self.proc.returncode}) waiting for {what}: "
+                                     f"{self.log_lines()[-5:]}")
+            time.sleep(0.2)
+        raise AssertionError(f"{what}: not within {timeout_s} s; last log lines {self.log_lines()[-5:]}")
+
     def kill(self) -> None:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
@@ -105,8 +154,9 @@ class SidecarProcess:
         self._log.close()
 
 
-async def read_topic(bootstrap: str, topic: str, done, timeout_s: float = 120.0) -> list:
-    """Every message of `topic` from the beginning until `done(messages)` holds."""
+async def read_topic(bootstrap: str, topic: str, done, timeout_s: float = 120.0, settle_s: float = 0.0) -> list:
+    """Every message of `topic` from the beginning until `done(messages)` holds, and then
+    whatever else arrives within `settle_s` (to catch duplicates)."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest",
                                 enable_auto_commit=False)
     await consumer.start()
@@ -118,6 +168,10 @@ async def read_topic(bootstrap: str, topic: str, done, timeout_s: float = 120.0)
             for msgs in batch.values():
                 out.extend(msgs)
             if done(out):
+                end = time.monotonic() + settle_s
+                while time.monotonic() < end:
+                    for msgs in (await consumer.getmany(timeout_ms=300)).values():
+                        out.extend(msgs)
                 return out
         raise AssertionError(f"{topic}: condition not met within {timeout_s} s ({len(out)} messages)")
     finally:

@@ -19,14 +19,18 @@ its offsets and re-emits records with the same deterministic ids.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import errno
 import os
 import random
 import signal
 import ssl
+import sys
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -39,14 +43,26 @@ from detector.contract import decode_batch
 from detector.core import Core
 from detector.records import Record, Verdict, encode
 from detector.runtime.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoints, save_checkpoint
+from detector.runtime.copartition import CoPartitionWatch
 from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import configure, redact
-from detector.runtime.topics import ensure_topics
+from detector.partitioning import partition_of
+from detector.runtime.probe import BrokerProbe
+from detector.runtime.readback import ids_in, record_id
+from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics
 from detector.sinks import build_sinks, encode_action
 from detector.smoke.prober import SmokeProber
 from detector.smoke.settings import SmokeSettingError, resolve_env
 
 log = structlog.get_logger("detector.run")
+
+
+class Stopped(Exception):
+    """A stop was requested while an operation waited for the broker."""
+
+
+class RunFailure(RuntimeError):
+    """`detector run` cannot go on; the message is the one line the user sees."""
 
 
 @dataclass
@@ -56,6 +72,9 @@ class PartitionState:
     last_seen: dict[str, float] = field(default_factory=dict)  # topic -> wall time of its last message
     last_checkpoint: float = 0.0
     dirty: bool = False
+    # False while a batch is half applied: the core is ahead of `offsets`, so a
+    # checkpoint now would count those events twice after a restore.
+    consistent: bool = True
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -74,6 +93,8 @@ class _Listener(ConsumerRebalanceListener):
         # the supervisor restart it from the last checkpoint.
         try:
             await step(sorted({tp.partition for tp in tps}))
+        except Stopped:
+            pass
         except Exception as e:
             self.sidecar.log.error("rebalance step failed; stopping", step=step.__name__, error=repr(e))
             self.sidecar.failed = True
@@ -95,17 +116,27 @@ class Sidecar:
         self.parts: dict[int, PartitionState] = {}
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
+        self.hurry = asyncio.Event()  # a second stop signal: skip the final checkpoint
         self.started = False
         self.failed = False
+        self.probe = BrokerProbe(self._client_kwargs(), interval_s=1.0, timeout_s=min(3.0, self.k.op_timeout_s),
+                                 on_change=self._reachability_changed)
+        self.copartition = CoPartitionWatch()
+        self.summary = {"events": 0, "rejected": 0, "anomalies": 0, "verdicts": 0, "checkpoints": 0}
+        self._t_start = time.monotonic()
         self._lock = asyncio.Lock()
         self._unacked: list[tuple[asyncio.Future, tuple]] = []
         self._state_partitions = self.k.partitions
+        self._input_partitions: dict[str, int] = {}
+        self._topic_partitions: dict[str, int] = {}
+        self._acked_end: dict[TopicPartition, int] = {}  # next offset after our last acknowledged record
         self._rate_mark = (time.monotonic(), 0)
         self._events = 0
         self.log = log.bind(group=self.group_id)
         self.sinks = build_sinks(pipeline.sinks, alertmanager_url=alertmanager_url,
                                  rollback_state_path=pipeline.sinks.rollback_state_path)
         # [[smoke]] checks run after each deploy this sidecar reads; results go to the checks topic.
+        self._check_producer = None
         self.prober = SmokeProber(pipeline.smoke, pipeline.prober, self._publish_check) if pipeline.smoke else None
 
     # --- clients ---
@@ -140,36 +171,131 @@ class Sidecar:
         return AIOKafkaProducer(**self._client_kwargs(), acks="all", enable_idempotence=self.k.enable_idempotence,
                                 linger_ms=5, max_request_size=MAX_CHECKPOINT_BYTES)
 
-    async def _retry(self, what: str, op, *args):
-        """Run a broker operation until it succeeds or the sidecar stops; backoff with jitter."""
+    async def _retry(self, what: str, op, *args, give_up_at: float | None = None):
+        """Run a broker operation until it succeeds; backoff with jitter.
+
+        While running, a stop request interrupts the wait (`Stopped`). During
+        shutdown (already stopping) an operation gets one attempt. With
+        `give_up_at` (monotonic), retrying ends there with `RunFailure`.
+        """
         delay = 0.5
+        interruptible = not self.stopping.is_set()
         while True:
             try:
-                return await asyncio.wait_for(op(*args), self.k.op_timeout_s)
-            except (KafkaError, asyncio.TimeoutError, OSError) as e:
+                attempt = asyncio.wait_for(op(*args), self.k.op_timeout_s)
+                return await (self._unless_stopping(attempt, what) if interruptible else attempt)
+            except (KafkaError, asyncio.TimeoutError, OSError, BrokerUnavailable) as e:
                 self.metrics.broker_errors.labels(what).inc()
                 if self.stopping.is_set():
+                    if interruptible:
+                        raise Stopped(what) from None
                     raise
-                self.log.warning("broker operation failed, retrying", operation=what, error=repr(e),
-                                 retry_in_s=round(delay, 2), bootstrap=self.bootstrap)
-                await asyncio.sleep(delay * (0.5 + random.random()))
+                now = time.monotonic()
+                if give_up_at is not None and now >= give_up_at:
+                    raise RunFailure(
+                        f"no Kafka broker answered at {self.bootstrap} within kafka.connect_timeout_s="
+                        f"{self.k.connect_timeout_s:g} s (last error: {_short(e)}); check --bootstrap-servers / "
+                        f"KAFKA_BOOTSTRAP_SERVERS and that the broker is up") from None
+                wait_s = delay * (0.5 + random.random())
+                if give_up_at is not None:
+                    wait_s = max(0.0, min(wait_s, give_up_at - now))
+                self.log.warning("broker not answering, retrying", operation=what, error=_short(e),
+                                 retry_in_s=round(wait_s, 2), bootstrap=self.bootstrap,
+                                 **({"gives_up_in_s": round(give_up_at - now, 1)} if give_up_at else {}))
+                await self._unless_stopping(asyncio.sleep(wait_s), what)
                 delay = min(delay * 2, 30.0)
+
+    async def _unless_stopping(self, aw, what: str):
+        """Await `aw`, but give up with `Stopped` as soon as a stop is requested."""
+        task = asyncio.ensure_future(aw)
+        stop = asyncio.ensure_future(self.stopping.wait())
+        try:
+            done, _ = await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        if task in done:
+            return task.result()
+        raise Stopped(what)
+
+    def _reachability_changed(self, reachable: bool, lasted_s: float) -> None:
+        self.metrics.broker_reachable.set(1 if reachable else 0)
+        if reachable:
+            # An outage is not silence: topics get source_idle_s from now to deliver again, and their
+            # cached high watermarks time to refresh, before they stop holding the watermark back.
+            now = time.monotonic()
+            for st in self.parts.values():
+                for topic in st.last_seen:
+                    st.last_seen[topic] = now
+            self.log.info("broker reachable", bootstrap=self.bootstrap,
+                          **({"unreachable_for_s": round(lasted_s, 1)} if self.started else {}))
+        else:
+            self.log.warning("broker unreachable", bootstrap=self.bootstrap,
+                             detail="no answer to a metadata request; /readyz says not ready until it answers")
+
+    def ready(self) -> bool:
+        return self.started and not self.stopping.is_set() and self.probe.reachable
 
     # --- lifecycle ---
 
     async def run(self) -> int:
+        """Run until a stop is requested; 0 after a clean stop, 1 after a failure, 130 when hurried.
+
+        Raises `RunFailure` (one line for the user) when the HTTP port is taken or
+        no broker answers within kafka.connect_timeout_s.
+        """
+        health = None
+        if self.http_port >= 0:
+            health = HealthServer(self.metrics, self.ready, self.k.http_host, self.http_port)
+            try:
+                self.http_port = await health.start()
+            except OSError as e:
+                why = "address already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
+                raise RunFailure(f"cannot serve /healthz /readyz /metrics on {self.k.http_host}:{self.http_port}: "
+                                 f"{why}; pass --http-port with a free port (0 picks one, -1 turns it off) or set "
+                                 f"kafka.http_port") from None
+            self.log.info("health endpoint", url=f"http://{self.k.http_host}:{self.http_port}")
+        self.producer = self.consumer = None
+        probe_task = asyncio.create_task(self.probe.run(self.stopping))
+        try:
+            try:
+                await self._start_clients()
+            except Stopped:
+                self.log.info("stopped before the broker answered")
+                return 0
+            await self._loop()
+        finally:
+            # Also on a failure: ends the probe's loop and makes shutdown steps single attempts.
+            self.stopping.set()
+            try:
+                await self._shutdown()
+            finally:
+                probe_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await probe_task
+                if health is not None:
+                    await health.stop()
+        return 130 if self.hurry.is_set() else 1 if self.failed else 0
+
+    async def _start_clients(self) -> None:
         t = self.p.topics
         self.log.info("starting", bootstrap=self.bootstrap, inputs=self.inputs, settings=redact(vars(self.k)))
+        give_up_at = time.monotonic() + self.k.connect_timeout_s
         counts = await self._retry("ensure topics", ensure_topics, self.bootstrap,
                                    {name: self.k.partitions for name in self.inputs + [t.alerts, t.dlq, t.state]},
-                                   self.k.partitions)
+                                   self.k.partitions, give_up_at=give_up_at)
         self._state_partitions = counts.get(t.state, self.k.partitions)
+        self._input_partitions = {n: counts[n] for n in self.inputs if n in counts}
+        self._topic_partitions = dict(counts)
         inputs_parts = {counts.get(name) for name in self.inputs}
         if len(inputs_parts) > 1:
             self.log.warning("input topics differ in partition count; services may not be co-partitioned",
                              partitions={n: counts.get(n) for n in self.inputs})
         self.producer = self._new_producer()
-        await self._retry("producer start", self.producer.start)
+        await self._retry("producer start", self.producer.start, give_up_at=give_up_at)
         await self.sinks.start()
         if self.prober is not None:
             self._check_producer = self._new_producer()
@@ -177,18 +303,15 @@ class Sidecar:
             await self.prober.start()
         self.consumer = AIOKafkaConsumer(**self._consumer_kwargs())
         self.consumer.subscribe(self.inputs, listener=_Listener(self))
-        await self._retry("consumer start", self.consumer.start)
-        health = None
-        if self.http_port >= 0:
-            health = HealthServer(self.metrics, lambda: self.started and not self.stopping.is_set(),
-                                  self.k.http_host, self.http_port)
-            self.http_port = await health.start()
-            self.log.info("health endpoint", url=f"http://{self.k.http_host}:{self.http_port}")
+        await self._retry("consumer start", self.consumer.start, give_up_at=give_up_at)
         self.started = True
+
+    async def _loop(self) -> None:
         try:
             while not self.stopping.is_set():
                 try:
-                    batch = await self.consumer.getmany(timeout_ms=300, max_records=self.k.max_batch_records)
+                    batch = await self._unless_stopping(
+                        self.consumer.getmany(timeout_ms=300, max_records=self.k.max_batch_records), "fetch")
                 except (KafkaError, IllegalStateError) as e:
                     self.metrics.broker_errors.labels("fetch").inc()
                     self.log.warning("fetch failed", error=repr(e))
@@ -201,44 +324,80 @@ class Sidecar:
                     await self._idle_sources()
                     await self._checkpoint_due()
                 self._gauges()
-        finally:
-            await self._shutdown(health)
-        return 1 if self.failed else 0
+        except Stopped:
+            pass
 
     async def _publish_check(self, key: bytes, value: bytes) -> None:
         await asyncio.wait_for(self._check_producer.send_and_wait(self.p.topics.checks, value, key=key),
                                self.k.op_timeout_s)
 
-    async def _shutdown(self, health) -> None:
-        self.log.info("stopping: final checkpoint and commit")
+    async def _shutdown(self) -> None:
+        """Final checkpoint and commit within kafka.shutdown_timeout_s (none when hurried), then close."""
+        deadline = time.monotonic() + self.k.shutdown_timeout_s
+        final = "not needed"
         if self.prober is not None:
-            try:
-                await self.prober.stop(5.0)
-                await asyncio.wait_for(self._check_producer.stop(), 5.0)
-            except Exception as e:  # a broken broker must not keep the process from exiting
-                self.log.warning("smoke prober stop incomplete", error=repr(e))
+            # the prober first: no new check results while the last checkpoint is written
+            await self._close("smoke prober stop", self.prober.stop(min(2.0, self.k.shutdown_timeout_s)), 2.5)
+            await self._close("checks producer stop", self._check_producer and self._check_producer.stop, 1.0)
             self.log.info("smoke prober stopped", **vars(self.prober.stats))
-        try:
-            async with self._lock:
-                for p in sorted(self.parts):
-                    await self._checkpoint(p)
-        except Exception as e:  # a broken broker must not keep the process from exiting
-            self.log.error("final checkpoint failed; the next owner re-reads from the last one", error=repr(e))
-        try:
+        if self.consumer is not None and self.parts:
+            self.log.info("stopping: final checkpoint and commit", partitions=sorted(self.parts),
+                          within_s=self.k.shutdown_timeout_s)
+            final = "written"
+            step = asyncio.ensure_future(self._final_checkpoint())
+            hurry = asyncio.ensure_future(self.hurry.wait())
+            try:
+                await asyncio.wait({step, hurry}, timeout=max(0.5, deadline - time.monotonic() - 1.0),
+                                   return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                hurry.cancel()
+                if not step.done():
+                    step.cancel()
+                    final = "skipped (stopped again)" if self.hurry.is_set() else "timed out"
+                with contextlib.suppress(BaseException):
+                    await step
+            if step.done() and not step.cancelled() and step.exception() is not None:
+                final = f"failed: {_short(step.exception())}"
+            if final != "written":
+                # Nothing is lost: the next owner restores the last checkpoint and re-reads from its offsets.
+                self.log.warning("final checkpoint not written; the next owner re-reads from the last one",
+                                 outcome=final)
+        elif self.consumer is None:
+            self.log.info("stopping")
+        # Closing says goodbye to the broker (leave the group, flush); pointless to wait for when it
+        # does not answer or the user asked twice.
+        sinks_s = 0.5 if self.hurry.is_set() else max(1.0, min(2.0, deadline - time.monotonic()))
+        close_s = 0.5 if not self.probe.reachable else sinks_s
+        await asyncio.gather(*(self._close(what, op, t) for what, op, t in
+                               (("consumer stop", self.consumer and self.consumer.stop, close_s),
+                                ("producer stop", self.producer and self.producer.stop, close_s),
+                                ("sinks", self.sinks.close(sinks_s), sinks_s + 0.5))))
+        self.summary.update(final_checkpoint=final, uptime_s=round(time.monotonic() - self._t_start, 1))
+        self.log.info("stopped", **self.summary, sinks=self.sinks.stats())
+
+    def done_line(self) -> str:
+        """What this run did, in one line for the terminal."""
+        s = self.summary
+        return (f"stopped after {s.get('uptime_s', 0):.0f} s: {s['events']:,} events read ({s['rejected']:,} to "
+                f"the dead-letter topic), {s['anomalies']:,} anomalies and {s['verdicts']:,} verdicts produced, "
+                f"{s['checkpoints']:,} checkpoints; final checkpoint {s.get('final_checkpoint', 'not needed')}")
+
+    async def _final_checkpoint(self) -> None:
+        async with self._lock:
+            for p in sorted(self.parts):
+                await self._checkpoint(p)
             await self._publish_actions()
             await self._drain()
-        except Exception as e:
-            self.log.warning("last actions not published", error=repr(e))
-        for what, op in (("consumer stop", self.consumer.stop), ("producer stop", self.producer.stop)):
-            try:
-                await asyncio.wait_for(op(), min(self.k.op_timeout_s, 5.0))
-            except Exception as e:
-                self.log.warning("stop timed out", operation=what, error=repr(e))
-        await self._publish_actions()
-        await self.sinks.close(5.0)
-        if health is not None:
-            await health.stop()
-        self.log.info("stopped", sinks=self.sinks.stats())
+
+    async def _close(self, what: str, op, timeout_s: float) -> None:
+        if op is None:
+            return
+        try:
+            await asyncio.wait_for(op() if callable(op) else op, timeout_s)
+        except BaseException as e:  # a dead broker must not keep the process from exiting
+            if isinstance(e, (KeyboardInterrupt, SystemExit)):
+                raise
+            self.log.warning("close timed out", operation=what, error=_short(e))
 
     # --- rebalance ---
 
@@ -302,9 +461,13 @@ class Sidecar:
                 if tp not in owned:
                     continue
                 hw = self.consumer.highwater(tp)
-                if topic not in wm and (hw is None or hw > await self.consumer.position(tp)):
+                if topic not in wm and (hw is None or hw > await self._position(tp)):
                     wm[topic] = float("-inf")
                     st.last_seen[topic] = time.monotonic()
+
+    async def _position(self, tp: TopicPartition) -> int:
+        # position() waits for a committed offset when it has none: bounded, like every broker call.
+        return await self._retry("position", self.consumer.position, tp)
 
     async def _process(self, batch: dict) -> None:
         now = time.monotonic()
@@ -320,6 +483,7 @@ class Sidecar:
             # Decode and core run on the loop: a step is bounded by kafka.max_batch_records
             # (~0.1 s), short enough for heartbeats, and a worker thread here costs more in
             # GIL hand-offs with the fetcher than it saves (measured: 3x slower end to end).
+            st.consistent = False
             results = self._run_partition(st.core, work)
             if self.prober is not None:
                 for decoded, _records in results:
@@ -327,6 +491,7 @@ class Sidecar:
             await asyncio.sleep(0)  # let the heartbeat and the fetcher run between partitions
             for tp, (decoded, records) in zip(tps, results):
                 msgs = batch[tp]
+                self._watch_copartition(tp, decoded, st.core)
                 for r in decoded.rejected:
                     m = msgs[r.pos]
                     headers = [("error", r.reason.encode()), ("source.topic", tp.topic.encode()),
@@ -334,6 +499,7 @@ class Sidecar:
                                ("source.offset", str(m.offset).encode())]
                     await self._send(self.p.topics.dlq, m.value if m.value is not None else b"", m.key, headers)
                     self.metrics.rejected.labels(tp.topic).inc()
+                    self.summary["rejected"] += 1
                 for rec in records:
                     await self._emit(rec)
                 st.offsets[tp.topic] = msgs[-1].offset + 1
@@ -341,6 +507,35 @@ class Sidecar:
                 st.dirty = True
                 self.metrics.events_in.labels(tp.topic).inc(len(msgs))
                 self._events += len(msgs)
+                self.summary["events"] += len(msgs)
+            st.consistent = True
+
+    def _watch_copartition(self, tp: TopicPartition, decoded: DecodedBatch, core: Core) -> None:
+        """Warn once per service that arrives on two partition numbers (a producer hashing keys differently)."""
+        ids = [c.service for c in (decoded.requests, decoded.logs, decoded.metrics) if len(c)]
+        names = {core.interner.lookup(int(i)) for i in np.unique(np.concatenate(ids))} if ids else set()
+        names.update(d.service for d in decoded.deploys)
+        names.discard(None)
+        if not names:
+            return
+        n = self._input_partitions.get(tp.topic, self.k.partitions)
+        for split in self.copartition.observe(tp.topic, tp.partition, names, n):
+            self.log.warning("service split across partitions", service=split.service,
+                             topics=sorted({t for t, _ in split.seen}),
+                             partitions={f"{t}[{p}]": p for t, p in split.seen},
+                             murmur2_partition=split.murmur2_partition, detail=split.describe())
+            if len(self.copartition.split) <= 100:  # bounded label set
+                self.metrics.split_service.labels(split.service).set(1)
+        self.metrics.split_services.set(len(self.copartition.split))
+        for service in self.copartition.off_default(tp.topic, tp.partition, names, n):
+            self.log.warning("service off the default partition", service=service, topic=tp.topic,
+                             partition=tp.partition, murmur2_partition=partition_of(service, n),
+                             detail="the producer of this topic does not partition by murmur2 of the service key "
+                                    "(Kafka's default): if another input topic does, this service's events are "
+                                    "judged apart, possibly by another sidecar, and a replay with --partitions "
+                                    "differs from this run; librdkafka/confluent-kafka: set "
+                                    "partitioner=murmur2_random")
+        self.metrics.off_default_services.set(self.copartition.off_services)
 
     def _run_partition(self, core: Core, work: list) -> list[tuple[DecodedBatch, list[Record]]]:
         return [self._run_core(core, values, source) for source, values in work]
@@ -360,6 +555,7 @@ class Sidecar:
     async def _emit(self, rec: Record) -> None:
         kind = "verdict" if isinstance(rec, Verdict) else "anomaly"
         await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
+        self.summary["verdicts" if kind == "verdict" else "anomalies"] += 1
         self.sinks.submit(rec)
         self.metrics.records_out.labels(kind).inc()
         if kind == "verdict":
@@ -378,32 +574,67 @@ class Sidecar:
         return await self.producer.send(topic, value, key=key, headers=headers)
 
     async def _drain(self) -> None:
-        """Wait until every record produced so far is acknowledged; resend the failed ones."""
+        """Wait until every record produced so far is acknowledged; resend the failed ones that
+        did not land. Failed records stay in `_unacked` (without a future) until they are
+        produced again, so an interrupted drain loses nothing and no checkpoint passes them."""
         while self._unacked:
-            pending, self._unacked = self._unacked, []
-            done = await asyncio.gather(*(asyncio.wait_for(f, self.k.op_timeout_s) for f, _ in pending),
-                                        return_exceptions=True)
-            failed = [msg for (_, msg), res in zip(pending, done) if isinstance(res, BaseException)]
-            if failed:
-                self.metrics.broker_errors.labels("produce ack").inc(len(failed))
-                self.log.warning("records not acknowledged, producing them again", count=len(failed))
-                await self._recreate_producer()
-                for msg in failed:
-                    fut = await self._retry("produce", self._send_once, msg)
-                    self._unacked.append((fut, msg))
+            pending = self._unacked
+            done = await asyncio.gather(*(asyncio.wait_for(f, self.k.op_timeout_s) if f is not None
+                                          else _no_future() for f, _ in pending), return_exceptions=True)
+            failed = []
+            for (_, msg), res in zip(pending, done):
+                if isinstance(res, BaseException):
+                    failed.append(msg)
+                else:  # RecordMetadata: reading back after an outage starts after it
+                    tp = TopicPartition(res.topic, res.partition)
+                    self._acked_end[tp] = max(self._acked_end.get(tp, 0), res.offset + 1)
+            self._unacked = [(None, msg) for msg in failed]
+            if not failed:
+                return
+            self.metrics.broker_errors.labels("produce ack").inc(len(failed))
+            await self._recreate_producer()
+            missing = await self._not_landed(failed)
+            self.log.warning("records not acknowledged, producing them again", count=len(missing),
+                             already_stored=len(failed) - len(missing))
+            self._unacked = [(None, msg) for msg in missing]
+            for i, msg in enumerate(missing):
+                self._unacked[i] = (await self._retry("produce", self._send_once, msg), msg)
+
+    async def _not_landed(self, msgs: list[tuple]) -> list[tuple]:
+        """The alerts records among `msgs` that their partition does not hold yet (see readback)."""
+        alerts = self.p.topics.alerts
+        n = self._topic_partitions.get(alerts)
+        ident = {id(m): (record_id(m[1]) if m[0] == alerts and m[2] else None) for m in msgs}
+        if n is None or not any(ident.values()):
+            return msgs
+        starts = {}
+        for m in msgs:
+            if ident[id(m)] is not None:
+                tp = TopicPartition(alerts, partition_of(m[2].decode("utf-8", "replace"), n))
+                starts[tp] = self._acked_end.get(tp)
+        stored = await self._retry("read back", ids_in, self._client_kwargs(), starts, self.k.op_timeout_s)
+        return [m for m in msgs if ident[id(m)] is None or ident[id(m)] not in stored]
 
     async def _recreate_producer(self) -> None:
-        """A producer can stay wedged after an outage; a new one starts clean."""
+        """A producer can stay wedged after an outage; a new one starts clean. The old one must not
+        deliver anything later (after the read-back): if it does not stop in time its sender is cancelled."""
+        old = self.producer
         try:
-            await asyncio.wait_for(self.producer.stop(), 5.0)
+            await asyncio.wait_for(old.stop(), 5.0)
         except Exception:
-            pass
+            sender = getattr(getattr(old, "_sender", None), "sender_task", None)  # aiokafka internals
+            if sender is not None:
+                sender.cancel()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(old.client.close(), 2.0)
         self.producer = self._new_producer()
         await self._retry("producer start", self.producer.start)
 
     async def _idle_sources(self) -> None:
         """A topic silent for source_idle_s, with nothing left to read, stops holding its
-        partition's watermark back."""
+        partition's watermark back. Not while the broker is unreachable: nothing is known then."""
+        if not self.probe.reachable:
+            return
         now = time.monotonic()
         for p, st in self.parts.items():
             wm = st.core.windows.max_ts
@@ -430,6 +661,10 @@ class Sidecar:
         st = self.parts.get(p)
         if st is None:
             return
+        if not st.consistent:
+            self.log.warning("checkpoint skipped: a batch was interrupted half applied; the next owner "
+                             "re-reads it from the previous checkpoint", partition=p)
+            return
         await self._drain()
         state = await asyncio.to_thread(st.core.snapshot)
         size = await self._retry("checkpoint", save_checkpoint, self.producer, self.p.topics.state,
@@ -445,6 +680,7 @@ class Sidecar:
                 self.log.warning("commit failed after checkpoint", partition=p, error=repr(e))
         st.last_checkpoint = time.monotonic()
         st.dirty = False
+        self.summary["checkpoints"] += 1
         self.metrics.checkpoints.inc()
         self.metrics.checkpoint_bytes.labels(str(p)).set(size)
 
@@ -466,8 +702,25 @@ class Sidecar:
                     self.metrics.lag.labels(topic, label).set(max(0, hw - offset))
 
 
+async def _no_future():
+    raise KafkaError("produced again after a failed drain")
+
+
+def _short(e: BaseException) -> str:
+    """An exception as one short line (aiokafka's messages can be long or empty)."""
+    if isinstance(e, BrokerUnavailable) and e.__cause__ is not None:
+        e = e.__cause__
+    text = str(e).splitlines()[0] if str(e) else ""
+    return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
+
+
 def run_live(args) -> int:
-    """`detector run`: build the sidecar from the pipeline and the command line, run until SIGTERM."""
+    """`detector run`: build the sidecar from the pipeline and the command line, run until SIGTERM or Ctrl-C.
+
+    The first SIGTERM/SIGINT stops cleanly (final checkpoint and commit within
+    kafka.shutdown_timeout_s); a second one skips the checkpoint and exits at once
+    (130). Failures the user must fix (port taken, no broker) are one line, exit 1.
+    """
     configure(os.environ.get("DETECTOR_LOG_LEVEL", "info"))
     pipeline = load_pipeline(getattr(args, "pipeline", None))
     try:
@@ -484,8 +737,24 @@ def run_live(args) -> int:
                           http_port=getattr(args, "http_port", None),
                           alertmanager_url=getattr(args, "alertmanager_url", None))
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, sidecar.stopping.set)
-        return await sidecar.run()
 
-    return asyncio.run(main())
+        def on_signal(signame: str) -> None:
+            if not sidecar.stopping.is_set():
+                sidecar.log.info("stop requested", signal=signame, detail="again to skip the final checkpoint")
+                sidecar.stopping.set()
+            elif not sidecar.hurry.is_set():
+                sidecar.log.warning("stop requested again: skipping the final checkpoint", signal=signame)
+                sidecar.hurry.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        code = await sidecar.run()
+        if sidecar.started:
+            print(f"detector: {sidecar.done_line()}", file=sys.stderr, flush=True)
+        return code
+
+    try:
+        return asyncio.run(main())
+    except (RunFailure, TopicSetupError) as e:
+        print(f"detector: {e}", file=sys.stderr, flush=True)
+        return 1

@@ -35,6 +35,17 @@ class Metrics:
         self.windows_open = Gauge("detector_windows_open", "Open event-time windows", ["partition"], registry=r)
         self.series = Gauge("detector_series", "Request series tracked", ["partition"], registry=r)
         self.partitions = Gauge("detector_partitions_owned", "Partitions this instance owns", registry=r)
+        self.broker_reachable = Gauge("detector_broker_reachable",
+                                      "1 while the broker answers a metadata request within 3 s", registry=r)
+        self.split_services = Gauge("detector_services_split_across_partitions",
+                                    "Services seen on more than one partition number of the input topics "
+                                    "(a producer not partitioning by murmur2 of the service key)", registry=r)
+        self.split_service = Gauge("detector_service_split_across_partitions",
+                                   "1 for a service seen on more than one partition (first 100 services)",
+                                   ["service"], registry=r)
+        self.off_default_services = Gauge("detector_services_off_default_partition",
+                                          "Services seen on a partition other than the one murmur2 of the "
+                                          "service key gives (Kafka's default partitioner)", registry=r)
         self.broker_errors = Counter("detector_broker_errors", "Broker operations that failed and were retried",
                                      ["operation"], registry=r)
 

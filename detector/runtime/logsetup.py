@@ -27,6 +27,20 @@ def configure(level: str = "info") -> None:
         logger_factory=structlog.BytesLoggerFactory(sys.stderr.buffer),
         cache_logger_on_first_use=False,
     )
+    # Libraries (aiokafka) log through the standard library: send their lines to the
+    # same JSON stream instead of Python's plain-text last-resort handler.
+    root = logging.getLogger()
+    root.handlers[:] = [h for h in root.handlers if not isinstance(h, _ToStructlog)] + [_ToStructlog()]
+    root.setLevel(logging.WARNING)
+
+
+class _ToStructlog(logging.Handler):
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # a library's bad format string must not break logging
+            message = str(record.msg)
+        structlog.get_logger(record.name).log(record.levelno, message)
 
 
 def redact(settings: dict) -> dict:

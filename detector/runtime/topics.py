@@ -59,6 +59,10 @@ class TopicSetupError(RuntimeError):
     """A topic could not be created or described; the message names topic, broker and fix."""
 
 
+class BrokerUnavailable(TopicSetupError):
+    """The broker did not answer (in time): worth retrying, unlike a refused request."""
+
+
 def is_state_topic(name: str) -> bool:
     """Whether ``name`` is the state topic, possibly behind a dotted prefix."""
     return name == STATE_TOPIC or name.endswith("." + STATE_TOPIC)
@@ -161,12 +165,12 @@ async def ensure_topics(
             _raise_for_topic_errors(bootstrap, response.topic_errors)
             described = await admin.describe_topics(list(plan))
     except TimeoutError as exc:
-        raise TopicSetupError(
+        raise BrokerUnavailable(
             f"topics {sorted(plan)} not ready on bootstrap={bootstrap!r} within timeout_s={timeout_s}; "
             "check that the broker is up and reachable, or raise timeout_s"
         ) from exc
     except KafkaError as exc:
-        raise TopicSetupError(
+        raise BrokerUnavailable(
             f"cannot set up topics {sorted(plan)} on bootstrap={bootstrap!r}: {exc!r}; "
             "check the bootstrap address and that the broker is up"
         ) from exc
