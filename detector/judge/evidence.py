@@ -183,6 +183,38 @@ def population(
                       sums.windows, sums.seconds)
 
 
+def _row_map(have: np.ndarray, want: np.ndarray) -> np.ndarray:
+    """For each endpoint in `have`, its row in the sorted table `want` (-1: not listed)."""
+    if not len(have) or not len(want):
+        return np.full(len(have), -1, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(want, have), len(want) - 1)
+    return np.where(want[pos] == have, pos, -1).astype(np.int64)
+
+
+def on_endpoints(p: Traffic, endpoints: np.ndarray) -> Traffic:
+    """`p` with its rows on the endpoint table `endpoints` (sorted): rows `p` lacks
+    are zero, rows of endpoints not listed are left out (the totals keep them).
+
+    Two populations are compared row by row only once they share a table: the
+    new version may reach endpoints the reference never saw (a new route, or a
+    flood of paths folded into `other`), and the reverse.
+    """
+    endpoints = np.asarray(endpoints, dtype=np.int32)
+    if len(p.endpoints) == len(endpoints) and np.array_equal(p.endpoints, endpoints):
+        return p
+    rows = _row_map(np.asarray(p.endpoints), endpoints)
+    ok = rows >= 0
+    n_rows = len(endpoints)
+    counts = np.zeros((3, n_rows), np.int64)
+    counts[:, rows[ok]] = np.stack([p.n, p.errors, p.txn])[:, ok]
+    lat = p.lat
+    entry_rows = rows[sketch.entry_series(lat)] if len(rows) else np.empty(0, np.int64)
+    on = entry_rows >= 0
+    grouped = sketch.group_codes(sketch.encode(entry_rows[on], lat.buckets[on]), n_rows, lat.counts[on])
+    return Population(endpoints, counts[0], counts[1], counts[2], grouped, p.whole, p.total_n, p.total_errors,
+                      p.total_txn, getattr(p, "windows", 0), getattr(p, "seconds", 0.0))
+
+
 class Span(Traffic):
     """Exact sum of slices over a span, aligned on endpoint rows.
 

@@ -23,7 +23,8 @@ from detector.config import Pipeline, Rule
 from detector.interner import Interner
 from detector import stats
 from detector.judge import blame, rules
-from detector.judge.evidence import Population, SpanSums, Traffic, WindowSums, population, window_sums
+from detector.judge.evidence import (Population, SpanSums, Traffic, WindowSums, on_endpoints, population,
+                                     window_sums)
 from detector.judge.rootcause import LogEvidence, hint
 from detector.logs.findings import DeployContext
 from detector.judge.verification import Finding, Verification
@@ -170,7 +171,8 @@ class Judge:
         before = [h for h in history if h.end <= start_floor and h.start >= start_floor - self.p.verification.baseline_s]
         if v.pre is None:
             v.pre = self._pop(before, v.service, exclude_versions=(v.version,), endpoints=endpoints)
-        pre_all = v.pre
+        # The service may have reached endpoints since (a new route, a flood folded into `other`).
+        pre_all = on_endpoints(v.pre, endpoints)
         spans = self._span_sums(v)
         spans.begin(v.slices, endpoints)
 

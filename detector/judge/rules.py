@@ -16,7 +16,7 @@ import numpy as np
 
 from detector import sketch, stats
 from detector.config import Rule, Tests
-from detector.judge.evidence import Traffic
+from detector.judge.evidence import Traffic, on_endpoints
 
 
 @dataclass
@@ -59,8 +59,11 @@ def evaluate(
     """Candidates for which the rule's condition holds (empty when it does not).
 
     Endpoints in `skip` (-1: service-wide) are not tested: the caller already
-    holds a finding of this rule for them.
+    holds a finding of this rule for them. `ref` and `parts` are compared row
+    by row with `new` on `new`'s endpoint table, whatever tables they came with.
     """
+    ref = on_endpoints(ref, new.endpoints)
+    parts = [on_endpoints(p, new.endpoints) for p in parts]
     if rule.signal == "error_rate":
         return _rate_rule(rule, new, ref, tests, parts, share_of, skip, lambda p: (p.errors, p.n),
                           lambda p: (p.total_errors, p.total_n), _error_rate, _error_rate_effect)
