@@ -8,6 +8,7 @@ deploy id and the verdict cannot be a rollback for it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -33,21 +34,25 @@ class Context:
     metric_name: np.ndarray
     infra_metric_ids: frozenset[int]
     new_versions: dict  # service -> versions under verification (not "established" traffic)
+    min_requests: int = 30  # tests.min_requests
+    significance: float = 0.001  # tests.significance
 
 
-def _worse(rule: Rule, now: Population, before: Population) -> bool:
-    """The same signal, on a population the deploy did not change, moved the same way."""
-    if now.total_n < 30 or before.total_n < 30:
+def _worse(rule: Rule, now: Population, before: Population, min_requests: int, significance: float) -> bool:
+    """The same signal, on a population the deploy did not change, moved the same way
+    (each side with `tests.min_requests`, at p < `tests.significance`)."""
+    if now.total_n < min_requests or before.total_n < min_requests:
         return False
+    need = -math.log10(significance)
     if rule.signal == "error_rate":
         dev = stats.error_rate_two_sample(now.total_errors, now.total_n, before.total_errors, before.total_n)
-        return dev.effect >= max(rule.min_effect / 2, 0.5) and dev.score >= 3
+        return dev.effect >= max(rule.min_effect / 2, 0.5) and dev.score >= need
     if rule.signal == "latency":
         dev = latency_deviation(now.whole, before.whole, rule.quantile)
-        return dev.effect >= 1 + max(rule.min_effect - 1, 0.2) / 2 and dev.score >= 3
+        return dev.effect >= 1 + max(rule.min_effect - 1, 0.2) / 2 and dev.score >= need
     if rule.signal == "transactions":
         dev = stats.error_rate_two_sample(before.total_txn, before.total_n, now.total_txn, now.total_n)
-        return dev.score >= 3 and dev.observed > 0 and 1 - dev.expected / dev.observed >= rule.min_effect / 2
+        return dev.score >= need and dev.observed > 0 and 1 - dev.expected / dev.observed >= rule.min_effect / 2
     return False
 
 
@@ -63,7 +68,7 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
         return ()
     stable_now = ctx.population(ctx.span, service, exclude_versions=(new_version,))
     stable_before = ctx.population(ctx.before, service, exclude_versions=(new_version,))
-    if _worse(rule, stable_now, stable_before):
+    if _worse(rule, stable_now, stable_before, ctx.min_requests, ctx.significance):
         reasons.append(f"the stable version shows the same {rule.signal} change in the same windows")
     others = []
     for other in ctx.services:
@@ -73,7 +78,7 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
         # a version under its own verification may be failing on its own.
         skip = tuple(ctx.new_versions.get(other, ()))
         if _worse(rule, ctx.population(ctx.span, other, exclude_versions=skip),
-                  ctx.population(ctx.before, other, exclude_versions=skip)):
+                  ctx.population(ctx.before, other, exclude_versions=skip), ctx.min_requests, ctx.significance):
             others.append(ctx.lookup(other))
     if others:
         reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(sorted(others))}")

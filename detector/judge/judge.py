@@ -22,7 +22,7 @@ from detector.columns import DeployEvent
 from detector.config import Pipeline, Rule
 from detector.interner import Interner
 from detector import stats
-from detector.judge import blame, rules
+from detector.judge import accumulate, blame, rules, sequential
 from detector.judge.evidence import (Population, SpanSums, Traffic, WindowSums, on_endpoints, population,
                                      window_sums)
 from detector.judge.rootcause import LogEvidence, hint
@@ -53,6 +53,11 @@ class Judge:
         self.done: deque[str] = deque(maxlen=10_000)  # deploy ids already judged (replays of their events)
         self._infra_ids = frozenset(interner.intern(n) for n in pipeline.verification.infra_metrics)
         self._critical = frozenset(pipeline.verification.critical_endpoints)
+        tested = [r for r in pipeline.rules if r.signal in ("error_rate", "latency", "transactions")]
+        # The deploy's false-alarm budget, split evenly over the rules that compare requests.
+        self._alpha_rule = pipeline.verification.false_alarm_rate / max(1, len(tested))
+        keys = {accumulate.signal_key(r.signal, r.quantile): (r.signal, r.quantile) for r in tested}
+        self._signal_keys = [(k, *keys[k]) for k in sorted(keys)]
 
     # --- lifecycle ---
 
@@ -175,6 +180,11 @@ class Judge:
         pre_all = on_endpoints(v.pre, endpoints)
         spans = self._span_sums(v)
         spans.begin(v.slices, endpoints)
+        same_here = self._same_window(here)
+        for key, signal, q in self._signal_keys:
+            llr, before_counts = accumulate.window_llr(signal, here["new"], here["stable"], pre_all, same_here, q,
+                                                       self.p.tests.latency_quantiles)
+            accumulate.add_window(v.evidence, key, here["new"].endpoints, llr, before_counts)
 
         for rule in self.p.rules:
             if rule.signal not in ("error_rate", "latency", "transactions", "volume"):
@@ -200,23 +210,32 @@ class Judge:
                     v.findings[(rule.name, -1)] = f
                     out.append(anomaly)
                 continue
+            same = [self._same_window(v.slices[s]) for s in starts]
+            in_same = sum(v.slices[s]["new"].total_n for s, u in zip(starts, same) if u)
+            ref_name = "stable" if in_same >= 0.5 * new.total_n else "before"
             stable = spans.total("stable", starts)
-            if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
-                stable = spans.matched(starts)
-            if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
-                ref, ref_name = stable, "stable"
-            else:
-                ref, ref_name = pre_all, "before"
-            k = len(starts)
-            parts = [spans.total("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] if k >= 3 else []
-            shares = ref if ref.total_n else new
+            shares = stable if ref_name == "stable" and stable.total_n else pre_all if pre_all.total_n else new
 
             def share_of(ep: int, _p: Traffic = shares) -> float:
                 row = _p.row(ep)
                 return float(_p.n[row] / _p.total_n) if row >= 0 and _p.total_n else 0.0
 
             found = {ep for name, ep in v.findings if name == rule.name}
-            for c in rules.evaluate(rule, new, ref, self.p.tests, parts, share_of, skip=found):
+            ev_rows, ev_service = accumulate.log10_evidence(
+                v.evidence, accumulate.signal_key(rule.signal, rule.quantile), endpoints,
+                *accumulate.before_counts(rule.signal, pre_all, rule.quantile))
+            inp = rules.Inputs(endpoints, ev_rows, ev_service, self._alpha_rule, share_of=share_of, skip=found)
+            if rule.signal == "latency":
+                k = len(starts)
+                inp.new, inp.ref = new, (stable if ref_name == "stable" else pre_all)
+                inp.parts = [spans.total("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] \
+                    if k >= 3 else []
+            else:
+                inp.tables = accumulate.span_tables(
+                    "error_rate" if rule.signal == "error_rate" else "completions",
+                    [v.slices[s]["new"] for s in starts], [v.slices[s]["stable"] for s in starts], pre_all, same,
+                    endpoints)
+            for c in rules.evaluate(rule, inp):
                 key = (rule.name, c.endpoint)
                 if key in v.findings:
                     continue
@@ -226,12 +245,15 @@ class Judge:
                     services=self._active_services(span), lookup=self.interner.lookup,
                     metric_service=self.metrics.arrays()[0], metric_name=self.metrics.arrays()[1],
                     infra_metric_ids=self._infra_ids,
-                    new_versions={o.service: (o.version,) for o in self.verifications.values() if o.open})
+                    new_versions={o.service: (o.version,) for o in self.verifications.values() if o.open},
+                    min_requests=self.p.tests.min_requests, significance=self.p.tests.significance)
                 shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx)
                 action = rule.action
-                ep_name = self.interner.lookup(c.endpoint) if c.endpoint >= 0 else None
-                if ep_name in self._critical and rule.critical_action:
+                if c.endpoint >= 0 and rule.critical_action and self._is_critical(c.endpoint, pre_all, new):
                     action = rule.critical_action
+                if v.deploy.strategy == "canary" and action == "page":
+                    # A canary is cheap to undo: a regression it shows is rolled back, not paged.
+                    action = self.p.verification.canary_action
                 f = Finding(rule=rule.name, signal=rule.signal, action=action, endpoint=c.endpoint,
                             observed=c.observed, expected=c.expected, effect=c.effect, score=c.score, n=c.n,
                             share=c.share, window_start=starts[0], window_end=w.end, reference=ref_name,
@@ -249,6 +271,25 @@ class Judge:
             if top.action in ("rollback", "page"):
                 out.extend(self._decide(v, w.end, top.action))
         return out
+
+    def _same_window(self, here: dict[str, Population]) -> bool:
+        """Whether the stable version served enough traffic in a window to be compared with there
+        (decided from request counts only, never from outcomes)."""
+        stable, new = here["stable"].total_n, here["new"].total_n
+        return stable > 0 and stable >= self.p.verification.stable_min_share * new
+
+    def _is_critical(self, endpoint: int, *populations: Traffic) -> bool:
+        """Listed in `verification.critical_endpoints`, or (by default) an endpoint that
+        completes business transactions."""
+        if self.interner.lookup(endpoint) in self._critical:
+            return True
+        if not self.p.verification.transaction_endpoints_critical:
+            return False
+        for p in populations:
+            row = p.row(endpoint)
+            if row >= 0 and p.txn[row] > 0:
+                return True
+        return False
 
     def _log_findings(self, v: Verification, w: WindowFacts) -> list[Record]:
         """Template novelty and error shifts of this window: evidence, anomalies, log rules."""
@@ -396,15 +437,16 @@ class Judge:
             else "all endpoints"
         ref = "the stable version in the same windows" if f.reference == "stable" else "the service before the deploy"
         p = 10 ** -f.score
+        ev = f"evidence 10^{f.score:.1f}"
         need = f"rule '{f.rule}' needs"
         if f.signal == "error_rate":
             what = (f"error rate {f.observed:.2%} vs {f.expected:.2%} for {ref} on {scope} "
-                    f"(+{f.effect:.1f} points, p={p:.1g}, {f.n} requests)")
+                    f"(+{f.effect:.1f} points, {ev}, {f.n} requests)")
             need += f" +{rule.min_effect:g} points"
         elif f.signal == "latency":
             q = f.detail.get("quantile", rule.quantile)
             what = (f"p{q * 100:g} latency {f.observed:.0f} ms vs {f.expected:.0f} ms for {ref} on {scope} "
-                    f"({f.effect:.2f}x, p={p:.1g}, {f.n} requests)")
+                    f"({f.effect:.2f}x, {ev}, {f.n} requests)")
             need += f" {rule.min_effect:g}x"
         elif f.signal in ("log_novelty", "log_errors"):
             label = "new log template" if f.signal == "log_novelty" else "log template rising"
@@ -420,11 +462,12 @@ class Judge:
             need += f" a drop of {rule.min_effect:.0%}"
         else:
             what = (f"completed transactions {f.observed:.2%} of requests vs {f.expected:.2%} for {ref} on {scope} "
-                    f"(-{f.effect:.0%}, p={p:.1g})")
+                    f"(-{f.effect:.0%}, {ev})")
             need += f" a drop of {rule.min_effect:.0%}"
         if rule.min_level:
             need += f" above {rule.min_level:g}"
-        return f"{what} over {rule.duration_s:g} s; {need} at p<{10 ** -rule.min_score:.0g} -> {f.action}"
+        budget = f"the deploy's false-alarm budget ({self.p.verification.false_alarm_rate:g})"
+        return f"{what} over {rule.duration_s:g} s; {need} within {budget} -> {f.action}"
 
     def _decide(self, v: Verification, now: float, decision: str) -> list[Record]:
         acted = sorted(v.acted(), key=lambda f: (-ACTION_RANK[f.action], f.window_end))
@@ -450,13 +493,18 @@ class Judge:
             return self._decide(v, now, top.action)
         blamed = [f for f in v.findings.values() if f.blamed_elsewhere]
         ver = self.p.verification
-        if v.new_requests < ver.inconclusive_min_requests:
-            reasons = [f"only {v.new_requests} requests reached version {v.deploy.version} in "
-                       f"{now - v.started:.0f} s; at least {ver.inconclusive_min_requests} are needed to tell a "
-                       f"{ver.detectable_error_points:g}-point error-rate regression from noise"]
+        power = self._power(v)
+        if v.new_requests < ver.inconclusive_min_requests or power > ver.detectable_error_points:
+            if power >= 99.99 - self._reference_rate(v) * 100:
+                seen = "no regression of the error rate would have been seen at all"
+            else:
+                seen = f"only an error-rate regression of +{power:.1f} points or more would have been seen"
+            reasons = [f"with {v.new_requests} requests to version {v.deploy.version} in {now - v.started:.0f} s "
+                       f"{seen}; a +{ver.detectable_error_points:g}-point regression cannot be excluded"]
             return [self._verdict(v, now, "inconclusive", reasons, "unknown", ())]
         reasons = [f"no rule held for version {v.deploy.version} over {now - v.started:.0f} s "
-                   f"({v.new_requests} requests)"]
+                   f"({v.new_requests} requests); an error-rate regression of +{power:.1f} points or more "
+                   f"would have been seen"]
         if rolled_back:
             reasons.append("the deploy was rolled back before the verification period ended")
         if blamed:
@@ -464,6 +512,21 @@ class Judge:
             h = hint([], blamed, self._log_evidence(v), 0, None, None)
             return [self._verdict(v, now, "confirmed", reasons, h.category, h.evidence)]
         return [self._verdict(v, now, "confirmed", reasons, "unknown", ())]
+
+    def _reference_rate(self, v: Verification) -> float:
+        pre = v.pre
+        if pre is not None and pre.total_n:
+            return pre.total_errors / pre.total_n
+        return 0.0
+
+    def _power(self, v: Verification) -> float:
+        """The smallest service-wide error-rate rise (points) the new version's requests
+        would have shown at the service-wide evidence threshold (inconclusive above
+        `verification.detectable_error_points`)."""
+        need = math.log10(1 / self._alpha_rule)
+        pre = v.pre
+        r, m = (pre.total_errors, pre.total_n) if pre is not None else (0, 0)
+        return 100.0 * sequential.detectable_rise(v.new_requests, r, m, need)
 
     def _verdict(self, v: Verification, now: float, decision: str, reasons: Sequence[str], category: str,
                  evidence: Sequence[str]) -> Verdict:
