@@ -27,7 +27,9 @@ from detector.evaluate import Summary, replay_scenario, score, table  # noqa: E4
 SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "log_only_code", "traffic_loss",
              "benign_surge",
              "infra_slowdown", "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded",
-             "demo"]
+             "demo",
+             "rare_endpoint_broken", "quiet_service_failing", "busy_endpoint_small", "canary_endpoint_errors",
+             "shared_db_three_services", "fast_rollout_benign", "new_exception_everywhere"]
 
 
 def main(argv: list[str] | None = None) -> int:

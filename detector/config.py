@@ -106,6 +106,7 @@ class Verification:
     canary_action: str = "rollback"
     stable_min_share: float = 0.05
     transaction_endpoints_critical: bool = True
+    shared_window_s: float = 300.0
 
     def check(self) -> None:
         _require(0 < self.false_alarm_rate < 0.5, "verification.false_alarm_rate", self.false_alarm_rate,
@@ -113,6 +114,8 @@ class Verification:
         _require(self.canary_action in ACTIONS, "verification.canary_action", self.canary_action,
                  f"one of {', '.join(ACTIONS)}")
         _require(0 <= self.stable_min_share <= 1, "verification.stable_min_share", self.stable_min_share, "0-1")
+        _require(self.shared_window_s >= 0, "verification.shared_window_s", self.shared_window_s,
+                 "a number of seconds >= 0")
         _require(self.inconclusive_min_requests >= 0, "verification.inconclusive_min_requests",
                  self.inconclusive_min_requests, "an integer >= 0")
         _require(self.detectable_error_points > 0, "verification.detectable_error_points",

@@ -178,6 +178,12 @@ class Judge:
             v.pre = self._pop(before, v.service, exclude_versions=(v.version,), endpoints=endpoints)
         # The service may have reached endpoints since (a new route, a flood folded into `other`).
         pre_all = on_endpoints(v.pre, endpoints)
+        if v.first_error_window is None and here["new"].total_errors:
+            # The first window where the new version's errors stood out (for the root cause:
+            # errors from the first requests on point at configuration).
+            before_rate = pre_all.total_errors / pre_all.total_n if pre_all.total_n else 0.0
+            if here["new"].total_errors / new_here >= before_rate + self.p.verification.detectable_error_points / 100:
+                v.first_error_window = w.start
         spans = self._span_sums(v)
         spans.begin(v.slices, endpoints)
         same_here = self._same_window(here)
@@ -391,10 +397,40 @@ class Judge:
                 finding = Finding(rule=rule.name, signal=signal, action=rule.action, endpoint=-1,
                                   observed=float(lines), expected=f.expected, effect=float(lines), score=f.score,
                                   n=lines, share=1.0, window_start=f.window_start, window_end=w.end,
-                                  reference="before", dry_run=rule.dry_run,
+                                  reference="before", dry_run=rule.dry_run, shared=self._shared_template(v, f),
                                   detail={"template": f.template, "kind": f.kind})
                 finding.anomaly_id = v.log_anomaly_ids[(signal, tid)]
                 v.findings[key] = finding
+
+    def _shared_template(self, v: Verification, f) -> tuple[str, ...]:
+        """Other services of this partition that began logging a template like this one
+        (a refused connection, an exhausted pool, ...) within
+        `verification.shared_window_s` of it: a shared dependency, not the deploy.
+        Texts differ between services (pool and host names), so the kind and the time
+        say it for dependency failures, most of the words for the rest."""
+        if self.logs is None:
+            return ()
+        near = self.p.verification.shared_window_s
+        words = set(f.template.split())
+
+        def alike(text: str) -> bool:
+            # Dependency failures (connections, data) look alike whatever their words;
+            # other kinds need most of their words in common.
+            if f.kind in ("connection", "data"):
+                return True
+            other = set(text.split())
+            return len(words & other) >= 0.6 * max(1, len(words | other))
+
+        others = sorted({t.service for t in self.logs.templates()
+                         if t.service != v.deploy.service and t.kind == f.kind and not t.overflow
+                         and abs(t.first_seen_ts - f.first_seen_ts) <= near
+                         and t.first_seen_ts >= v.started - near
+                         and any(n for lvl, n in t.counts_by_level.items() if lvl != "info")
+                         and alike(t.text)})
+        if not others:
+            return ()
+        return (f"other services began logging a new {f.kind} template like it at the same time: "
+                f"{', '.join(others)}",)
 
     def _log_evidence(self, v: Verification) -> list[LogEvidence]:
         best: dict[str, LogEvidence] = {}
@@ -477,7 +513,8 @@ class Judge:
         first_err = None
         errs = [f for f in acted if f.signal == "error_rate"]
         if errs and v.first_new_window is not None:
-            first_err = max(0.0, min(f.window_start for f in errs) - v.first_new_window)
+            first = v.first_error_window if v.first_error_window is not None else min(f.window_start for f in errs)
+            first_err = max(0.0, first - v.first_new_window)
         h = hint(acted, blamed, logs, endpoints_with_traffic, first_err, v.deploy.change_kind)
         reasons = [self._reason(f) for f in acted[:5]]
         return [self._verdict(v, now, decision, reasons, h.category, h.evidence)]

@@ -61,6 +61,7 @@ class Verification:
     # ratio of every alternative of the mixture grid (see judge.accumulate).
     evidence: dict = field(default_factory=dict)
     first_new_window: float | None = None
+    first_error_window: float | None = None  # first window where the new version's errors stood out
     new_requests: int = 0
     verdict: Verdict | None = None
 
