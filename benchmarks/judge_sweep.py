@@ -3,9 +3,11 @@
 Each trial (benchmarks/sweep_world.py, independent of the rules and of the
 scenario files) is one deploy with or without a fault, with benign
 disturbances, written as contract JSONL and replayed through the detector
-with the pipeline given (the shipped default unless --pipeline). The
-threshold script (benchmarks/threshold_rollback.sh: error rate over the first
-5 minutes above 5 % -> rollback) runs on the same events as the baseline.
+with the pipeline given (the shipped default unless --pipeline). Two
+baselines run on the same events: the threshold script
+(benchmarks/threshold_rollback.sh: error rate over the first 5 minutes above
+5 % -> rollback) and a Kayenta-style Mann-Whitney judge
+(benchmarks/kayenta_judge.py).
 
 Reports: detection rate against effect size and the new version's traffic on
 what the fault touches (a power curve), realised false alarms (page or
@@ -36,7 +38,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from detector.config import load_pipeline  # noqa: E402
 from detector.replay import replay  # noqa: E402
-from sweep_world import events, make_trial  # noqa: E402
+from kayenta_judge import judge as kayenta  # noqa: E402
+from sweep_world import PERIOD_S, events, make_trial  # noqa: E402
 
 ALARM = ("rollback", "page", "ticket")
 URGENT = ("rollback", "page")
@@ -66,6 +69,7 @@ def run_trial(index: int, seed: int, pipeline, work: Path) -> dict:
     seconds = time.perf_counter() - t
     script = subprocess.run(["bash", str(ROOT / "benchmarks" / "threshold_rollback.sh"), str(path)],
                             capture_output=True, check=True).stdout
+    kay = next((v for v in kayenta(str(path), analysis_s=PERIOD_S) if v["deploy_id"] == trial.deploy_id), None)
     path.unlink()
     base = [orjson.loads(x) for x in script.splitlines() if x.strip()]
     mine = next((v for v in verdicts if v["deploy_id"] == trial.deploy_id), None)
@@ -77,7 +81,9 @@ def run_trial(index: int, seed: int, pipeline, work: Path) -> dict:
             "verdict_ts": mine["ts"] if mine else None,
             "reasons": mine["reasons"] if mine else [],
             "script_decision": theirs["decision"] if theirs else None,
-            "script_ts": theirs["ts"] if theirs else None}
+            "script_ts": theirs["ts"] if theirs else None,
+            "kayenta_decision": kay["decision"] if kay else None,
+            "kayenta_ts": kay["ts"] if kay else None}
 
 
 def _median(xs: list[float]) -> str:
@@ -104,15 +110,17 @@ def report(rows: list[dict]) -> str:
     out = []
     mine = summarise(rows, "decision", "verdict_ts", "root_cause")
     base = summarise(rows, "script_decision", "script_ts", None)
+    kay = summarise(rows, "kayenta_decision", "kayenta_ts", None)
     out.append("| judge | bad deploys caught | benign: page/rollback | benign: ticket | root cause right "
                "| median onset -> verdict (caught) | ... rollback/page only |")
     out.append("|---|---|---|---|---|---|---|")
-    for name, s in (("detector", mine), ("threshold script (5 % in the first 5 min)", base)):
+    for name, s in (("detector", mine), ("threshold script (5 % in the first 5 min)", base),
+                    ("Kayenta-style Mann-Whitney judge", kay)):
         out.append(f"| {name} | {s['caught']} | {s['false_alarms']} | {s['benign_tickets']} | {s['root_cause']} "
                    f"| {s['ttv']} | {s['ttv_urgent']} |")
     out.append("")
     out.append("Detection rate of bad deploys by effect size (rows) and the new version's traffic on what "
-               "the fault touches (columns), detector / threshold script:")
+               "the fault touches (columns), detector (threshold script, Kayenta-style):")
     out.append("")
     out.append("| fault | effect | " + " | ".join(TRAFFIC[1]) + " |")
     out.append("|---|---|" + "---|" * len(TRAFFIC[1]))
@@ -126,7 +134,8 @@ def report(rows: list[dict]) -> str:
             for c in range(len(TRAFFIC[1])):
                 rs = cells.get((t, c), [])
                 row.append(f"{sum(r['decision'] in ALARM for r in rs)}/{len(rs)} "
-                           f"({sum(r['script_decision'] in ALARM for r in rs)})" if rs else "-")
+                           f"({sum(r['script_decision'] in ALARM for r in rs)}, "
+                           f"{sum(r['kayenta_decision'] in ALARM for r in rs)})" if rs else "-")
             out.append(f"| {kind} | {label} | " + " | ".join(row) + " |")
     out.append("")
     out.append("Benign deploys by disturbance (page or rollback / deploys):")

@@ -107,6 +107,7 @@ class Verification:
     stable_min_share: float = 0.05
     transaction_endpoints_critical: bool = True
     shared_window_s: float = 300.0
+    window_evidence_cap: float = 1.0
 
     def check(self) -> None:
         _require(0 < self.false_alarm_rate < 0.5, "verification.false_alarm_rate", self.false_alarm_rate,
@@ -114,6 +115,8 @@ class Verification:
         _require(self.canary_action in ACTIONS, "verification.canary_action", self.canary_action,
                  f"one of {', '.join(ACTIONS)}")
         _require(0 <= self.stable_min_share <= 1, "verification.stable_min_share", self.stable_min_share, "0-1")
+        _require(self.window_evidence_cap > 0, "verification.window_evidence_cap", self.window_evidence_cap,
+                 "a number > 0 (log10 of the most one window's comparison with the stable version may count)")
         _require(self.shared_window_s >= 0, "verification.shared_window_s", self.shared_window_s,
                  "a number of seconds >= 0")
         _require(self.inconclusive_min_requests >= 0, "verification.inconclusive_min_requests",

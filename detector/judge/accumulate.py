@@ -19,6 +19,7 @@ reference has one request weighs about one request.
 
 from __future__ import annotations
 
+import math
 from typing import Sequence
 
 import numpy as np
@@ -113,18 +114,33 @@ def before_counts(signal: str, pre: Traffic, quantile: float = 0.95) -> tuple[np
     return events, n
 
 
-def add_window(evidence: dict, key: str, endpoints: np.ndarray, llr: np.ndarray, before: np.ndarray) -> None:
+SERVICE = -1  # the accumulator of the service-wide same-window evidence
+
+
+def add_window(evidence: dict, key: str, endpoints: np.ndarray, llr: np.ndarray, before: np.ndarray,
+               cap_log10: float = math.inf) -> None:
     """Fold one window's strata into the deploy's accumulated evidence (plain data:
-    per endpoint, G log likelihood ratios then the before-compared events and requests)."""
+    per endpoint, G log likelihood ratios then the before-compared events and
+    requests; under `SERVICE`, the service-wide same-window ratios).
+
+    A window's likelihood ratio counts at most 10^cap_log10 (per endpoint, and
+    for the service over all its endpoints): min(LR, c) keeps the product a
+    supermartingale, and a blip of a few windows (a pod restarting) can then
+    not carry a rule on its own, however many requests it failed.
+    """
     acc = evidence.setdefault(key, {})
-    both = np.concatenate([llr, before], axis=1)
-    for i in np.flatnonzero(np.any(both != 0, axis=1)).tolist():
-        ep = int(endpoints[i])
+    cap = cap_log10 * math.log(10.0)
+    service = np.minimum(llr.sum(axis=0), cap) if len(llr) else np.zeros(sequential.G)
+    both = np.concatenate([np.minimum(llr, cap), before], axis=1)
+    items = [(int(endpoints[i]), both[i]) for i in np.flatnonzero(np.any(both != 0, axis=1)).tolist()]
+    if np.any(service != 0):
+        items.append((SERVICE, np.concatenate([service, [0.0, 0.0]])))
+    for ep, values in items:
         row = acc.get(ep)
         if row is None:
-            acc[ep] = [float(x) for x in both[i]]
+            acc[ep] = [float(x) for x in values]
         else:
-            acc[ep] = [a + float(b) for a, b in zip(row, both[i])]
+            acc[ep] = [a + float(b) for a, b in zip(row, values)]
 
 
 def log10_evidence(evidence: dict, key: str, endpoints: np.ndarray, pre_events: np.ndarray,
@@ -144,7 +160,8 @@ def log10_evidence(evidence: dict, key: str, endpoints: np.ndarray, pre_events: 
             rows[i] = row
     llr, k, n = rows[:, :sequential.G], rows[:, sequential.G], rows[:, sequential.G + 1]
     per = sequential.log10_evidence(llr) + sequential.before_log10(k, n, pre_events, pre_n)
-    service = float(sequential.log10_evidence(llr.sum(axis=0))) + float(
+    service_llr = np.asarray(acc.get(SERVICE, np.zeros(sequential.G + 2)))[:sequential.G]
+    service = float(sequential.log10_evidence(service_llr)) + float(
         sequential.before_log10(k.sum(), n.sum(), pre_events.sum(), pre_n.sum()))
     return per, service
 

@@ -190,7 +190,8 @@ class Judge:
         for key, signal, q in self._signal_keys:
             llr, before_counts = accumulate.window_llr(signal, here["new"], here["stable"], pre_all, same_here, q,
                                                        self.p.tests.latency_quantiles)
-            accumulate.add_window(v.evidence, key, here["new"].endpoints, llr, before_counts)
+            accumulate.add_window(v.evidence, key, here["new"].endpoints, llr, before_counts,
+                                  self.p.verification.window_evidence_cap)
 
         for rule in self.p.rules:
             if rule.signal not in ("error_rate", "latency", "transactions", "volume"):
@@ -250,6 +251,7 @@ class Judge:
                     span=span, before=before, population=self._pop,
                     services=self._active_services(span), lookup=self.interner.lookup,
                     metric_service=self.metrics.arrays()[0], metric_name=self.metrics.arrays()[1],
+                    metric_labels=self.metrics.arrays()[2],
                     infra_metric_ids=self._infra_ids,
                     new_versions={o.service: (o.version,) for o in self.verifications.values() if o.open},
                     min_requests=self.p.tests.min_requests, significance=self.p.tests.significance)

@@ -12,9 +12,12 @@ and a duration. It holds when
   window by window, against the stable version where it served traffic and
   the service before the deploy elsewhere) reaches `min_effect`, above
   `min_level`;
-- the effect persists: each third of that span with data shows at least half
-  of `min_effect`, so a blip shorter than the rule's duration (pod restarts)
-  holds nothing however strong it was.
+- the effect persists: error and transaction rules split the span into six
+  blocks; the median block (of those with data) must show `min_effect`
+  itself and two thirds of them at least half of it. Latency rules need
+  each third of the span with data to show half of it. A blip shorter than
+  half the rule's duration (pod restarts) holds nothing however strong it
+  was.
 
 No minimum request count: the evidence says when there is enough.
 """
@@ -33,7 +36,8 @@ from detector.judge import sequential
 from detector.judge.accumulate import mantel_haenszel
 from detector.judge.evidence import Traffic
 
-PART_MIN_REQUESTS = 10  # a third of a span with fewer requests says nothing about persistence
+PART_MIN_REQUESTS = 10  # a block of a span with fewer requests says nothing about persistence
+PERSISTENCE_BLOCKS = 6
 
 
 @dataclass
@@ -87,8 +91,10 @@ def _rate_effect(signal: str, k, n, r, m) -> tuple[np.ndarray, np.ndarray, np.nd
         return observed, observed / ratio, 1.0 - ratio
 
 
-def _thirds(w: int) -> list[slice]:
-    return [slice(j * w // 3, (j + 1) * w // 3) for j in range(3)] if w >= 3 else []
+def _blocks(w: int, k: int) -> list[slice]:
+    """`w` windows in `k` consecutive blocks (fewer when there are fewer windows)."""
+    k = min(k, w)
+    return [slice(j * w // k, (j + 1) * w // k) for j in range(k)] if k else []
 
 
 def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
@@ -119,17 +125,19 @@ def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
         obs, exp, eff = float(o[0]), float(x[0]), float(f[0])
         if not (eff >= rule.min_effect and obs >= rule.min_level):
             continue
-        weak = False
-        for part in _thirds(len(kk)):
+        # Persistence: the median block of the span shows the effect and two thirds of
+        # the blocks at least half of it. A blip covering up to half the span leaves
+        # the lower blocks without it, and noise in quiet blocks cannot carry it (the
+        # median block alone needs the full effect).
+        effects = []
+        for part in _blocks(len(kk), PERSISTENCE_BLOCKS):
             pk, pn, pr, pm = (a[part].ravel()[:, None] for a in (kk, nn, rr, mm))
-            if pn.sum() < PART_MIN_REQUESTS:
+            if pn.sum() >= PART_MIN_REQUESTS:
+                effects.append(float(_rate_effect(signal, pk, pn, pr, pm)[2][0]))
+        if len(effects) >= 3:
+            e = np.nan_to_num(np.array(effects), nan=-np.inf)
+            if not (np.median(e) >= rule.min_effect and np.quantile(e, 1 / 3) >= rule.min_effect / 2):
                 continue
-            p_eff = float(_rate_effect(signal, pk, pn, pr, pm)[2][0])
-            if not p_eff >= rule.min_effect / 2:
-                weak = True
-                break
-        if weak:
-            continue
         score = inp.service_evidence if ep == -1 else float(inp.evidence[i])
         out.append(Candidate(ep, obs, exp, eff, score, int(nn.sum()), share))
     return out
