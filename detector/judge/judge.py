@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -34,6 +35,15 @@ from detector.windows import WindowFacts
 
 ACTION_RANK = {"rollback": 3, "page": 2, "ticket": 1, "none": 0}
 SEVERITY = {"rollback": "critical", "page": "critical", "ticket": "warning", "none": "info"}
+
+
+@dataclass(frozen=True)
+class _TemplateSeen:
+    """What `_shared_template` reads of a template."""
+
+    template: str
+    kind: str
+    first_seen_ts: float
 
 
 class Judge:
@@ -442,6 +452,21 @@ class Judge:
             best[f.template_id] = LogEvidence(template=f.template, kind=f.kind, count=f.count_since_deploy,
                                               first_seen_after_s=f.first_seen_after_deploy_s,
                                               shared=not f.attributed)
+        # Evidence needs no threshold (rules keep theirs): a template never seen before the
+        # deploy, logged at WARN or above by the deploy's own version and by no other, counts
+        # from its first line, before the log findings would report it.
+        if self.logs is not None:
+            grace = self.p.windows.width_s
+            for tid, (lines, _first, _last) in v.log_lines.items():
+                if tid in best:
+                    continue
+                t = self.logs.template_by_id(tid)
+                if t is None or t.overflow or t.first_seen_ts < v.started - grace \
+                        or set(t.versions) - {v.deploy.version}:
+                    continue
+                shared = self._shared_template(v, _TemplateSeen(t.text, t.kind, t.first_seen_ts))
+                best[tid] = LogEvidence(template=t.text, kind=t.kind, count=int(lines),
+                                        first_seen_after_s=t.first_seen_ts - v.started, shared=bool(shared))
         return sorted(best.values(), key=lambda e: (-e.count, e.template))
 
     def _active_services(self, span: Sequence[WindowFacts]) -> list[int]:
