@@ -466,7 +466,8 @@ class Judge:
                     continue
                 shared = self._shared_template(v, _TemplateSeen(t.text, t.kind, t.first_seen_ts))
                 best[tid] = LogEvidence(template=t.text, kind=t.kind, count=int(lines),
-                                        first_seen_after_s=t.first_seen_ts - v.started, shared=bool(shared))
+                                        first_seen_after_s=t.first_seen_ts - v.started, shared=bool(shared),
+                                        reported=False)
         return sorted(best.values(), key=lambda e: (-e.count, e.template))
 
     def _active_services(self, span: Sequence[WindowFacts]) -> list[int]:
