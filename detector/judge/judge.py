@@ -229,7 +229,10 @@ class Judge:
                 continue
             same = [self._same_window(v.slices[s]) for s in starts]
             in_same = sum(v.slices[s]["new"].total_n for s, u in zip(starts, same) if u)
-            ref_name = "stable" if in_same >= 0.5 * new.total_n else "before"
+            # "stable" only when every window of the span compared with the stable version:
+            # where any compared with the past, a shared cause (a slow database) is not
+            # cancelled out, and blame must look for it.
+            ref_name = "stable" if in_same >= new.total_n else "before"
             stable = spans.total("stable", starts)
             shares = stable if ref_name == "stable" and stable.total_n else pre_all if pre_all.total_n else new
 
