@@ -1,9 +1,11 @@
 """The judge: deploys in, anomalies and exactly one verdict per deploy out.
 
-At every closed window it evaluates the escalation rules for each open
-verification, comparing the new version with the stable version over the
-same windows when the stable version still serves enough traffic (canary,
-mid-rollout), else with the service before the deploy. A rule that holds
+At every closed window it adds the window to each open verification's
+accumulated evidence (`accumulate`, `sequential`: the new version against the
+stable version in the same window when the stable version serves enough
+traffic there, else against the service before the deploy) and evaluates the
+escalation rules (`rules`) on that evidence and on the effect over each
+rule's span. A rule that holds
 becomes a finding and an anomaly; findings that are shared with what the
 deploy did not change are blamed elsewhere. A rollback or page is decided as
 soon as its rule holds; tickets, confirmations and inconclusive verdicts at
