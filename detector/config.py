@@ -119,7 +119,7 @@ class Metrics:
 @dataclass(frozen=True)
 class Tests:
     significance: float = 0.001
-    latency_quantiles: tuple[float, ...] = (0.5, 0.95, 0.99)
+    latency_quantiles: tuple[float, ...] = (0.5, 0.75, 0.9, 0.95, 0.99)
     min_requests: int = 30
 
     def check(self) -> None:
@@ -136,10 +136,29 @@ class Verification:
     comparison: str = "auto"
     infra_metrics: tuple[str, ...] = ("db_latency_ms",)
     critical_endpoints: tuple[str, ...] = ()
-    inconclusive_min_requests: int = 200
+    inconclusive_min_requests: int = 0
     detectable_error_points: float = 5.0
+    false_alarm_rate: float = 0.001
+    canary_action: str = "rollback"
+    stable_min_share: float = 0.05
+    transaction_endpoints_critical: bool = True
+    shared_window_s: float = 300.0
+    window_evidence_cap: float = 1.0
 
     def check(self) -> None:
+        _require(0 < self.false_alarm_rate < 0.5, "verification.false_alarm_rate", self.false_alarm_rate,
+                 "a probability in (0, 0.5)")
+        _require(self.canary_action in ACTIONS, "verification.canary_action", self.canary_action,
+                 f"one of {', '.join(ACTIONS)}")
+        _require(0 <= self.stable_min_share <= 1, "verification.stable_min_share", self.stable_min_share, "0-1")
+        _require(self.window_evidence_cap > 0, "verification.window_evidence_cap", self.window_evidence_cap,
+                 "a number > 0 (log10 of the most one window's comparison with the stable version may count)")
+        _require(self.shared_window_s >= 0, "verification.shared_window_s", self.shared_window_s,
+                 "a number of seconds >= 0")
+        _require(self.inconclusive_min_requests >= 0, "verification.inconclusive_min_requests",
+                 self.inconclusive_min_requests, "an integer >= 0")
+        _require(self.detectable_error_points > 0, "verification.detectable_error_points",
+                 self.detectable_error_points, "a number of percentage points > 0")
         _require(self.period_s > 0, "verification.period_s", self.period_s, "a number of seconds > 0")
         _require(self.baseline_s > 0, "verification.baseline_s", self.baseline_s, "a number of seconds > 0")
         _require(self.comparison in COMPARISONS, "verification.comparison", self.comparison,

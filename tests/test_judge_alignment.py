@@ -12,10 +12,11 @@ import dataclasses
 
 import numpy as np
 import orjson
+import pytest
 
 from detector import sketch
 from detector.config import load_pipeline
-from detector.judge import rules
+from detector.judge import accumulate, sequential
 from detector.judge.evidence import Population, on_endpoints
 from detector.replay import replay
 
@@ -41,21 +42,32 @@ def test_on_endpoints_moves_rows_and_zero_fills_missing_ones():
     assert on_endpoints(p, p.endpoints) is p
 
 
-def test_rules_compare_populations_with_different_endpoint_tables():
-    """The reference saw 2 endpoints, the new version 5 (one of them failing on every call)."""
-    pipeline = load_pipeline()
-    rule = next(r for r in pipeline.rules if r.name == "endpoint-errors")
-    rule = dataclasses.replace(rule, min_traffic_share=0.0)
+def test_evidence_compares_populations_with_different_endpoint_tables():
+    """The reference saw endpoints 1, 2 and 9, the new version 1, 2, 5, 6 and 8; endpoint 2 fails."""
     new = _pop([1, 2, 5, 6, 8], [400, 400, 300, 300, 300], [2, 200, 300, 1, 1])
-    ref = _pop([1, 2, 9], [4000, 4000, 50], [20, 20, 0])
-    got = rules.evaluate(rule, new, ref, pipeline.tests, share_of=lambda ep: 0.2)
-    # Endpoint 2 fails against its own reference row; endpoint 5 has no reference row and is
-    # not compared with another endpoint's.
-    assert [c.endpoint for c in got] == [2]
-    assert got[0].expected == 20 / 4000
-    latency = next(r for r in pipeline.rules if r.signal == "latency")
-    rules.evaluate(dataclasses.replace(latency, min_traffic_share=0.0), new, ref, pipeline.tests,
-                   share_of=lambda ep: 0.2)
+    stable = _pop([1, 2, 9], [4000, 4000, 50], [20, 20, 0])
+    pre = _pop([2, 9], [900, 50], [4, 0])
+    r_pre, m_pre = accumulate.before_counts("error_rate", on_endpoints(pre, new.endpoints))
+    assert r_pre.tolist() == [0, 4, 0, 0, 0] and m_pre.tolist() == [0, 900, 0, 0, 0]
+    for same_window in (True, False):
+        llr, before = accumulate.window_llr("error_rate", new, stable, pre, same_window)
+        assert llr.shape == (5, sequential.G) and before.shape == (5, 2)
+        evidence = {}
+        accumulate.add_window(evidence, "error_rate", new.endpoints, llr, before)
+        e, _service = accumulate.log10_evidence(evidence, "error_rate", new.endpoints, r_pre, m_pre)
+        # Endpoint 2 fails against its own reference row; endpoint 5 fails on every call but has
+        # no reference row anywhere and is not compared with another endpoint's.
+        assert e[1] > 10 and e[2] == 0.0
+        compared_same = np.any(llr != 0, axis=1)
+        if same_window:
+            assert compared_same.tolist() == [True, True, False, False, False]
+        else:
+            assert not compared_same.any() and before[:, 1].tolist() == [0, 400, 0, 0, 0]
+    k, n, r, m = accumulate.span_tables("error_rate", [new, new], [stable, stable], pre, [True, False],
+                                        new.endpoints)
+    assert k.shape == (2, 5) and k[0].tolist() == [2, 200, 300, 1, 1]
+    assert r[0].tolist() == [20, 20, 0, 0, 0] and m[0].tolist() == [4000, 4000, 0, 0, 0]
+    assert r[1].tolist() == [0, 4, 0, 0, 0] and m[1].tolist() == [0, 900, 0, 0, 0]
 
 
 def _flood_events(seconds_before=900, seconds_after=1900, flood_after_s=1000, cap=20):

@@ -20,7 +20,9 @@ from detector.evaluate import replay_scenario, score
 
 SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "benign_surge", "infra_slowdown",
              "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded", "log_only_code",
-             "traffic_loss", "smoke_caught", "demo"]
+             "traffic_loss", "smoke_caught", "demo",
+             "rare_endpoint_broken", "quiet_service_failing", "busy_endpoint_small", "canary_endpoint_errors",
+             "shared_db_three_services", "fast_rollout_benign", "new_exception_everywhere"]
 
 
 @pytest.fixture(scope="module")

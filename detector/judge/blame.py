@@ -2,12 +2,14 @@
 
 A deviation that also shows in the stable version over the same windows, in
 other services at the same time, or in infrastructure metric samples
-(database latency, ...) is not the deploy's: the anomaly goes out without a
+(listed names, labels naming a shared dependency, or a metric deviating in
+several services at once) is not the deploy's: the anomaly goes out without a
 deploy id and the verdict cannot be a rollback for it.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
@@ -33,21 +35,26 @@ class Context:
     metric_name: np.ndarray
     infra_metric_ids: frozenset[int]
     new_versions: dict  # service -> versions under verification (not "established" traffic)
+    metric_labels: np.ndarray | None = None  # interned "k=v,k=v" labels per metric series, -1 none
+    min_requests: int = 30  # tests.min_requests
+    significance: float = 0.001  # tests.significance
 
 
-def _worse(rule: Rule, now: Population, before: Population) -> bool:
-    """The same signal, on a population the deploy did not change, moved the same way."""
-    if now.total_n < 30 or before.total_n < 30:
+def _worse(rule: Rule, now: Population, before: Population, min_requests: int, significance: float) -> bool:
+    """The same signal, on a population the deploy did not change, moved the same way
+    (each side with `tests.min_requests`, at p < `tests.significance`)."""
+    if now.total_n < min_requests or before.total_n < min_requests:
         return False
+    need = -math.log10(significance)
     if rule.signal == "error_rate":
         dev = stats.error_rate_two_sample(now.total_errors, now.total_n, before.total_errors, before.total_n)
-        return dev.effect >= max(rule.min_effect / 2, 0.5) and dev.score >= 3
+        return dev.effect >= max(rule.min_effect / 2, 0.5) and dev.score >= need
     if rule.signal == "latency":
         dev = latency_deviation(now.whole, before.whole, rule.quantile)
-        return dev.effect >= 1 + max(rule.min_effect - 1, 0.2) / 2 and dev.score >= 3
+        return dev.effect >= 1 + max(rule.min_effect - 1, 0.2) / 2 and dev.score >= need
     if rule.signal == "transactions":
         dev = stats.error_rate_two_sample(before.total_txn, before.total_n, now.total_txn, now.total_n)
-        return dev.score >= 3 and dev.observed > 0 and 1 - dev.expected / dev.observed >= rule.min_effect / 2
+        return dev.score >= need and dev.observed > 0 and 1 - dev.expected / dev.observed >= rule.min_effect / 2
     return False
 
 
@@ -63,7 +70,7 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
         return ()
     stable_now = ctx.population(ctx.span, service, exclude_versions=(new_version,))
     stable_before = ctx.population(ctx.before, service, exclude_versions=(new_version,))
-    if _worse(rule, stable_now, stable_before):
+    if _worse(rule, stable_now, stable_before, ctx.min_requests, ctx.significance):
         reasons.append(f"the stable version shows the same {rule.signal} change in the same windows")
     others = []
     for other in ctx.services:
@@ -73,7 +80,7 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
         # a version under its own verification may be failing on its own.
         skip = tuple(ctx.new_versions.get(other, ()))
         if _worse(rule, ctx.population(ctx.span, other, exclude_versions=skip),
-                  ctx.population(ctx.before, other, exclude_versions=skip)):
+                  ctx.population(ctx.before, other, exclude_versions=skip), ctx.min_requests, ctx.significance):
             others.append(ctx.lookup(other))
     if others:
         reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(sorted(others))}")
@@ -83,21 +90,46 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
     return tuple(reasons)
 
 
-def infra_anomalies(ctx: Context, min_z: float = 4.0) -> list[str]:
-    """Infrastructure metric series whose level in the span is far from before (robust z)."""
-    if not ctx.infra_metric_ids or not ctx.span or not ctx.before:
+SHARED_LABELS = ("db", "database", "cluster", "queue", "broker", "cache", "datastore", "shard")
+
+
+def _names_shared_dependency(labels: str) -> bool:
+    """Labels ("k=v,k=v") that name a shared dependency: db=..., cluster=..., queue=..."""
+    return any(kv.split("=", 1)[0].strip().lower() in SHARED_LABELS for kv in labels.split(",") if kv)
+
+
+def infra_anomalies(ctx: Context, min_z: float = 4.0, min_services: int = 2) -> list[str]:
+    """Infrastructure metric series whose level in the span is far from before (robust z).
+
+    A series counts when its name is listed (`verification.infra_metrics`), when
+    its labels name a shared dependency (db, cluster, queue, ...), or when the
+    same metric name deviates in at least `min_services` services at once:
+    real systems name their database latency anything, but a dependency shared
+    by several services shows in all of them.
+    """
+    if not ctx.span or not ctx.before or not len(ctx.metric_name):
         return []
-    wanted = np.flatnonzero(np.isin(ctx.metric_name, list(ctx.infra_metric_ids)))
-    out = []
-    for m in wanted.tolist():
+    deviating: list[tuple[int, float]] = []
+    for m in range(len(ctx.metric_name)):
         before = _window_means(ctx.before, m)
         now = _window_means(ctx.span, m)
         if len(before) < 5 or len(now) == 0:
             continue
         z = stats.robust_z(float(np.median(now)), before, direction="up").effect
         if z >= min_z:
-            service, name = ctx.lookup(int(ctx.metric_service[m])), ctx.lookup(int(ctx.metric_name[m]))
-            out.append(f"{name} of {service} at {z:.1f} robust z above its level before")
+            deviating.append((m, z))
+    by_name: dict[int, set[int]] = {}
+    for m, _z in deviating:
+        by_name.setdefault(int(ctx.metric_name[m]), set()).add(int(ctx.metric_service[m]))
+    out = []
+    for m, z in deviating:
+        name = int(ctx.metric_name[m])
+        labels = ctx.lookup(int(ctx.metric_labels[m])) if ctx.metric_labels is not None \
+            and int(ctx.metric_labels[m]) >= 0 else ""
+        if name in ctx.infra_metric_ids or _names_shared_dependency(labels) or len(by_name[name]) >= min_services:
+            service = ctx.lookup(int(ctx.metric_service[m]))
+            shown = f"{ctx.lookup(name)}{{{labels}}}" if labels else ctx.lookup(name)
+            out.append(f"{shown} of {service} at {z:.1f} robust z above its level before")
     return out
 
 

@@ -1,9 +1,11 @@
 """The judge: deploys in, anomalies and exactly one verdict per deploy out.
 
-At every closed window it evaluates the escalation rules for each open
-verification, comparing the new version with the stable version over the
-same windows when the stable version still serves enough traffic (canary,
-mid-rollout), else with the service before the deploy. A rule that holds
+At every closed window it adds the window to each open verification's
+accumulated evidence (`accumulate`, `sequential`: the new version against the
+stable version in the same window when the stable version serves enough
+traffic there, else against the service before the deploy) and evaluates the
+escalation rules (`rules`) on that evidence and on the effect over each
+rule's span. A rule that holds
 becomes a finding and an anomaly; findings that are shared with what the
 deploy did not change are blamed elsewhere. A rollback or page is decided as
 soon as its rule holds; tickets, confirmations and inconclusive verdicts at
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -22,7 +25,7 @@ from detector.columns import DeployEvent
 from detector.config import Pipeline, Rule
 from detector.interner import Interner
 from detector import stats
-from detector.judge import blame, rules
+from detector.judge import accumulate, blame, rules, sequential
 from detector.judge.evidence import (Population, SpanSums, Traffic, WindowSums, on_endpoints, population,
                                      window_sums)
 from detector.judge.rootcause import LogEvidence, hint
@@ -35,6 +38,15 @@ from detector.windows import WindowFacts
 
 ACTION_RANK = {"rollback": 3, "page": 2, "ticket": 1, "none": 0}
 SEVERITY = {"rollback": "critical", "page": "critical", "ticket": "warning", "none": "info"}
+
+
+@dataclass(frozen=True)
+class _TemplateSeen:
+    """What `_shared_template` reads of a template."""
+
+    template: str
+    kind: str
+    first_seen_ts: float
 
 
 class Judge:
@@ -55,6 +67,11 @@ class Judge:
         self._infra_ids = frozenset(interner.intern(n) for n in pipeline.verification.infra_metrics)
         self._critical = frozenset(pipeline.verification.critical_endpoints)
         self.smoke = SmokeEvidence(pipeline)  # check runs, handed over by the core in event-time order
+        tested = [r for r in pipeline.rules if r.signal in ("error_rate", "latency", "transactions")]
+        # The deploy's false-alarm budget, split evenly over the rules that compare requests.
+        self._alpha_rule = pipeline.verification.false_alarm_rate / max(1, len(tested))
+        keys = {accumulate.signal_key(r.signal, r.quantile): (r.signal, r.quantile) for r in tested}
+        self._signal_keys = [(k, *keys[k]) for k in sorted(keys)]
 
     # --- lifecycle ---
 
@@ -192,8 +209,20 @@ class Judge:
             v.pre = self._pop(before, v.service, exclude_versions=(v.version,), endpoints=endpoints)
         # The service may have reached endpoints since (a new route, a flood folded into `other`).
         pre_all = on_endpoints(v.pre, endpoints)
+        if v.first_error_window is None and here["new"].total_errors:
+            # The first window where the new version's errors stood out (for the root cause:
+            # errors from the first requests on point at configuration).
+            before_rate = pre_all.total_errors / pre_all.total_n if pre_all.total_n else 0.0
+            if here["new"].total_errors / new_here >= before_rate + self.p.verification.detectable_error_points / 100:
+                v.first_error_window = w.start
         spans = self._span_sums(v)
         spans.begin(v.slices, endpoints)
+        same_here = self._same_window(here)
+        for key, signal, q in self._signal_keys:
+            llr, before_counts = accumulate.window_llr(signal, here["new"], here["stable"], pre_all, same_here, q,
+                                                       self.p.tests.latency_quantiles)
+            accumulate.add_window(v.evidence, key, here["new"].endpoints, llr, before_counts,
+                                  self.p.verification.window_evidence_cap)
 
         for rule in self.p.rules:
             if rule.signal not in ("error_rate", "latency", "transactions", "volume"):
@@ -219,23 +248,35 @@ class Judge:
                     v.findings[(rule.name, -1)] = f
                     out.append(anomaly)
                 continue
+            same = [self._same_window(v.slices[s]) for s in starts]
+            in_same = sum(v.slices[s]["new"].total_n for s, u in zip(starts, same) if u)
+            # "stable" only when every window of the span compared with the stable version:
+            # where any compared with the past, a shared cause (a slow database) is not
+            # cancelled out, and blame must look for it.
+            ref_name = "stable" if in_same >= new.total_n else "before"
             stable = spans.total("stable", starts)
-            if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
-                stable = spans.matched(starts)
-            if stable.total_n >= max(self.p.tests.min_requests, 0.05 * new.total_n):
-                ref, ref_name = stable, "stable"
-            else:
-                ref, ref_name = pre_all, "before"
-            k = len(starts)
-            parts = [spans.total("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] if k >= 3 else []
-            shares = ref if ref.total_n else new
+            shares = stable if ref_name == "stable" and stable.total_n else pre_all if pre_all.total_n else new
 
             def share_of(ep: int, _p: Traffic = shares) -> float:
                 row = _p.row(ep)
                 return float(_p.n[row] / _p.total_n) if row >= 0 and _p.total_n else 0.0
 
             found = {ep for name, ep in v.findings if name == rule.name}
-            for c in rules.evaluate(rule, new, ref, self.p.tests, parts, share_of, skip=found):
+            ev_rows, ev_service = accumulate.log10_evidence(
+                v.evidence, accumulate.signal_key(rule.signal, rule.quantile), endpoints,
+                *accumulate.before_counts(rule.signal, pre_all, rule.quantile))
+            inp = rules.Inputs(endpoints, ev_rows, ev_service, self._alpha_rule, share_of=share_of, skip=found)
+            if rule.signal == "latency":
+                k = len(starts)
+                inp.new, inp.ref = new, (stable if ref_name == "stable" else pre_all)
+                inp.parts = [spans.total("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] \
+                    if k >= 3 else []
+            else:
+                inp.tables = accumulate.span_tables(
+                    "error_rate" if rule.signal == "error_rate" else "completions",
+                    [v.slices[s]["new"] for s in starts], [v.slices[s]["stable"] for s in starts], pre_all, same,
+                    endpoints)
+            for c in rules.evaluate(rule, inp):
                 key = (rule.name, c.endpoint)
                 if key in v.findings:
                     continue
@@ -244,13 +285,17 @@ class Judge:
                     span=span, before=before, population=self._pop,
                     services=self._active_services(span), lookup=self.interner.lookup,
                     metric_service=self.metrics.arrays()[0], metric_name=self.metrics.arrays()[1],
+                    metric_labels=self.metrics.arrays()[2],
                     infra_metric_ids=self._infra_ids,
-                    new_versions={o.service: (o.version,) for o in self.verifications.values() if o.open})
+                    new_versions={o.service: (o.version,) for o in self.verifications.values() if o.open},
+                    min_requests=self.p.tests.min_requests, significance=self.p.tests.significance)
                 shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx)
                 action = rule.action
-                ep_name = self.interner.lookup(c.endpoint) if c.endpoint >= 0 else None
-                if ep_name in self._critical and rule.critical_action:
+                if c.endpoint >= 0 and rule.critical_action and self._is_critical(c.endpoint, pre_all, new):
                     action = rule.critical_action
+                if v.deploy.strategy == "canary" and action == "page":
+                    # A canary is cheap to undo: a regression it shows is rolled back, not paged.
+                    action = self.p.verification.canary_action
                 f = Finding(rule=rule.name, signal=rule.signal, action=action, endpoint=c.endpoint,
                             observed=c.observed, expected=c.expected, effect=c.effect, score=c.score, n=c.n,
                             share=c.share, window_start=starts[0], window_end=w.end, reference=ref_name,
@@ -268,6 +313,25 @@ class Judge:
             if top.action in ("rollback", "page"):
                 out.extend(self._decide(v, w.end, top.action))
         return out
+
+    def _same_window(self, here: dict[str, Population]) -> bool:
+        """Whether the stable version served enough traffic in a window to be compared with there
+        (decided from request counts only, never from outcomes)."""
+        stable, new = here["stable"].total_n, here["new"].total_n
+        return stable > 0 and stable >= self.p.verification.stable_min_share * new
+
+    def _is_critical(self, endpoint: int, *populations: Traffic) -> bool:
+        """Listed in `verification.critical_endpoints`, or (by default) an endpoint that
+        completes business transactions."""
+        if self.interner.lookup(endpoint) in self._critical:
+            return True
+        if not self.p.verification.transaction_endpoints_critical:
+            return False
+        for p in populations:
+            row = p.row(endpoint)
+            if row >= 0 and p.txn[row] > 0:
+                return True
+        return False
 
     def _log_findings(self, v: Verification, w: WindowFacts) -> list[Record]:
         """Template novelty and error shifts of this window: evidence, anomalies, log rules."""
@@ -369,10 +433,40 @@ class Judge:
                 finding = Finding(rule=rule.name, signal=signal, action=rule.action, endpoint=-1,
                                   observed=float(lines), expected=f.expected, effect=float(lines), score=f.score,
                                   n=lines, share=1.0, window_start=f.window_start, window_end=w.end,
-                                  reference="before", dry_run=rule.dry_run,
+                                  reference="before", dry_run=rule.dry_run, shared=self._shared_template(v, f),
                                   detail={"template": f.template, "kind": f.kind})
                 finding.anomaly_id = v.log_anomaly_ids[(signal, tid)]
                 v.findings[key] = finding
+
+    def _shared_template(self, v: Verification, f) -> tuple[str, ...]:
+        """Other services of this partition that began logging a template like this one
+        (a refused connection, an exhausted pool, ...) within
+        `verification.shared_window_s` of it: a shared dependency, not the deploy.
+        Texts differ between services (pool and host names), so the kind and the time
+        say it for dependency failures, most of the words for the rest."""
+        if self.logs is None:
+            return ()
+        near = self.p.verification.shared_window_s
+        words = set(f.template.split())
+
+        def alike(text: str) -> bool:
+            # Dependency failures (connections, data) look alike whatever their words;
+            # other kinds need most of their words in common.
+            if f.kind in ("connection", "data"):
+                return True
+            other = set(text.split())
+            return len(words & other) >= 0.6 * max(1, len(words | other))
+
+        others = sorted({t.service for t in self.logs.templates()
+                         if t.service != v.deploy.service and t.kind == f.kind and not t.overflow
+                         and abs(t.first_seen_ts - f.first_seen_ts) <= near
+                         and t.first_seen_ts >= v.started - near
+                         and any(n for lvl, n in t.counts_by_level.items() if lvl != "info")
+                         and alike(t.text)})
+        if not others:
+            return ()
+        return (f"other services began logging a new {f.kind} template like it at the same time: "
+                f"{', '.join(others)}",)
 
     def _log_evidence(self, v: Verification) -> list[LogEvidence]:
         best: dict[str, LogEvidence] = {}
@@ -382,6 +476,22 @@ class Judge:
             best[f.template_id] = LogEvidence(template=f.template, kind=f.kind, count=f.count_since_deploy,
                                               first_seen_after_s=f.first_seen_after_deploy_s,
                                               shared=not f.attributed)
+        # Evidence needs no threshold (rules keep theirs): a template never seen before the
+        # deploy, logged at WARN or above by the deploy's own version and by no other, counts
+        # from its first line, before the log findings would report it.
+        if self.logs is not None:
+            grace = self.p.windows.width_s
+            for tid, (lines, _first, _last) in v.log_lines.items():
+                if tid in best:
+                    continue
+                t = self.logs.template_by_id(tid)
+                if t is None or t.overflow or t.first_seen_ts < v.started - grace \
+                        or set(t.versions) - {v.deploy.version}:
+                    continue
+                shared = self._shared_template(v, _TemplateSeen(t.text, t.kind, t.first_seen_ts))
+                best[tid] = LogEvidence(template=t.text, kind=t.kind, count=int(lines),
+                                        first_seen_after_s=t.first_seen_ts - v.started, shared=bool(shared),
+                                        reported=False)
         return sorted(best.values(), key=lambda e: (-e.count, e.template))
 
     def _active_services(self, span: Sequence[WindowFacts]) -> list[int]:
@@ -415,15 +525,16 @@ class Judge:
             else "all endpoints"
         ref = "the stable version in the same windows" if f.reference == "stable" else "the service before the deploy"
         p = 10 ** -f.score
+        ev = f"evidence 10^{f.score:.1f}"
         need = f"rule '{f.rule}' needs"
         if f.signal == "error_rate":
             what = (f"error rate {f.observed:.2%} vs {f.expected:.2%} for {ref} on {scope} "
-                    f"(+{f.effect:.1f} points, p={p:.1g}, {f.n} requests)")
+                    f"(+{f.effect:.1f} points, {ev}, {f.n} requests)")
             need += f" +{rule.min_effect:g} points"
         elif f.signal == "latency":
             q = f.detail.get("quantile", rule.quantile)
             what = (f"p{q * 100:g} latency {f.observed:.0f} ms vs {f.expected:.0f} ms for {ref} on {scope} "
-                    f"({f.effect:.2f}x, p={p:.1g}, {f.n} requests)")
+                    f"({f.effect:.2f}x, {ev}, {f.n} requests)")
             need += f" {rule.min_effect:g}x"
         elif f.signal in ("log_novelty", "log_errors"):
             label = "new log template" if f.signal == "log_novelty" else "log template rising"
@@ -441,11 +552,12 @@ class Judge:
             need += f" a drop of {rule.min_effect:.0%}"
         else:
             what = (f"completed transactions {f.observed:.2%} of requests vs {f.expected:.2%} for {ref} on {scope} "
-                    f"(-{f.effect:.0%}, p={p:.1g})")
+                    f"(-{f.effect:.0%}, {ev})")
             need += f" a drop of {rule.min_effect:.0%}"
         if rule.min_level:
             need += f" above {rule.min_level:g}"
-        return f"{what} over {rule.duration_s:g} s; {need} at p<{10 ** -rule.min_score:.0g} -> {f.action}"
+        budget = f"the deploy's false-alarm budget ({self.p.verification.false_alarm_rate:g})"
+        return f"{what} over {rule.duration_s:g} s; {need} within {budget} -> {f.action}"
 
     def _decide(self, v: Verification, now: float, decision: str) -> list[Record]:
         acted = sorted(v.acted(), key=lambda f: (-ACTION_RANK[f.action], f.window_end))
@@ -455,7 +567,8 @@ class Judge:
         first_err = None
         errs = [f for f in acted if f.signal == "error_rate"]
         if errs and v.first_new_window is not None:
-            first_err = max(0.0, min(f.window_start for f in errs) - v.first_new_window)
+            first = v.first_error_window if v.first_error_window is not None else min(f.window_start for f in errs)
+            first_err = max(0.0, first - v.first_new_window)
         h = self.smoke.refine(hint(acted, blamed, logs, endpoints_with_traffic, first_err, v.deploy.change_kind),
                               acted)
         reasons = [self._reason(f) for f in acted[:5]]
@@ -472,13 +585,18 @@ class Judge:
             return self._decide(v, now, top.action)
         blamed = [f for f in v.findings.values() if f.blamed_elsewhere]
         ver = self.p.verification
-        if v.new_requests < ver.inconclusive_min_requests:
-            reasons = [f"only {v.new_requests} requests reached version {v.deploy.version} in "
-                       f"{now - v.started:.0f} s; at least {ver.inconclusive_min_requests} are needed to tell a "
-                       f"{ver.detectable_error_points:g}-point error-rate regression from noise"]
+        power = self._power(v)
+        if v.new_requests < ver.inconclusive_min_requests or power > ver.detectable_error_points:
+            if power >= 99.99 - self._reference_rate(v) * 100:
+                seen = "no regression of the error rate would have been seen at all"
+            else:
+                seen = f"only an error-rate regression of +{power:.1f} points or more would have been seen"
+            reasons = [f"with {v.new_requests} requests to version {v.deploy.version} in {now - v.started:.0f} s "
+                       f"{seen}; a +{ver.detectable_error_points:g}-point regression cannot be excluded"]
             return [self._verdict(v, now, "inconclusive", reasons, "unknown", ())]
         reasons = [f"no rule held for version {v.deploy.version} over {now - v.started:.0f} s "
-                   f"({v.new_requests} requests)"]
+                   f"({v.new_requests} requests); an error-rate regression of +{power:.1f} points or more "
+                   f"would have been seen"]
         if rolled_back:
             reasons.append("the deploy was rolled back before the verification period ended")
         if blamed:
@@ -486,6 +604,21 @@ class Judge:
             h = hint([], blamed, self._log_evidence(v), 0, None, None)
             return [self._verdict(v, now, "confirmed", reasons, h.category, h.evidence)]
         return [self._verdict(v, now, "confirmed", reasons, "unknown", ())]
+
+    def _reference_rate(self, v: Verification) -> float:
+        pre = v.pre
+        if pre is not None and pre.total_n:
+            return pre.total_errors / pre.total_n
+        return 0.0
+
+    def _power(self, v: Verification) -> float:
+        """The smallest service-wide error-rate rise (points) the new version's requests
+        would have shown at the service-wide evidence threshold (inconclusive above
+        `verification.detectable_error_points`)."""
+        need = math.log10(1 / self._alpha_rule)
+        pre = v.pre
+        r, m = (pre.total_errors, pre.total_n) if pre is not None else (0, 0)
+        return 100.0 * sequential.detectable_rise(v.new_requests, r, m, need)
 
     def _verdict(self, v: Verification, now: float, decision: str, reasons: Sequence[str], category: str,
                  evidence: Sequence[str]) -> Verdict:

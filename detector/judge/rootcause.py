@@ -26,6 +26,10 @@ class LogEvidence:
     count: int
     first_seen_after_s: float
     shared: bool  # also in other versions or services
+    # False for a template counted from its first lines, before the log findings would
+    # report it: it names a code fault, but does not overrule errors that began
+    # everywhere at once (a generic error line is new to a service that had no errors).
+    reported: bool = True
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,7 @@ def hint(
     service_wide = any(f.endpoint < 0 for f in error_findings)
     everywhere = service_wide and (not endpoints_hit or len(endpoints_hit) >= max(1, int(0.8 * endpoints_with_traffic)))
     early = first_error_after_s is not None and first_error_after_s <= 60
-    if config_logs or (everywhere and early and not code_logs):
+    if config_logs or (everywhere and early and not [e for e in code_logs if e.reported]):
         if early and error_findings:
             evidence.append(f"errors began within {first_error_after_s:.0f} s of the new version's first requests")
         if everywhere:

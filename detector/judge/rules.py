@@ -1,22 +1,43 @@
 """Escalation rules: does a rule's condition hold for the new version now?
 
 A rule names a signal, a scope (service-wide or per endpoint), an effect size
-*and* a significance that must both be met, and a duration: the condition is
-judged on the last `duration_s` of traffic and must also show (at half the
-effect) in each third of that span, so a blip during pod restarts that is
-shorter than the rule's duration does not fire it.
+and a duration. It holds when
+
+- the evidence accumulated since the verification started (`accumulate`,
+  always valid however often it is looked at) passes the rule's share of
+  the deploy's false-alarm budget: service-wide, log10 e >= log10(1/alpha);
+  per endpoint, the e-Benjamini-Hochberg procedure at alpha over the
+  endpoints the rule covers (and at least the rule's `min_score`, a floor);
+- the effect over the rule's last `duration_s` (Mantel-Haenszel weighted,
+  window by window, against the stable version where it served traffic and
+  the service before the deploy elsewhere) reaches `min_effect`, above
+  `min_level`;
+- the effect persists: error and transaction rules split the span into six
+  blocks; the median block (of those with data) must show `min_effect`
+  itself and two thirds of them at least half of it. Latency rules need
+  each third of the span with data to show half of it. A blip shorter than
+  half the rule's duration (pod restarts) holds nothing however strong it
+  was.
+
+No minimum request count: the evidence says when there is enough.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Callable, Collection, Sequence
 
 import numpy as np
 
 from detector import sketch, stats
-from detector.config import Rule, Tests
-from detector.judge.evidence import Traffic, on_endpoints
+from detector.config import Rule
+from detector.judge import sequential
+from detector.judge.accumulate import mantel_haenszel
+from detector.judge.evidence import Traffic
+
+PART_MIN_REQUESTS = 10  # a block of a span with fewer requests says nothing about persistence
+PERSISTENCE_BLOCKS = 6
 
 
 @dataclass
@@ -25,131 +46,116 @@ class Candidate:
     observed: float
     expected: float
     effect: float
-    score: float
+    score: float  # log10 of the accumulated evidence
     n: int
     share: float
-    detail: dict
+    detail: dict = field(default_factory=dict)
 
 
-def _error_rate(new_k, new_n, ref_k, ref_n) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Observed rate, expected rate, effect in points, score; vectorised."""
-    dev = stats.error_rate_two_sample_array(new_k, new_n, ref_k, ref_n, min_requests=1)
-    return dev.observed, dev.expected, dev.effect, dev.score
+@dataclass
+class Inputs:
+    """What one rule reads at one window, prepared by the judge."""
+
+    endpoints: np.ndarray  # rows
+    evidence: np.ndarray  # log10 e per row
+    service_evidence: float
+    alpha: float  # this rule's share of the deploy's false-alarm budget
+    tables: tuple[np.ndarray, ...] = ()  # rates: k, n, r, m per window of the span [W, rows]
+    new: Traffic | None = None  # latency: the span's sketches
+    ref: Traffic | None = None
+    parts: Sequence[Traffic] = ()  # latency: the span's thirds
+    share_of: Callable[[int], float] | None = None
+    skip: Collection[int] = ()
 
 
-def _txn_drop(new_k, new_n, ref_k, ref_n):
-    """Completed transactions per request, tested for a drop; effect = relative drop."""
-    dev = stats.error_rate_two_sample_array(ref_k, ref_n, new_k, new_n, min_requests=1)
-    ref_rate = np.asarray(dev.observed, dtype=float)
-    new_rate = np.asarray(dev.expected, dtype=float)
+def _passes(rule: Rule, log10_e: float, need: float) -> bool:
+    return log10_e >= max(need, rule.min_score)
+
+
+def _eligible(rule: Rule, inp: Inputs, has_data: np.ndarray) -> list[tuple[int, int, float]]:
+    out = []
+    for i in np.flatnonzero(has_data).tolist():
+        ep = int(inp.endpoints[i])
+        share = inp.share_of(ep) if inp.share_of else 1.0
+        if rule.min_traffic_share <= share <= rule.max_traffic_share:
+            out.append((i, ep, share))
+    return out
+
+
+def _rate_effect(signal: str, k, n, r, m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """observed, expected, effect per row (points of errors; relative drop of completions)."""
+    observed, diff, ratio = mantel_haenszel(k, n, r, m)
+    if signal == "error_rate":
+        return observed, observed - diff, diff * 100.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        drop = np.where(ref_rate > 0, 1.0 - new_rate / ref_rate, 0.0)
-    return new_rate, ref_rate, drop, dev.score
+        return observed, observed / ratio, 1.0 - ratio
 
 
-def evaluate(
-    rule: Rule,
-    new: Traffic,
-    ref: Traffic,
-    tests: Tests,
-    parts: Sequence[Traffic] = (),
-    share_of: Callable[[int], float] | None = None,
-    skip: Collection[int] = (),
-) -> list[Candidate]:
+def _blocks(w: int, k: int) -> list[slice]:
+    """`w` windows in `k` consecutive blocks (fewer when there are fewer windows)."""
+    k = min(k, w)
+    return [slice(j * w // k, (j + 1) * w // k) for j in range(k)] if k else []
+
+
+def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
+    k, n, r, m = inp.tables
+    if rule.scope == "service":
+        if -1 in inp.skip or not len(k):
+            return []
+        k, n, r, m = (a.reshape(len(a), -1) for a in (k, n, r, m))
+        rows = [(-1, -1, 1.0)]
+        flat = True
+        passing = {-1} if _passes(rule, inp.service_evidence, math.log10(1 / inp.alpha)) else set()
+    else:
+        if not len(k):
+            return []
+        rows = _eligible(rule, inp, n.sum(axis=0) > 0)
+        flat = False
+        e = np.array([inp.evidence[i] for i, _, _ in rows])
+        ok = sequential.e_bh(e, inp.alpha) if len(rows) else np.zeros(0, bool)
+        passing = {rows[j][1] for j in np.flatnonzero(ok).tolist() if e[j] >= rule.min_score}
+    out = []
+    for i, ep, share in rows:
+        if ep in inp.skip or ep not in passing:
+            continue
+        cols = (slice(None),) if flat else (slice(None), slice(i, i + 1))
+        kk, nn, rr, mm = (a[cols].reshape(len(a), -1) for a in (k, n, r, m))
+        # Strata: the span's windows (service-wide: every window of every endpoint).
+        o, x, f = _rate_effect(signal, *(a.ravel()[:, None] for a in (kk, nn, rr, mm)))
+        obs, exp, eff = float(o[0]), float(x[0]), float(f[0])
+        if not (eff >= rule.min_effect and obs >= rule.min_level):
+            continue
+        # Persistence: the median block of the span shows the effect and two thirds of
+        # the blocks at least half of it. A blip covering up to half the span leaves
+        # the lower blocks without it, and noise in quiet blocks cannot carry it (the
+        # median block alone needs the full effect).
+        effects = []
+        for part in _blocks(len(kk), PERSISTENCE_BLOCKS):
+            pk, pn, pr, pm = (a[part].ravel()[:, None] for a in (kk, nn, rr, mm))
+            if pn.sum() >= PART_MIN_REQUESTS:
+                effects.append(float(_rate_effect(signal, pk, pn, pr, pm)[2][0]))
+        if len(effects) >= 3:
+            e = np.nan_to_num(np.array(effects), nan=-np.inf)
+            if not (np.median(e) >= rule.min_effect and np.quantile(e, 1 / 3) >= rule.min_effect / 2):
+                continue
+        score = inp.service_evidence if ep == -1 else float(inp.evidence[i])
+        out.append(Candidate(ep, obs, exp, eff, score, int(nn.sum()), share))
+    return out
+
+
+def evaluate(rule: Rule, inp: Inputs) -> list[Candidate]:
     """Candidates for which the rule's condition holds (empty when it does not).
 
-    Endpoints in `skip` (-1: service-wide) are not tested: the caller already
-    holds a finding of this rule for them. `ref` and `parts` are compared row
-    by row with `new` on `new`'s endpoint table, whatever tables they came with.
+    Endpoints in `inp.skip` (-1: service-wide) are not tested: the caller already
+    holds a finding of this rule for them.
     """
-    ref = on_endpoints(ref, new.endpoints)
-    parts = [on_endpoints(p, new.endpoints) for p in parts]
     if rule.signal == "error_rate":
-        return _rate_rule(rule, new, ref, tests, parts, share_of, skip, lambda p: (p.errors, p.n),
-                          lambda p: (p.total_errors, p.total_n), _error_rate, _error_rate_effect)
+        return _rate_rule(rule, "error_rate", inp)
     if rule.signal == "transactions":
-        return _rate_rule(rule, new, ref, tests, parts, share_of, skip, lambda p: (p.txn, p.n),
-                          lambda p: (p.total_txn, p.total_n), _txn_drop, _txn_drop_effect, only_rows_with_ref=True)
+        return _rate_rule(rule, "completions", inp)
     if rule.signal == "latency":
-        return _latency_rule(rule, new, ref, tests, parts, share_of, skip)
+        return _latency_rule(rule, inp)
     return []
-
-
-# The exact tests cost a fixed ~0.3 ms per call (tail sums in Python-driven
-# blocks), which most rows, far from any threshold, do not need: a rule holds
-# only where the effect and the observed level reach the rule's minimums, and
-# both are plain ratios of the counts. The screens below compute them with the
-# tests' own formulas (stats.error_rate_two_sample_array, the quantile ratio of
-# stats.latency_shift_grouped) and keep a row unless it is clearly below; the
-# test then decides on the rows kept, with the values it always reported.
-_SCREEN_SLACK = 1e-9
-
-
-def _error_rate_effect(k, n, rk, rn) -> tuple[np.ndarray, np.ndarray]:
-    """Observed rate and effect in points, as `_error_rate` reports them."""
-    k, n, rk, rn = (np.asarray(x, dtype=np.float64) for x in (k, n, rk, rn))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        r1, r2 = k / n, rk / rn
-    return r1, (r1 - r2) * 100.0
-
-
-def _txn_drop_effect(k, n, rk, rn) -> tuple[np.ndarray, np.ndarray]:
-    """Observed completion rate and relative drop, as `_txn_drop` reports them."""
-    k, n, rk, rn = (np.asarray(x, dtype=np.float64) for x in (k, n, rk, rn))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        ref_rate, new_rate = rk / rn, k / n
-        drop = np.where(ref_rate > 0, 1.0 - new_rate / ref_rate, 0.0)
-    return new_rate, drop
-
-
-def _may_hold(rule: Rule, observed: np.ndarray, effect: np.ndarray) -> np.ndarray:
-    """False only where the effect or the level is clearly below the rule's minimum (NaN is kept)."""
-    def below(x: np.ndarray, floor: float) -> np.ndarray:
-        return np.asarray(x) < floor - _SCREEN_SLACK * max(1.0, abs(floor))
-
-    return ~(below(effect, rule.min_effect) | below(observed, rule.min_level))
-
-
-def _rate_rule(rule, new, ref, tests, parts, share_of, skip, rows, totals, test, effect, only_rows_with_ref=False):
-    out: list[Candidate] = []
-    if rule.scope == "service":
-        if -1 in skip:
-            return out
-        k, n = totals(new)
-        rk, rn = totals(ref)
-        if n < tests.min_requests or rn < tests.min_requests or (only_rows_with_ref and rk == 0):
-            return out
-        if not _may_hold(rule, *effect([k], [n], [rk], [rn]))[0]:
-            return out
-        obs, exp, eff, score = (float(np.asarray(x).ravel()[0]) for x in test([k], [n], [rk], [rn]))
-        if _holds(rule, obs, eff, score) and _persistent(rule, parts, ref, totals, test, None):
-            out.append(Candidate(-1, obs, exp, eff, score, int(n), 1.0, {}))
-        return out
-    k, n = rows(new)
-    rk, rn = rows(ref)
-    ok = (n >= tests.min_requests) & (rn >= tests.min_requests)
-    if only_rows_with_ref:
-        ok &= rk > 0
-    if not ok.any():
-        return out
-    chosen: list[tuple[int, int, float]] = []  # (row, endpoint, traffic share)
-    for i in np.flatnonzero(ok & _may_hold(rule, *effect(k, n, rk, rn))).tolist():
-        ep = int(new.endpoints[i])
-        if ep in skip:
-            continue
-        share = share_of(ep) if share_of else 1.0
-        if rule.min_traffic_share <= share <= rule.max_traffic_share:
-            chosen.append((i, ep, share))
-    if not chosen:
-        return out
-    sel = np.array([i for i, _, _ in chosen])
-    obs, exp, eff, score = test(k[sel], n[sel], rk[sel], rn[sel])
-    for j, (i, ep, share) in enumerate(chosen):
-        if _holds(rule, float(obs[j]), float(eff[j]), float(score[j])) and _persistent(
-                rule, parts, ref, rows, test, i):
-            out.append(Candidate(ep, float(obs[j]), float(exp[j]), float(eff[j]), float(score[j]),
-                                 int(n[i]), share, {}))
-    return out
 
 
 def latency_deviation(new, ref, quantile: float) -> stats.Deviation:
@@ -157,76 +163,49 @@ def latency_deviation(new, ref, quantile: float) -> stats.Deviation:
     return stats.latency_shift(new, ref, (quantile,), min_requests=1).by_quantile[0]
 
 
-def _latency_deviations(new: Sequence, ref: Sequence, quantile: float) -> stats.DeviationArray:
-    """`latency_deviation` of each (new[i], ref[i]) sketch pair, in one test call."""
-    return stats.latency_shift_grouped(sketch.stack(list(new)), sketch.stack(list(ref)), (quantile,),
-                                       min_requests=1).by_quantile[0]
-
-
-def _holds(rule: Rule, observed: float, effect: float, score: float) -> bool:
-    return effect >= rule.min_effect and score >= rule.min_score and observed >= rule.min_level
-
-
-def _persistent(rule, parts, ref, pick, test, row) -> bool:
-    """Each part of the span shows at least half the effect, where it has data to say so."""
-    rk, rn = pick(ref)
-    if row is not None:
-        rk, rn = rk[row], rn[row]
-    tested = []
-    for p in parts:
-        k, n = pick(p)
-        if row is not None:
-            k, n = k[row], n[row]
-        if n >= 10:
-            tested.append((k, n))
-    if not tested:
-        return True
-    _obs, _exp, eff, _score = test([k for k, _ in tested], [n for _, n in tested], [rk] * len(tested),
-                                   [rn] * len(tested))
-    return not np.any(np.asarray(eff) < rule.min_effect / 2)
+def _quantile_ratio(new: Sequence[sketch.Sketch], ref: Sequence[sketch.Sketch], q: float) -> tuple[
+        np.ndarray, np.ndarray]:
+    q_new = sketch.quantiles_grouped(sketch.stack(list(new)), q)[:, 0]
+    q_ref = sketch.quantiles_grouped(sketch.stack(list(ref)), q)[:, 0]
+    return q_new, q_ref
 
 
 def _requests(p: Traffic, row: int) -> int:
     return p.total_n if row < 0 else int(p.n[row])
 
 
-def _latency_rule(rule, new, ref, tests, parts, share_of, skip) -> list[Candidate]:
-    chosen: list[tuple[int, int, float, int]] = []  # (row, endpoint, traffic share, requests)
-    for row in [-1] if rule.scope == "service" else range(len(new.endpoints)):
-        n = _requests(new, row)
-        if n < tests.min_requests or _requests(ref, row) < tests.min_requests:
-            continue
-        ep = -1 if row < 0 else int(new.endpoints[row])
-        if ep in skip:
-            continue
-        share = 1.0 if row < 0 else (share_of(ep) if share_of else 1.0)
-        if rule.min_traffic_share <= share <= rule.max_traffic_share:
-            chosen.append((row, ep, share, n))
+def _latency_rule(rule: Rule, inp: Inputs) -> list[Candidate]:
+    new, ref = inp.new, inp.ref
+    if new is None or ref is None:
+        return []
+    if rule.scope == "service":
+        if -1 in inp.skip or not _passes(rule, inp.service_evidence, math.log10(1 / inp.alpha)):
+            return []
+        chosen = [(-1, -1, 1.0, inp.service_evidence)]
+    else:
+        has = np.array([_requests(new, i) > 0 and _requests(ref, i) > 0 for i in range(len(new.endpoints))], bool)
+        rows = _eligible(rule, inp, has)
+        e = np.array([inp.evidence[i] for i, _, _ in rows])
+        ok = sequential.e_bh(e, inp.alpha) if len(rows) else np.zeros(0, bool)
+        chosen = [(rows[j][0], rows[j][1], rows[j][2], float(e[j])) for j in np.flatnonzero(ok).tolist()
+                  if rows[j][1] not in inp.skip and e[j] >= rule.min_score]
     if not chosen:
         return []
     new_sk = [new.sketch_of(row) for row, _, _, _ in chosen]
     ref_sk = [ref.sketch_of(row) for row, _, _, _ in chosen]
-    q_new = sketch.quantiles_grouped(sketch.stack(new_sk), rule.quantile)[:, 0]
-    q_ref = sketch.quantiles_grouped(sketch.stack(ref_sk), rule.quantile)[:, 0]
+    q_new, q_ref = _quantile_ratio(new_sk, ref_sk, rule.quantile)
     ratio = np.maximum(q_new, sketch.MIN_VALUE_MS) / np.maximum(q_ref, sketch.MIN_VALUE_MS)
-    screened = np.flatnonzero(_may_hold(rule, q_new, ratio)).tolist()
-    if not screened:
-        return []
-    devs = _latency_deviations([new_sk[i] for i in screened], [ref_sk[i] for i in screened], rule.quantile)
-    holding = [(i, devs[j]) for j, i in enumerate(screened)
-               if _holds(rule, devs[j].observed, devs[j].effect, devs[j].score)]
-    # Persistence: each third of the span with data shows at least half the slowdown
-    # (one test for every third of every row that holds).
-    checks = [(h, p.sketch_of(chosen[i][0]), ref_sk[i]) for h, (i, _) in enumerate(holding) for p in parts
-              if _requests(p, chosen[i][0]) >= 10]
-    weak: set[int] = set()
-    if checks:
-        effect = _latency_deviations([c[1] for c in checks], [c[2] for c in checks], rule.quantile).effect
-        weak = {checks[m][0] for m in np.flatnonzero(effect < 1 + (rule.min_effect - 1) / 2).tolist()}
     out: list[Candidate] = []
-    for h, (i, dev) in enumerate(holding):
-        if h not in weak:
-            _row, ep, share, n = chosen[i]
-            out.append(Candidate(ep, float(dev.observed), float(dev.expected), float(dev.effect),
-                                 float(dev.score), n, share, {"quantile": rule.quantile}))
+    for j, (row, ep, share, score) in enumerate(chosen):
+        if not (ratio[j] >= rule.min_effect and q_new[j] >= rule.min_level):
+            continue
+        # Persistence: each third of the span with data shows at least half the slowdown.
+        parts = [p.sketch_of(row) for p in inp.parts if _requests(p, row) >= PART_MIN_REQUESTS]
+        if parts:
+            pq, rq = _quantile_ratio(parts, [ref_sk[j]] * len(parts), rule.quantile)
+            p_ratio = np.maximum(pq, sketch.MIN_VALUE_MS) / np.maximum(rq, sketch.MIN_VALUE_MS)
+            if np.any(p_ratio < 1 + (rule.min_effect - 1) / 2):
+                continue
+        out.append(Candidate(ep, float(q_new[j]), float(q_ref[j]), float(ratio[j]), score,
+                             _requests(new, row), share, {"quantile": rule.quantile}))
     return out

@@ -57,7 +57,11 @@ class Verification:
     log_reported: dict = field(default_factory=dict)  # (signal, template id) -> first finding, sent as anomaly
     log_anomaly_ids: dict = field(default_factory=dict)  # (signal, template id) -> anomaly id
     log_lines: dict = field(default_factory=dict)  # template id -> [lines, first window start, last window end]
+    # Accumulated evidence since the start: signal key -> endpoint id -> log likelihood
+    # ratio of every alternative of the mixture grid (see judge.accumulate).
+    evidence: dict = field(default_factory=dict)
     first_new_window: float | None = None
+    first_error_window: float | None = None  # first window where the new version's errors stood out
     new_requests: int = 0
     verdict: Verdict | None = None
 
