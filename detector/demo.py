@@ -16,7 +16,6 @@ import dataclasses
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -25,6 +24,8 @@ from aiokafka import AIOKafkaConsumer
 from detector.config import load_pipeline
 from detector.embedded import EmbeddedBroker
 from detector.evaluate import score, table
+from detector.report.build import run_report
+from detector.report.text import console_lines, markdown
 from detector.runtime.app import Sidecar
 from detector.runtime.logsetup import configure
 from detector.simulate.main import resolve_scenario
@@ -38,25 +39,11 @@ COLOUR = {"rollback": RED, "page": RED, "ticket": YELLOW, "confirmed": GREEN, "i
           "superseded": DIM}
 
 
-def _t(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S")
-
-
 def show(rec: dict, tty: bool) -> None:
-    c = (lambda code, s: f"{code}{s}{RESET}") if tty else (lambda code, s: s)
-    if rec["type"] == "verdict":
-        d = rec["decision"]
-        print(c(BOLD, f"[{_t(rec['ts'])}] VERDICT {rec['service']} {rec['deploy_id']} ({rec['version']}): ")
-              + c(COLOUR.get(d, ""), d.upper()) + f"  root cause: {rec['root_cause']['category']}")
-        for reason in rec["reasons"][:3]:
-            print(f"      - {reason}")
-        for ev in rec["root_cause"]["evidence"][:3]:
-            print(c(DIM, f"      * {ev}"))
-    elif rec["severity"] != "info":
-        where = rec["endpoint"] or rec["detail"].get("metric") or "all endpoints"
-        dep = rec["deploy_id"] or "no deploy (shared cause)"
-        print(c(DIM, f"[{_t(rec['ts'])}] anomaly {rec['severity']:<8} {rec['service']}/{where} {rec['signal']}: "
-                     f"{rec['observed']:.4g} vs {rec['expected']:.4g} expected -> {dep}"))
+    paint = {"head": BOLD, "dim": DIM, **COLOUR}
+    for segments in console_lines(rec):
+        print("".join(f"{paint[style]}{text}{RESET}" if tty and paint.get(style) else text
+                      for style, text in segments))
 
 
 async def _watch(bootstrap: str, topic: str, records: list[dict], tty: bool, stop: asyncio.Event) -> None:
@@ -93,7 +80,7 @@ async def run_demo(speed: float, out_dir: Path, scenario_name: str) -> int:
     tty = sys.stdout.isatty()
     print(f"demo: {len(truth['deploys'])} deploys of {len(sc.services)} services over "
           f"{sc.duration_s / 60:.0f} minutes of traffic, streamed at {speed:g}x (about "
-          f"{sc.duration_s / speed:.0f} s)")
+          f"{sc.duration_s / speed:.0f} s); [sim HH:MM:SS] is the simulated event time (UTC)")
     records: list[dict] = []
     with EmbeddedBroker() as broker:
         print(f"demo: embedded broker on {broker.bootstrap}")
@@ -118,9 +105,10 @@ async def run_demo(speed: float, out_dir: Path, scenario_name: str) -> int:
         await asyncio.wait_for(watch_task, 15)
     alerts = out_dir / "demo-alerts.jsonl"
     alerts.write_bytes(b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records))
+    html = run_report(str(events), str(alerts), str(out_dir / "report"), pipeline).out_dir / "index.html"
     report = out_dir / "demo-report.md"
-    report.write_text(_report(truth, records, events))
-    print(f"demo: report in {report}, alerts in {alerts}")
+    report.write_text(_report(truth, records, events, str(html)))
+    print(f"demo: report in {report}, charts in {html}, alerts in {alerts}")
     missing = expected - {r["deploy_id"] for r in records if r["type"] == "verdict"}
     if missing:
         print(f"demo: no verdict for {sorted(missing)}", file=sys.stderr)
@@ -128,25 +116,12 @@ async def run_demo(speed: float, out_dir: Path, scenario_name: str) -> int:
     return 0
 
 
-def _report(truth: dict, records: list[dict], events: Path) -> str:
+def _report(truth: dict, records: list[dict], events: Path, html_index: str | None = None) -> str:
     s = score(truth, records)
     script = ROOT / "benchmarks" / "threshold_rollback.sh"
     baseline = subprocess.run(["bash", str(script), str(events)], capture_output=True, check=True).stdout
     b = score(truth, [orjson.loads(x) for x in baseline.splitlines() if x.strip()])
-    verdict_of = {r["deploy_id"]: r for r in records if r["type"] == "verdict"}
-    lines = [f"# Demo report: scenario {truth['scenario']}", "",
-             f"{truth['counts']} events; verification period {truth['verification_s']:g} s.", "",
-             "| deploy | service | strategy | expected | verdict | root cause (expected) | time to verdict |",
-             "|---|---|---|---|---|---|---|"]
-    for r, d in zip(s.results, truth["deploys"]):
-        ttv = "-" if r.time_to_verdict_s is None else f"{r.time_to_verdict_s:.0f} s"
-        lines.append(f"| {r.deploy_id} | {r.service} | {d['strategy']} | {r.expected} | {r.got} | "
-                     f"{r.got_root_cause} ({r.expected_root_cause or '-'}) | {ttv} |")
-    lines += ["", "## Against the threshold script", "", table([("detector", s), ("threshold script", b)]), "",
-              "## Reasons", ""]
-    for dep, v in verdict_of.items():
-        lines.append(f"- **{dep}** {v['decision']}: " + "; ".join(v["reasons"][:2]))
-    return "\n".join(lines) + "\n"
+    return markdown(truth, records, s, table([("detector", s), ("threshold script", b)]), html_index) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

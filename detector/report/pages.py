@@ -16,6 +16,7 @@ from detector.report.charts import DECISION_COLOUR, error_sparkline, reference_v
 from detector.report.model import DeployView
 from detector.report.summaries import Summaries
 from detector.report.svg import Event, esc, timeline
+from detector.report.text import measure
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,'Segoe UI',sans-serif;margin:24px;color:#212529;max-width:1100px}
@@ -107,13 +108,7 @@ def _ttv(d: DeployView) -> str:
 
 
 def _observed(a: dict) -> str:
-    unit = {"error_rate": "", "volume": " requests per window", "log_novelty": " lines per window",
-            "log_errors": " lines per window"}.get(a["signal"], "")
-    if a["signal"] == "error_rate":
-        return f"{100 * a['observed']:.2f}% vs {100 * a['expected']:.2f}% expected"
-    what = (a.get("detail") or {}).get("metric")
-    prefix = f"{what}: " if what else ""
-    return f"{prefix}{a['observed']:.4g}{unit} vs {a['expected']:.4g} expected"
+    return measure(a)
 
 
 def deploy_page(d: DeployView, s: Summaries, p: Pipeline, back_href: str = "../index.html",

@@ -38,6 +38,7 @@ from detector.contract import decode_batch
 from detector.core import Core
 from detector.records import Record, Verdict, encode
 from detector.runtime.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoints, save_checkpoint
+from detector.report.live import StatusPages
 from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import configure, redact
 from detector.runtime.topics import ensure_topics
@@ -102,6 +103,7 @@ class Sidecar:
         self.log = log.bind(group=self.group_id)
         self.sinks = build_sinks(pipeline.sinks, alertmanager_url=alertmanager_url,
                                  rollback_state_path=pipeline.sinks.rollback_state_path)
+        self.status = StatusPages(pipeline)  # the status page at / of the HTTP port
 
     # --- clients ---
 
@@ -172,7 +174,7 @@ class Sidecar:
         health = None
         if self.http_port >= 0:
             health = HealthServer(self.metrics, lambda: self.started and not self.stopping.is_set(),
-                                  self.k.http_host, self.http_port)
+                                  self.k.http_host, self.http_port, pages=self.status.render)
             self.http_port = await health.start()
             self.log.info("health endpoint", url=f"http://{self.k.http_host}:{self.http_port}")
         self.started = True
@@ -231,6 +233,7 @@ class Sidecar:
                     except Exception as e:
                         self.log.error("checkpoint on revoke failed", partition=p, error=repr(e))
                     del self.parts[p]
+                    self.status.detach(p)
                     self.log.info("partition released", partition=p)
             self.metrics.partitions.set(len(self.parts))
 
@@ -263,6 +266,7 @@ class Sidecar:
                     st.core.windows.max_ts.setdefault(topic, float("-inf"))
                     st.last_seen.setdefault(topic, now)
                 self.parts[p] = st
+                self.status.attach(p, st.core)
             self.metrics.partitions.set(len(self.parts))
 
     # --- processing ---
@@ -338,6 +342,7 @@ class Sidecar:
         kind = "verdict" if isinstance(rec, Verdict) else "anomaly"
         await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
         self.sinks.submit(rec)
+        self.status.record(rec)
         self.metrics.records_out.labels(kind).inc()
         if kind == "verdict":
             self.log.info("verdict", service=rec.service, deploy_id=rec.deploy_id, decision=rec.decision,
