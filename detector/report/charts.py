@@ -27,6 +27,12 @@ DECISION_COLOUR = {"rollback": "#c92a2a", "page": "#e8590c", "ticket": "#f08c00"
                    "no verdict": "#adb5bd"}
 
 
+def _action(r) -> str:
+    """What a rule does, as the pages say it; per-endpoint rules are drawn at the service's level."""
+    text = r.action + (f" ({r.critical_action} on critical endpoints)" if r.critical_action else "")
+    return text + (", per endpoint" if r.scope == "endpoint" else "")
+
+
 def reference_version(d: DeployView, s: Summaries, baseline_s: float) -> str | None:
     if d.previous_version and d.previous_version != d.version:
         return d.previous_version
@@ -35,11 +41,14 @@ def reference_version(d: DeployView, s: Summaries, baseline_s: float) -> str | N
     return next(iter(before), None)
 
 
-def window_range(d: DeployView, p: Pipeline) -> tuple[float, float]:
+def window_range(d: DeployView, p: Pipeline, s: Summaries | None = None) -> tuple[float, float]:
     """Time range of a deploy's charts: the verification span and at least 5 minutes after the
-    deploy, with as much before it (up to the baseline) so that before and after weigh alike."""
+    deploy, with as much before it (up to the baseline) so that before and after weigh alike;
+    never past the last window summarised (a verification the input ended in the middle of)."""
     span0, span1 = d.span(p.verification.period_s)
     after = max(span1, span0, d.ts + min(p.verification.period_s, 300.0)) + 2 * p.windows.width_s
+    if s is not None and s.last_end is not None and d.verdict is None:
+        after = max(min(after, s.last_end + p.windows.width_s), d.ts + 2 * p.windows.width_s)
     before = min(p.verification.baseline_s, max(300.0, after - d.ts))
     return d.ts - before, after
 
@@ -71,7 +80,7 @@ def _before_level(rows: dict, grid: np.ndarray, num: str, den: str | None, t0: f
 
 
 def deploy_charts(d: DeployView, s: Summaries, p: Pipeline) -> list[Chart]:
-    t0, t1 = window_range(d, p)
+    t0, t1 = window_range(d, p, s)
     w = p.windows.width_s
     grid = np.arange(math.floor(t0 / w) * w, t1, w)
     xs = grid + w  # a window is drawn at its end: the moment its numbers are known
@@ -114,7 +123,7 @@ def deploy_charts(d: DeployView, s: Summaries, p: Pipeline) -> list[Chart]:
         c.hlines.append(HLine(level, f"reference before: {level:.2f}%", PALETTE["ref"]))
         for r in rules.values():
             if r.signal == "error_rate" and r.scope == "service":
-                c.hlines.append(HLine(level + r.min_effect, f"{r.name}: +{r.min_effect:g} points -> {r.action}"))
+                c.hlines.append(HLine(level + r.min_effect, f"{r.name}: +{r.min_effect:g} points -> {_action(r)}"))
     em, es = exp_grid("err_mean"), exp_grid("err_std")
     if np.isfinite(em).any():
         c.bands.append(Band("service, expected (seasonal, ±2σ)", xs, 100 * np.maximum(em - 2 * es, 0),
@@ -132,7 +141,7 @@ def deploy_charts(d: DeployView, s: Summaries, p: Pipeline) -> list[Chart]:
     level = _before_level(ref, grid, "p95", None, b0, b1)
     for r in rules.values():
         if r.signal == "latency" and math.isfinite(level) and abs(r.quantile - 0.95) < 1e-9:
-            c.hlines.append(HLine(level * r.min_effect, f"{r.name}: p95 x{r.min_effect:g} of before -> {r.action}"))
+            c.hlines.append(HLine(level * r.min_effect, f"{r.name}: p95 x{r.min_effect:g} of before -> {_action(r)}"))
             break
     pm, ps = exp_grid("p95_mean"), exp_grid("p95_std")
     if np.isfinite(pm).any():
@@ -151,7 +160,7 @@ def deploy_charts(d: DeployView, s: Summaries, p: Pipeline) -> list[Chart]:
         for r in rules.values():
             if r.signal == "volume":
                 frac = 1 - r.min_effect if r.min_effect < 1 else 0.5
-                c.lines.append(Line(f"{r.name}: {frac:.0%} of expected -> {r.action}", xs, frac * vm,
+                c.lines.append(Line(f"{r.name}: {frac:.0%} of expected -> {_action(r)}", xs, frac * vm,
                                     PALETTE["threshold"], dash="6 3", width=1.2))
                 break
     charts.append(c)
@@ -167,7 +176,7 @@ def deploy_charts(d: DeployView, s: Summaries, p: Pipeline) -> list[Chart]:
         for r in rules.values():
             if r.signal == "transactions":
                 c.hlines.append(HLine(level * (1 - r.min_effect),
-                                      f"{r.name}: {r.min_effect:.0%} fewer than before -> {r.action}"))
+                                      f"{r.name}: {r.min_effect:.0%} fewer than before -> {_action(r)}"))
                 break
     charts.append(c)
     return charts
@@ -179,7 +188,7 @@ def render_deploy_charts(d: DeployView, s: Summaries, p: Pipeline) -> list[str]:
 
 def error_sparkline(d: DeployView, s: Summaries, p: Pipeline) -> str:
     """Error rate of the service before the deploy and of the new version after it."""
-    t0, t1 = window_range(d, p)
+    t0, t1 = window_range(d, p, s)
     w = p.windows.width_s
     grid = np.arange(math.floor(t0 / w) * w, t1, w)
     tot, new = s.series(d.service, ALL, t0, d.ts), s.series(d.service, d.version, d.ts, t1)

@@ -146,7 +146,7 @@ def deploy_page(d: DeployView, s: Summaries, p: Pipeline, back_href: str = "../i
             f"</tr>" for a in d.anomalies)
         parts.append("<h2>Anomalies of this deploy</h2><table><tr><th>time</th><th>signal</th><th>severity</th>"
                      f"<th>where</th><th>observed</th><th>rule or template</th></tr>{rows}</table>")
-    t0, t1 = window_range(d, p)
+    t0, t1 = window_range(d, p, s)
     tpls = s.template_lines(d.service, d.ts - p.windows.width_s, t1, new_since=d.ts - p.windows.width_s)
     if tpls:
         rows = "".join(

@@ -6,8 +6,8 @@ closed window, as the core closes it, to:
 - per (service, version) and per service (version "*"): requests, errors
   (status >= 500), completed transactions, latency p50/p95/p99 (exact
   merges of the window's latency sketches, so 1 % relative error);
-- per service: the seasonal expectation of volume, error rate, p95 latency
-  and transactions for that window, asked before the window is learnt;
+- per service: the seasonal expectation of volume, error rate and p95
+  latency for that window, asked before the window is learnt;
 - lines per (service, version, template) of templates first seen recently
   (`new_template_s`), the "new log templates since the deploy".
 
@@ -31,8 +31,7 @@ from detector.windows import WindowFacts
 ALL = "*"  # the version of a service-total row
 QUANTILES = (0.5, 0.95, 0.99)
 _FIELDS = ("start", "service", "version", "requests", "errors", "txns", "p50", "p95", "p99")
-_SEASONAL = ("start", "service", "ready", "vol_mean", "vol_std", "err_mean", "err_std", "p95_mean", "p95_std",
-             "txn_mean", "txn_std")
+_SEASONAL = ("start", "service", "ready", "vol_mean", "vol_std", "err_mean", "err_std", "p95_mean", "p95_std")
 
 
 @dataclass
@@ -115,37 +114,36 @@ class Summaries:
     # --- reading ---
 
     def columns(self) -> dict[str, np.ndarray]:
+        """Every row, sorted by window start (partitions close their windows independently)."""
         if self._cols is None:
-            self._cols = {f: (np.concatenate(v) if v else np.empty(0)) for f, v in self._rows.items()}
+            self._cols = _sorted({f: (np.concatenate(v) if v else np.empty(0)) for f, v in self._rows.items()})
             self._rows = {f: [self._cols[f]] for f in _FIELDS}
         return self._cols
 
     def seasonal_columns(self) -> dict[str, np.ndarray]:
         if self._scols is None:
-            self._scols = {f: (np.concatenate(v) if v else np.empty(0)) for f, v in self._seasonal.items()}
+            self._scols = _sorted({f: (np.concatenate(v) if v else np.empty(0)) for f, v in self._seasonal.items()})
             self._seasonal = {f: [self._scols[f]] for f in _SEASONAL}
         return self._scols
 
     def series(self, service: str, version: str | None, t0: float, t1: float) -> dict[str, np.ndarray]:
         """Rows of one (service, version) (version `ALL`: the service total) with start in [t0, t1)."""
-        c = self.columns()
         sid, vid = self.find(service), self.find(version)
         if sid < 0 or vid == -2:
             return {f: np.empty(0) for f in _FIELDS}
-        m = (c["service"] == sid) & (c["version"] == vid) & (c["start"] >= t0) & (c["start"] < t1)
+        c = _between(self.columns(), t0, t1)
+        m = (c["service"] == sid) & (c["version"] == vid)
         return {f: c[f][m] for f in _FIELDS}
 
     def expectation(self, service: str, t0: float, t1: float) -> dict[str, np.ndarray]:
-        c = self.seasonal_columns()
-        sid = self.find(service)
-        m = (c["service"] == sid) & (c["start"] >= t0) & (c["start"] < t1) & (c["ready"] > 0)
+        c = _between(self.seasonal_columns(), t0, t1)
+        m = (c["service"] == self.find(service)) & (c["ready"] > 0)
         return {f: c[f][m] for f in _SEASONAL}
 
     def versions(self, service: str, t0: float, t1: float) -> dict[str, int]:
         """Requests per known version of `service` in [t0, t1), most first."""
-        c = self.columns()
-        sid = self.find(service)
-        m = (c["service"] == sid) & (c["version"] >= 0) & (c["start"] >= t0) & (c["start"] < t1)
+        c = _between(self.columns(), t0, t1)
+        m = (c["service"] == self.find(service)) & (c["version"] >= 0)
         out: dict[str, int] = {}
         for v, n in zip(c["version"][m].astype(int).tolist(), c["requests"][m].tolist()):
             name = self.names[v]
@@ -170,6 +168,20 @@ class Summaries:
             ver = self.name(v) or "unknown"
             row["by_version"][ver] = row["by_version"].get(ver, 0) + n
         return sorted(acc.values(), key=lambda r: (-r["lines"], r["template_id"]))
+
+
+def _sorted(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    start = cols["start"]
+    if len(start) < 2 or bool(np.all(start[1:] >= start[:-1])):
+        return cols
+    order = np.argsort(start, kind="stable")
+    return {f: v[order] for f, v in cols.items()}
+
+
+def _between(cols: dict[str, np.ndarray], t0: float, t1: float) -> dict[str, np.ndarray]:
+    """The rows with start in [t0, t1) of columns sorted by start: two binary searches, no full scan."""
+    lo, hi = np.searchsorted(cols["start"], [t0, t1], side="left")
+    return {f: v[lo:hi] for f, v in cols.items()}
 
 
 def _slot(keys: np.ndarray, wanted: np.ndarray) -> np.ndarray:
@@ -262,12 +274,10 @@ class Recorder:
         vol = bank["volume"].expect(idx, at)
         err = bank["error_rate"].expect(idx, at, weights=np.maximum(n, 1))
         p95 = bank[latency_signal(seasonal.quantile)].expect(idx, at)
-        txn = bank["transactions"].expect(idx, at)
         self.summaries.add_seasonal({
             "start": at, "service": svc_ids, "ready": vol.ready.astype(np.int8),
             "vol_mean": vol.mean, "vol_std": vol.std, "err_mean": np.where(err.ready, err.mean, np.nan),
-            "err_std": err.std, "p95_mean": np.where(p95.ready, p95.mean, np.nan), "p95_std": p95.std,
-            "txn_mean": np.where(txn.ready, txn.mean, np.nan), "txn_std": txn.std})
+            "err_std": err.std, "p95_mean": np.where(p95.ready, p95.mean, np.nan), "p95_std": p95.std})
 
     def _templates(self, w: WindowFacts) -> None:
         logs, s = self.core.logs, self.summaries

@@ -181,8 +181,8 @@ def render(c: Chart, width: int = 760, height: int = 230) -> str:
             py = float(sy(h.y))
             out.append(f'<line x1="{left}" x2="{left + pw}" y1="{py:.1f}" y2="{py:.1f}" stroke="{h.colour}" '
                        f'stroke-dasharray="6 3" stroke-width="1.2"><title>{esc(h.label)}</title></line>'
-                       f'<text x="{left + pw - 4}" y="{py - 4:.1f}" class="note" fill="{h.colour}" '
-                       f'text-anchor="end">{esc(h.label)}</text>')
+                       f'<text x="{left + 4}" y="{py - 4:.1f}" class="note" fill="{h.colour}">'
+                       f'{esc(h.label)}</text>')
     for ln in c.lines:
         d = _path(sx(ln.xs), sy(ln.ys))
         if d:
