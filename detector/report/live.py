@@ -26,7 +26,8 @@ class StatusPages:
         self.p = pipeline
         self.summaries = Summaries(pipeline.windows.width_s, retain_s=retain_s)
         self.recorders: dict[int, Recorder] = {}
-        self.records: deque[dict] = deque(maxlen=max_records)
+        self.anomalies: deque[dict] = deque(maxlen=max_records)
+        self.verdicts: dict[str, dict] = {}  # deploy id -> verdict, the newest max_records
         self.max_deploys = max_deploys
         self._seen: dict[str, object] = {}  # deploy events of partitions no longer owned, kept for the list
 
@@ -43,7 +44,14 @@ class StatusPages:
 
     def record(self, rec) -> None:
         """A record the sidecar emitted (anomaly or verdict)."""
-        self.records.append(rec.to_dict())
+        d = rec.to_dict()
+        if d["type"] == "verdict":
+            self.verdicts.pop(d["deploy_id"], None)
+            self.verdicts[d["deploy_id"]] = d
+            if len(self.verdicts) > self.anomalies.maxlen:
+                del self.verdicts[next(iter(self.verdicts))]
+        else:
+            self.anomalies.append(d)
 
     def _views(self) -> tuple[list[DeployView], list[dict]]:
         deploys = {dep_id: from_deploy_event(ev) for dep_id, ev in self._seen.items()}
@@ -59,7 +67,7 @@ class StatusPages:
                 d.verifying = True
                 d.elapsed_s = None if now is None else max(0.0, now - d.ts)
                 d.evidence_so_far = [_finding(f) for f in v.findings.values()]
-        views, shared = join(list(deploys.values()), list(self.records), [])
+        views, shared = join(list(deploys.values()), [*self.verdicts.values(), *self.anomalies], [])
         return views[-self.max_deploys:], shared
 
     def render(self, path: str) -> bytes | None:

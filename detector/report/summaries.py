@@ -30,6 +30,7 @@ from detector.windows import WindowFacts
 
 ALL = "*"  # the version of a service-total row
 QUANTILES = (0.5, 0.95, 0.99)
+MAX_DEPLOYS = 1000
 _FIELDS = ("start", "service", "version", "requests", "errors", "txns", "p50", "p95", "p99")
 _SEASONAL = ("start", "service", "ready", "vol_mean", "vol_std", "err_mean", "err_std", "p95_mean", "p95_std")
 
@@ -61,6 +62,7 @@ class Summaries:
         self._scols: dict[str, np.ndarray] | None = None
         self.first_start: float | None = None
         self.last_end: float | None = None
+        self._next_trim = float("-inf")
 
     # --- strings ---
 
@@ -99,8 +101,9 @@ class Summaries:
             self.first_start = start
         if self.last_end is None or end > self.last_end:
             self.last_end = end
-        if self.retain_s is not None and len(self._rows["start"]) % 360 == 0:
+        if self.retain_s is not None and end >= self._next_trim:
             self._trim(end - self.retain_s)
+            self._next_trim = end + max(self.retain_s / 10, self.width_s)
 
     def _trim(self, before: float) -> None:
         cols, scols = self.columns(), self.seasonal_columns()
@@ -218,7 +221,10 @@ class Recorder:
     def observe(self, w: WindowFacts) -> None:
         core, s = self.core, self.summaries
         for v in core.judge.verifications.values():
-            self.deploys.setdefault(v.deploy.deploy_id, v.deploy)
+            if v.deploy.deploy_id not in self.deploys:
+                self.deploys[v.deploy.deploy_id] = v.deploy
+                if len(self.deploys) > MAX_DEPLOYS:  # a sidecar runs for months: forget the oldest
+                    del self.deploys[next(iter(self.deploys))]
         k = len(w.count)
         if k:
             self._requests(w, k)
