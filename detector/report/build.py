@@ -12,6 +12,7 @@ summaries; no event is read twice.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,6 +69,9 @@ def summarise(path: str | Path, pipeline: Pipeline) -> History:
             for ev in batch.deploys:
                 if ev.phase == "started":
                     deploys.setdefault(ev.deploy_id, from_deploy_event(ev))
+            # Smoke checks: decoded ones (`batch.checks`, where the decoder reads them) or, where
+            # it does not, lines it set aside as an unknown type.
+            checks.extend(_check_dict(c) for c in getattr(batch, "checks", ()))
             for r in batch.rejected:
                 check = _check(chunk.lines[r.pos])
                 if check is not None:
@@ -78,6 +82,11 @@ def summarise(path: str | Path, pipeline: Pipeline) -> History:
     for dep_id, ev in recorder.deploys.items():
         deploys.setdefault(dep_id, from_deploy_event(ev))
     return History(summaries, list(deploys.values()), checks, events)
+
+
+def _check_dict(c) -> dict:
+    d = {k: v for k, v in dataclasses.asdict(c).items() if k != "pos"}
+    return {"type": "check", **d}
 
 
 def _check(line: bytes) -> dict | None:
