@@ -39,8 +39,9 @@ def _run(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from detector.report.build import run_report
 
-    r = run_report(args.input, args.alerts, args.out, load_pipeline(args.pipeline))
-    print(f"{r.pages} pages ({r.deploys} deploys) in {r.out_dir}: {r.events:,} events summarised into "
+    r = run_report(args.input, args.alerts, args.out, load_pipeline(args.pipeline), args.summaries)
+    how = "summaries read back" if r.reused else "events summarised"
+    print(f"{r.pages} pages ({r.deploys} deploys) in {r.out_dir}: {r.events:,} {how} into "
           f"{r.windows:,} windows in {r.summarise_s:.1f} s, pages drawn in {r.render_s:.2f} s", file=sys.stderr)
     return 0
 
@@ -95,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("--alerts", required=True, help="JSONL file of anomalies and verdicts (replay --output)")
     rep.add_argument("--out", required=True, help="folder for the pages")
     rep.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
+    rep.add_argument("--summaries", metavar="FILE",
+                     help="keep the window summaries here (.npz) and reuse them while --input is unchanged, so a "
+                          "rebuild skips the pass over the events")
     rep.set_defaults(func=_report)
     return parser
 

@@ -178,3 +178,17 @@ def test_chromium_renders_the_index_and_a_deploy_page(report):
     for name, path in (("index", out / "index.html"), ("deploy", out / "deploys" / "d-cfg-1.html")):
         shot = screenshot(path.as_uri(), tmp / f"{name}.png", tmp / "profile")
         assert shot.stat().st_size > 10_000
+
+
+def test_saved_summaries_rebuild_the_same_pages_without_the_pass(report, tmp_path):
+    """With --summaries a second build reads the summaries back and draws the same pages; a changed
+    input file is summarised again."""
+    events, alerts, pipeline = str(report["events"]), str(report["alerts"]), report["pipeline"]
+    saved = tmp_path / "summaries.npz"
+    first = run_report(events, alerts, str(tmp_path / "a"), pipeline, str(saved))
+    second = run_report(events, alerts, str(tmp_path / "b"), pipeline, str(saved))
+    assert not first.reused and second.reused and saved.exists()
+    assert _pages(tmp_path / "a") == _pages(tmp_path / "b") == _pages(report["out"])
+    copy = tmp_path / "events.jsonl"
+    copy.write_bytes(report["events"].read_bytes())
+    assert not run_report(str(copy), alerts, str(tmp_path / "c"), pipeline, str(saved)).reused

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import orjson
 
 from detector.config import Pipeline
@@ -26,6 +27,7 @@ from detector.errors import UsageError
 from detector.interner import Interner
 from detector.outfiles import check_input
 from detector.replay import CHUNK_LINES, _chunks
+from detector.report import store
 from detector.report.model import DeployView, from_deploy_event, join
 from detector.report.pages import deploy_page, fmt_ts, index_page, page_file
 from detector.report.summaries import Recorder, Summaries
@@ -40,6 +42,7 @@ class ReportResult:
     summarise_s: float
     render_s: float
     out_dir: Path
+    reused: bool = False  # the summaries came from --summaries, no pass over the events
 
 
 @dataclass
@@ -145,18 +148,30 @@ def write_report(history: History, records: list[dict], pipeline: Pipeline, out_
     return 1 + len(views)
 
 
-def run_report(events: str, alerts: str, out_dir: str, pipeline: Pipeline) -> ReportResult:
+def run_report(events: str, alerts: str, out_dir: str, pipeline: Pipeline,
+               summaries_path: str | None = None) -> ReportResult:
+    """`detector report`. With `summaries_path`, the pass's summaries are kept there and reused
+    while the input file is unchanged (see `detector.report.store`)."""
     check_input(events)
     check_input(alerts)
     if Path(out_dir).exists() and not Path(out_dir).is_dir():
         raise UsageError(f"--out {out_dir}: exists and is not a folder")
     records = read_alerts(alerts)
     t0 = time.perf_counter()
-    history = summarise(events, pipeline)
+    history = None
+    if summaries_path:
+        stamp = store.input_stamp(events)
+        history = store.load(summaries_path, stamp, pipeline.windows.width_s) \
+            if Path(summaries_path).exists() else None
+    reused = history is not None
+    if history is None:
+        history = summarise(events, pipeline)
+        if summaries_path:
+            store.save(summaries_path, history, stamp)
     t1 = time.perf_counter()
     pages = write_report(history, records, pipeline, out_dir, source=Path(events).name)
     t2 = time.perf_counter()
     c = history.summaries.columns()
     return ReportResult(deploys=pages - 1, pages=pages, events=history.events,
-                        windows=len(set(c["start"].tolist())), summarise_s=t1 - t0, render_s=t2 - t1,
-                        out_dir=Path(out_dir))
+                        windows=len(np.unique(c["start"])), summarise_s=t1 - t0, render_s=t2 - t1,
+                        out_dir=Path(out_dir), reused=reused)

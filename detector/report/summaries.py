@@ -56,7 +56,7 @@ class Summaries:
         self._name_id: dict[str, int] = {}
         self._rows: dict[str, list[np.ndarray]] = {f: [] for f in _FIELDS}
         self._seasonal: dict[str, list[np.ndarray]] = {f: [] for f in _SEASONAL}
-        self._tpl: list[tuple[float, int, int, str, int]] = []  # start, service, version, template id, lines
+        self.tpl_rows: list[tuple[float, int, int, str, int]] = []  # start, service, version, template id, lines
         self.templates: dict[str, TemplateNote] = {}
         self._cols: dict[str, np.ndarray] | None = None
         self._scols: dict[str, np.ndarray] | None = None
@@ -94,7 +94,7 @@ class Summaries:
         self._scols = None
 
     def add_template_lines(self, start: float, service: int, version: int, template_id: str, lines: int) -> None:
-        self._tpl.append((start, service, version, template_id, lines))
+        self.tpl_rows.append((start, service, version, template_id, lines))
 
     def window_closed(self, start: float, end: float) -> None:
         if self.first_start is None or start < self.first_start:
@@ -110,7 +110,7 @@ class Summaries:
         keep, skeep = cols["start"] >= before, scols["start"] >= before
         self._rows = {f: [cols[f][keep]] for f in _FIELDS}
         self._seasonal = {f: [scols[f][skeep]] for f in _SEASONAL}
-        self._tpl = [t for t in self._tpl if t[0] >= before]
+        self.tpl_rows = [t for t in self.tpl_rows if t[0] >= before]
         self._cols = self._scols = None
         self.first_start = max(self.first_start or before, before)
 
@@ -158,7 +158,7 @@ class Summaries:
         """Templates of `service` first seen at or after `new_since`, with their lines in [t0, t1)."""
         sid = self.find(service)
         acc: dict[str, dict] = {}
-        for start, s, v, tid, n in self._tpl:
+        for start, s, v, tid, n in self.tpl_rows:
             if s != sid or not t0 <= start < t1:
                 continue
             note = self.templates.get(tid)
