@@ -51,11 +51,12 @@ def run(days: float, rate_scale: float) -> dict:
         rebuilt = run_report(str(events), str(alerts), str(Path(tmp) / "again"), pipeline, str(saved))
         t5 = time.perf_counter()
         assert rebuilt.reused
+        saved_mb = saved.stat().st_size / 1e6
         rows = len(history.summaries.columns()["start"])
         size = sum(p.stat().st_size for p in (Path(tmp) / "site").rglob("*.html"))
     return {"days": days, "events": result.events, "replay_s": t1 - t0, "summarise_s": t2 - t1,
             "pages": pages, "pages_s": t3 - t2, "rebuild_s": t5 - t4,
-            "saved_mb": saved.stat().st_size / 1e6, "summary_rows": rows, "html_bytes": size}
+            "saved_mb": saved_mb, "summary_rows": rows, "html_bytes": size}
 
 
 def main() -> int:
