@@ -18,11 +18,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 install: $(STAMP)
 
-# Alertmanager for its integration test (Debian's prometheus-alertmanager).
-# On a workstation without root or apt-get that test is skipped with its reason;
+# Alertmanager for its integration test (Debian's prometheus-alertmanager), and
+# headless Chromium for the page tests (Debian's chromium).
+# On a workstation without root or apt-get those tests are skipped with their reason;
 # with CI set, a failed install fails the run (and so would the skipped test).
 system-deps:
 	@bash scripts/install-alertmanager.sh || [ -z "$$CI" ]
+	@bash scripts/install-chromium.sh || [ -z "$$CI" ]
 
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q

@@ -42,6 +42,16 @@ def _run(args: argparse.Namespace) -> int:
     return run_live(args)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from detector.report.build import run_report
+
+    r = run_report(args.input, args.alerts, args.out, load_pipeline(args.pipeline), args.summaries)
+    how = "summaries read back" if r.reused else "events summarised"
+    print(f"{r.pages} pages ({r.deploys} deploys) in {r.out_dir}: {r.events:,} {how} into "
+          f"{r.windows:,} windows in {r.summarise_s:.1f} s, pages drawn in {r.render_s:.2f} s", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="detector", description="Is the new version working as well as the old one?")
     parser.add_argument("--version", action="version", version=f"detector {_version()}")
@@ -95,6 +105,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--http-port", type=int, help="port of /healthz /readyz /metrics (0: any free port, -1: off)")
     run.add_argument("--alertmanager-url", help="post paging verdicts and critical anomalies to this Alertmanager")
     run.set_defaults(func=_run)
+
+    rep = sub.add_parser("report", help="HTML pages of every deploy: before/after charts, verdicts, evidence",
+                         description="Write a self-contained HTML report (index.html and deploys/<id>.html) from "
+                                     "the events and the alerts a replay or a live run produced.")
+    rep.add_argument("--input", required=True, help="JSONL file of contract events")
+    rep.add_argument("--alerts", required=True, help="JSONL file of anomalies and verdicts (replay --output)")
+    rep.add_argument("--out", required=True, help="folder for the pages")
+    rep.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
+    rep.add_argument("--summaries", metavar="FILE",
+                     help="keep the window summaries here (.npz) and reuse them while --input is unchanged, so a "
+                          "rebuild skips the pass over the events")
+    rep.set_defaults(func=_report)
     return parser
 
 

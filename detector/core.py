@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -71,6 +72,9 @@ class Core:
         self.stats = CoreStats()
         self._pending_deploys: list = []
         self._pending_checks: list = []  # smoke check results, handed to the judge as their window closes
+        # Called with each closed window after its log counts close and before the
+        # seasonal watch learns it (the report reads expectations made without it).
+        self.window_listeners: list[Callable[[WindowFacts], None]] = []
 
     def process(self, batch: DecodedBatch, source: str | None = "default", now: float | None = None) -> list[Record]:
         """Fold one decoded batch in; return the records it caused, in event-time order.
@@ -146,6 +150,8 @@ class Core:
             self.stats.windows_closed += 1
             if self.logs is not None:
                 self.logs.close_windows(w.end)
+            for listener in self.window_listeners:
+                listener(w)
             out.extend(self.seasonal.observe(w))
             verifying = [sid for sid, v in self.judge.verifications.items() if v.open]
             out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))

@@ -19,7 +19,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import orjson
@@ -28,6 +27,8 @@ from aiokafka import AIOKafkaConsumer
 from detector.config import load_pipeline
 from detector.embedded import EmbeddedBroker
 from detector.evaluate import score, table
+from detector.report.build import run_report
+from detector.report.text import console_lines, markdown
 from detector.runtime.app import Sidecar
 from detector.runtime.logsetup import configure
 from detector.simulate.main import resolve_scenario
@@ -42,25 +43,11 @@ COLOUR = {"rollback": RED, "page": RED, "ticket": YELLOW, "confirmed": GREEN, "i
           "superseded": DIM}
 
 
-def _t(ts: float) -> str:
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%H:%M:%S")
-
-
 def show(rec: dict, tty: bool) -> None:
-    c = (lambda code, s: f"{code}{s}{RESET}") if tty else (lambda code, s: s)
-    if rec["type"] == "verdict":
-        d = rec["decision"]
-        print(c(BOLD, f"[{_t(rec['ts'])}] VERDICT {rec['service']} {rec['deploy_id']} ({rec['version']}): ")
-              + c(COLOUR.get(d, ""), d.upper()) + f"  root cause: {rec['root_cause']['category']}")
-        for reason in rec["reasons"][:3]:
-            print(f"      - {reason}")
-        for ev in rec["root_cause"]["evidence"][:3]:
-            print(c(DIM, f"      * {ev}"))
-    elif rec["severity"] != "info":
-        where = rec["endpoint"] or rec["detail"].get("metric") or "all endpoints"
-        dep = rec["deploy_id"] or "no deploy (shared cause)"
-        print(c(DIM, f"[{_t(rec['ts'])}] anomaly {rec['severity']:<8} {rec['service']}/{where} {rec['signal']}: "
-                     f"{rec['observed']:.4g} vs {rec['expected']:.4g} expected -> {dep}"))
+    paint = {"head": BOLD, "dim": DIM, **COLOUR}
+    for segments in console_lines(rec):
+        print("".join(f"{paint[style]}{text}{RESET}" if tty and paint.get(style) else text
+                      for style, text in segments))
 
 
 async def _watch(bootstrap: str, topic: str, records: list[dict], tty: bool, stop: asyncio.Event) -> None:
@@ -174,7 +161,7 @@ async def _demo(speed: float, out_dir: Path, scenario_name: str, stop: _Stop) ->
     tty = sys.stdout.isatty()
     print(f"demo: {len(truth['deploys'])} deploys of {len(sc.services)} services over "
           f"{sc.duration_s / 60:.0f} minutes of traffic, streamed at {speed:g}x (about "
-          f"{sc.duration_s / speed:.0f} s)")
+          f"{sc.duration_s / speed:.0f} s); [sim HH:MM:SS] is the simulated event time (UTC)")
     records: list[dict] = []
     sent = [0]
     t0 = time.monotonic()
@@ -231,7 +218,7 @@ async def _demo(speed: float, out_dir: Path, scenario_name: str, stop: _Stop) ->
                 await _finish(watch_task, 5.0)
     if stop.requested.is_set():
         return _interrupted_report(truth, records, events, out_dir, sent[0], time.monotonic() - t0)
-    _write_outputs(truth, records, events, out_dir)
+    _write_outputs(truth, records, events, out_dir, pipeline=pipeline)
     missing = expected - {r["deploy_id"] for r in records if r["type"] == "verdict"}
     if missing:
         print(f"demo: no verdict for {sorted(missing)}", file=sys.stderr)
@@ -239,12 +226,16 @@ async def _demo(speed: float, out_dir: Path, scenario_name: str, stop: _Stop) ->
     return 0
 
 
-def _write_outputs(truth: dict, records: list[dict], events: Path, out_dir: Path, note: str = "") -> Path:
+def _write_outputs(truth: dict, records: list[dict], events: Path, out_dir: Path, note: str = "",
+                   pipeline=None) -> Path:
     alerts = out_dir / "demo-alerts.jsonl"
     alerts.write_bytes(b"".join(orjson.dumps(r, option=orjson.OPT_SORT_KEYS) + b"\n" for r in records))
+    html = None
+    if pipeline is not None:  # the charts (an interrupted demo keeps to the markdown)
+        html = str(run_report(str(events), str(alerts), str(out_dir / "report"), pipeline).out_dir / "index.html")
     report = out_dir / "demo-report.md"
-    report.write_text(_report(truth, records, events, note))
-    print(f"demo: report in {report}, alerts in {alerts}")
+    report.write_text(_report(truth, records, events, note, html))
+    print(f"demo: report in {report}" + (f", charts in {html}" if html else "") + f", alerts in {alerts}")
     return report
 
 
@@ -264,28 +255,20 @@ def _total(truth: dict) -> int:
     return sum((truth.get("counts") or {}).values())
 
 
-def _report(truth: dict, records: list[dict], events: Path, note: str = "") -> str:
+def _report(truth: dict, records: list[dict], events: Path, note: str = "", html_index: str | None = None) -> str:
     s = score(truth, records)
     script = ROOT / "benchmarks" / "threshold_rollback.sh"
     # The script must not see a second Ctrl-C meant for the demo: its own session.
     run = subprocess.run(["bash", str(script), str(events)], capture_output=True, start_new_session=True)
     b = score(truth, [orjson.loads(x) for x in run.stdout.splitlines() if x.strip()]) if run.returncode == 0 \
         else None
-    verdict_of = {r["deploy_id"]: r for r in records if r["type"] == "verdict"}
-    lines = [f"# Demo report: scenario {truth['scenario']}", ""] + ([f"**{note}**", ""] if note else []) + [
-             f"{_total(truth):,} events; verification period {truth['verification_s']:g} s.", "",
-             "| deploy | service | strategy | expected | verdict | root cause (expected) | time to verdict |",
-             "|---|---|---|---|---|---|---|"]
-    for r, d in zip(s.results, truth["deploys"]):
-        ttv = "-" if r.time_to_verdict_s is None else f"{r.time_to_verdict_s:.0f} s"
-        lines.append(f"| {r.deploy_id} | {r.service} | {d['strategy']} | {r.expected} | {r.got} | "
-                     f"{r.got_root_cause} ({r.expected_root_cause or '-'}) | {ttv} |")
     against = table([("detector", s), ("threshold script", b)]) if b is not None else \
         f"(the threshold script failed: {run.stderr.decode(errors='replace').strip()[-300:]})"
-    lines += ["", "## Against the threshold script", "", against, "", "## Reasons", ""]
-    for dep, v in verdict_of.items():
-        lines.append(f"- **{dep}** {v['decision']}: " + "; ".join(v["reasons"][:2]))
-    return "\n".join(lines) + "\n"
+    text = markdown(truth, records, s, against, html_index)
+    if note:
+        head, rest = text.split("\n", 1)
+        text = f"{head}\n\n**{note}**\n{rest}"
+    return text + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,6 +44,7 @@ from detector.core import Core
 from detector.records import Record, Verdict, encode
 from detector.runtime.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoints, save_checkpoint
 from detector.runtime.copartition import CoPartitionWatch
+from detector.report.live import StatusPages
 from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import configure, redact
 from detector.partitioning import partition_of
@@ -138,6 +139,7 @@ class Sidecar:
         # [[smoke]] checks run after each deploy this sidecar reads; results go to the checks topic.
         self._check_producer = None
         self.prober = SmokeProber(pipeline.smoke, pipeline.prober, self._publish_check) if pipeline.smoke else None
+        self.status = StatusPages(pipeline)  # the status page at / of the HTTP port
 
     # --- clients ---
 
@@ -249,7 +251,7 @@ class Sidecar:
         """
         health = None
         if self.http_port >= 0:
-            health = HealthServer(self.metrics, self.ready, self.k.http_host, self.http_port)
+            health = HealthServer(self.metrics, self.ready, self.k.http_host, self.http_port, pages=self.status.render)
             try:
                 self.http_port = await health.start()
             except OSError as e:
@@ -410,6 +412,7 @@ class Sidecar:
                     except Exception as e:
                         self.log.error("checkpoint on revoke failed", partition=p, error=repr(e))
                     del self.parts[p]
+                    self.status.detach(p)
                     self.log.info("partition released", partition=p)
             self.metrics.partitions.set(len(self.parts))
 
@@ -442,6 +445,7 @@ class Sidecar:
                     st.core.windows.max_ts.setdefault(topic, float("-inf"))
                     st.last_seen.setdefault(topic, now)
                 self.parts[p] = st
+                self.status.attach(p, st.core)
             self.metrics.partitions.set(len(self.parts))
 
     # --- processing ---
@@ -557,6 +561,7 @@ class Sidecar:
         await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
         self.summary["verdicts" if kind == "verdict" else "anomalies"] += 1
         self.sinks.submit(rec)
+        self.status.record(rec)
         self.metrics.records_out.labels(kind).inc()
         if kind == "verdict":
             self.log.info("verdict", service=rec.service, deploy_id=rec.deploy_id, decision=rec.decision,

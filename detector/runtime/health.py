@@ -54,8 +54,10 @@ class Metrics:
 
 
 class HealthServer:
-    def __init__(self, metrics: Metrics, ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, metrics: Metrics, ready: Callable[[], bool], host: str = "127.0.0.1", port: int = 0,
+                 pages: Callable[[str], bytes | None] | None = None) -> None:
         self.metrics = metrics
+        self.pages = pages  # the status pages (detector.report.live): path -> HTML, None if no such page
         self.ready = ready
         self.host = host
         self.port = port
@@ -86,10 +88,15 @@ class HealthServer:
                     (b"ready\n" if ok else b"not ready\n")
             elif path == "/metrics":
                 status, ctype, body = "200 OK", CONTENT_TYPE_LATEST, self.metrics.render()
+            elif self.pages is not None and (html := self.pages(path)) is not None:
+                status, ctype, body = "200 OK", "text/html; charset=utf-8", html
             else:
                 status, ctype, body = "404 Not Found", "text/plain", b"not found\n"
+            # Pages hold strings from events: even if one escaped escaping, no script may run.
+            csp = ("Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'\r\n"
+                   if ctype.startswith("text/html") else "")
             writer.write(f"HTTP/1.0 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                         f"Connection: close\r\n\r\n".encode() + body)
+                         f"{csp}Connection: close\r\n\r\n".encode() + body)
             await writer.drain()
         except (asyncio.TimeoutError, ConnectionError):
             pass
