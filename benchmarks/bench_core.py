@@ -49,11 +49,11 @@ import orjson  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import best_of, demo_lines, machine  # noqa: E402
 
-from detector.columns import DecodedBatch  # noqa: E402
+from detector.ingest.columns import DecodedBatch  # noqa: E402
 from detector.config import Pipeline, load_pipeline  # noqa: E402
-from detector.contract import decode_batch  # noqa: E402
+from detector.ingest.contract import decode_batch  # noqa: E402
 from detector.core import Core  # noqa: E402
-from detector.interner import Interner  # noqa: E402
+from detector.ingest.interner import Interner  # noqa: E402
 from detector.replay import CHUNK_LINES  # noqa: E402
 
 TARGET_EVENTS_PER_S = 2_000_000

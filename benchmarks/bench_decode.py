@@ -32,8 +32,8 @@ import orjson  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import best_of, demo_lines, machine  # noqa: E402
 
-from detector.contract import decode_batch  # noqa: E402
-from detector.interner import Interner  # noqa: E402
+from detector.ingest.contract import decode_batch  # noqa: E402
+from detector.ingest.interner import Interner  # noqa: E402
 
 TARGET_RATIO = 0.6
 REQUEST_PREFIX = b'{"type":"request"'

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from detector.config import Topics, load_pipeline  # noqa: E402
-from detector.embedded import EmbeddedBroker  # noqa: E402
+from detector.runtime.embedded import EmbeddedBroker  # noqa: E402
 from detector.runtime.app import Sidecar  # noqa: E402
 from detector.runtime.logsetup import configure  # noqa: E402
 from detector.simulate.main import resolve_scenario  # noqa: E402

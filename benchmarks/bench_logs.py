@@ -32,8 +32,8 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detector.columns import LogColumns  # noqa: E402
-from detector.interner import Interner  # noqa: E402
+from detector.ingest.columns import LogColumns  # noqa: E402
+from detector.ingest.interner import Interner  # noqa: E402
 from detector.logs import LogSettings, LogTemplates  # noqa: E402
 
 SERVICES = ("checkout", "payments", "catalog", "accounts")

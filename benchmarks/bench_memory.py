@@ -46,13 +46,13 @@ import orjson  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import SEED, demo_file, machine  # noqa: E402
 
-from detector.columns import DecodedBatch, RequestColumns  # noqa: E402
+from detector.ingest.columns import DecodedBatch, RequestColumns  # noqa: E402
 from detector.config import Pipeline, load_pipeline  # noqa: E402
-from detector.contract import decode_batch  # noqa: E402
+from detector.ingest.contract import decode_batch  # noqa: E402
 from detector.core import Core  # noqa: E402
-from detector.interner import Interner  # noqa: E402
+from detector.ingest.interner import Interner  # noqa: E402
 from detector.replay import CHUNK_LINES  # noqa: E402
-from detector.windows import WindowFacts  # noqa: E402
+from detector.aggregate.windows import WindowFacts  # noqa: E402
 
 TARGET_BYTES = 4 * 1024
 START_TS = 1_795_679_400.0  # a window boundary (the demo scenario's start)

@@ -30,8 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import best_of, demo_file, machine  # noqa: E402
 
 from detector.config import Pipeline, load_pipeline  # noqa: E402
-from detector.contract import decode_batch  # noqa: E402
-from detector.interner import Interner  # noqa: E402
+from detector.ingest.contract import decode_batch  # noqa: E402
+from detector.ingest.interner import Interner  # noqa: E402
 from detector.records import Record  # noqa: E402
 from detector.replay import CHUNK_LINES, ReplayResult, replay  # noqa: E402
 

@@ -22,7 +22,7 @@ import time
 
 import numpy as np
 
-from detector import sketch as sk
+from detector.aggregate import sketch as sk
 
 
 def _best_of(fn, repeats: int) -> float:

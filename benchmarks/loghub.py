@@ -52,8 +52,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from benchmarks.harness import machine  # noqa: E402
 from benchmarks.previous_miner import template_ids as previous_template_ids  # noqa: E402
 from detector.config import load_pipeline  # noqa: E402
-from detector.contract import decode_lines  # noqa: E402
-from detector.interner import Interner  # noqa: E402
+from detector.ingest.contract import decode_lines  # noqa: E402
+from detector.ingest.interner import Interner  # noqa: E402
 from detector.logs.report import run_templates, settings_for  # noqa: E402
 from detector.logs.templates import LogTemplates  # noqa: E402
 

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from detector.evaluate import Summary, replay_scenario, score, table  # noqa: E402
+from detector.simulate.scoring import Summary, replay_scenario, score, table  # noqa: E402
 from kayenta_judge import judge as kayenta  # noqa: E402
 
 SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "log_only_code", "traffic_loss",

@@ -16,19 +16,19 @@ from typing import Callable
 import numpy as np
 
 from detector import state
-from detector.columns import DecodedBatch, Rejected
+from detector.ingest.columns import DecodedBatch, Rejected
 from detector.config import Pipeline
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 from detector.judge.judge import Judge
 from detector.logs.settings import LogSettings
 from detector.logs.templates import LogTemplates
-from detector.baselines import BaselineBank
+from detector.baselines.bank import BaselineBank
 from detector.records import Record, Verdict
 from detector.anomaly.watch import MetricWatch
-from detector.seasonal import SeasonalWatch
-from detector.series import MetricSeries, RequestSeries
-from detector.timeguard import guard
-from detector.windows import WindowFacts, WindowStore
+from detector.baselines.watch import SeasonalWatch
+from detector.aggregate.series import MetricSeries, RequestSeries
+from detector.ingest.timeguard import guard
+from detector.aggregate.windows import WindowFacts, WindowStore
 
 
 @dataclass

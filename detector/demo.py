@@ -25,8 +25,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from detector.config import load_pipeline
-from detector.embedded import EmbeddedBroker
-from detector.evaluate import score, table
+from detector.runtime.embedded import EmbeddedBroker
+from detector.simulate.scoring import score, table
 from detector.report.build import run_report
 from detector.report.text import console_lines, markdown
 from detector.runtime.app import Sidecar

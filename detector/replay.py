@@ -21,12 +21,12 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import orjson
 
 from detector.config import Pipeline
-from detector.contract import decode_batch
+from detector.ingest.contract import decode_batch
 from detector.core import Core
 from detector.errors import UsageError
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 from detector.outfiles import atomic_output, check_input, check_output
-from detector.partitioning import Router
+from detector.ingest.partitioning import Router
 from detector.records import Record, encode
 from detector.sinks import build_sinks
 

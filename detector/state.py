@@ -51,17 +51,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import orjson
 
-from detector import sketch
-from detector.baselines import BaselineFormatError
-from detector.columns import CheckEvent, DeployEvent
+from detector.aggregate import sketch
+from detector.baselines.bank import BaselineFormatError
+from detector.ingest.columns import CheckEvent, DeployEvent
 from detector.config import Pipeline
-from detector.interner import OVERFLOW, Interner
+from detector.ingest.interner import OVERFLOW, Interner
 from detector.judge.evidence import Population
 from detector.judge.verification import Finding, Verification
 from detector.logs.findings import TemplateFinding
 from detector.logs.templates import LogTemplates, SnapshotVersionError
 from detector.records import Verdict
-from detector.windows import WindowFacts, _OpenWindow
+from detector.aggregate.windows import WindowFacts, _OpenWindow
 
 if TYPE_CHECKING:
     from detector.core import Core

@@ -5,7 +5,7 @@
 1. ``KAFKA_BOOTSTRAP_SERVERS`` from the environment (a broker you run);
 2. a testcontainers Kafka, when a Docker engine answers a ping within
    ``DOCKER_PING_TIMEOUT_S`` (no engine: decided in milliseconds, never a hang);
-3. the embedded Tansu broker (``detector.embedded``).
+3. the embedded Tansu broker (``detector.runtime.embedded``).
 
 Tests that need the broker carry ``@pytest.mark.kafka`` so ``-m "not kafka"``
 deselects them. Every test names its topics and groups through
@@ -86,7 +86,7 @@ def kafka_bootstrap() -> Iterator[str]:
             yield kafka.get_bootstrap_server()
         return
 
-    from detector.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_broker_binary
+    from detector.runtime.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_broker_binary
 
     try:
         resolve_broker_binary()

@@ -10,7 +10,7 @@ import pytest
 
 from detector.anomaly.detector import MetricDetector
 from detector.config import ConfigError, Metrics, load_pipeline, parse_pipeline
-from detector.contract import decode_batch
+from detector.ingest.contract import decode_batch
 from detector.core import Core
 from detector.replay import run_replay
 
@@ -159,7 +159,7 @@ def test_core_snapshot_carries_the_metric_detector():
     """A core restored mid-stream emits the same metric records as one that never stopped."""
     pipeline = load_pipeline()
     lines = _metric_lines(300, 250)
-    from detector.interner import Interner
+    from detector.ingest.interner import Interner
 
     def feed(core, chunk):
         return [r.id for r in core.process(decode_batch(chunk, core.interner, 1 << 20))]

@@ -9,7 +9,7 @@ import orjson
 import pytest
 from river import stats as river_stats
 
-from detector.baselines import (
+from detector.baselines.bank import (
     DAY_S,
     BaselineBank,
     BaselineConfig,

@@ -11,12 +11,12 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.columns import DeployEvent, DecodedBatch
+from detector.ingest.columns import DeployEvent, DecodedBatch
 from detector.config import Limits, load_pipeline, to_toml
 from detector.core import Core
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 from detector.runtime.logsetup import redact
-from detector.series import OTHER, RequestSeries
+from detector.aggregate.series import OTHER, RequestSeries
 
 
 def test_a_deploys_only_control_stream_never_holds_the_watermark():
@@ -67,7 +67,7 @@ def test_versions_beyond_the_cap_fold_into_other():
 
 def test_a_replay_never_runs_the_rollback_hook(tmp_path):
     """A replay of history with a rollback verdict and a live (not dry-run) hook runs nothing."""
-    from detector.evaluate import pipeline_for
+    from detector.simulate.scoring import pipeline_for
     from detector.replay import run_replay
     from detector.simulate.main import resolve_scenario
     from detector.simulate.output import simulate_to_file

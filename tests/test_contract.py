@@ -10,10 +10,10 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector import contract as C
-from detector.columns import LEVEL_ERROR, LEVEL_FATAL, LEVEL_INFO, LEVEL_WARN
-from detector.contract import decode_batch
-from detector.interner import Interner
+from detector.ingest import contract as C
+from detector.ingest.columns import LEVEL_ERROR, LEVEL_FATAL, LEVEL_INFO, LEVEL_WARN
+from detector.ingest.contract import decode_batch
+from detector.ingest.interner import Interner
 
 REQ = {"type": "request", "ts": 1764140400.5, "service": "checkout", "endpoint": "POST /pay", "status": 503,
        "latency_ms": 12.5, "version": "v43", "instance": "pod-1", "txn": "payment"}

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import orjson
 
-from detector.contract import decode_batch
-from detector.interner import Interner
-from detector.partitioning import split_batch, partition_of
+from detector.ingest.contract import decode_batch
+from detector.ingest.interner import Interner
+from detector.ingest.partitioning import split_batch, partition_of
 
 import numpy as np
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from detector.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_broker_binary
+from detector.runtime.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_broker_binary
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ON_LINUX = sys.platform.startswith("linux")
@@ -198,7 +198,7 @@ def test_broker_dies_when_its_parent_is_killed() -> None:
             sys.executable,
             "-c",
             "import time\n"
-            "from detector.embedded import EmbeddedBroker\n"
+            "from detector.runtime.embedded import EmbeddedBroker\n"
             "broker = EmbeddedBroker().start()\n"
             "print(broker.pid, flush=True)\n"
             "time.sleep(60)\n",
@@ -219,11 +219,11 @@ def test_broker_dies_when_its_parent_is_killed() -> None:
 @pytest.mark.skipif(not ON_LINUX, reason="reads /proc to find the broker under the CLI")
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
 def test_cli_prints_bootstrap_and_stops_broker_on_signal(stop_signal: signal.Signals) -> None:
-    """`python -m detector.embedded` prints a reachable bootstrap first and, on SIGTERM or Ctrl-C,
+    """`python -m detector.runtime.embedded` prints a reachable bootstrap first and, on SIGTERM or Ctrl-C,
     exits 0 with its broker gone.
     """
     cli = subprocess.Popen(
-        [sys.executable, "-m", "detector.embedded", "--topic", "cli-topic", "--partitions", "3"],
+        [sys.executable, "-m", "detector.runtime.embedded", "--topic", "cli-topic", "--partitions", "3"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

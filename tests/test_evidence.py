@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detector import sketch
+from detector.aggregate import sketch
 from detector.judge import evidence as E
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from detector.evaluate import pipeline_for
+from detector.simulate.scoring import pipeline_for
 from detector.records import encode
 from detector.replay import replay
 from detector.simulate.flood import flood

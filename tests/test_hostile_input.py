@@ -16,12 +16,12 @@ import orjson
 import pytest
 
 from detector.config import load_pipeline
-from detector.evaluate import pipeline_for
+from detector.simulate.scoring import pipeline_for
 from detector.replay import replay, run_replay
 from detector.simulate.main import resolve_scenario
 from detector.simulate.output import simulate_to_file
 from detector.simulate.scenario import load_scenario
-from detector.timeguard import guard, human_span
+from detector.ingest.timeguard import guard, human_span
 
 YEAR_3000 = 32503680000
 

@@ -14,9 +14,10 @@ import numpy as np
 import orjson
 import pytest
 
-from detector import sketch
+from detector.aggregate import sketch
 from detector.config import load_pipeline
-from detector.judge import accumulate, sequential
+from detector.judge import accumulate
+from detector.stats import sequential
 from detector.judge.evidence import Population, on_endpoints
 from detector.replay import replay
 

@@ -12,8 +12,8 @@ import orjson
 import pytest
 from hypothesis import given, settings as hsettings, strategies as st
 
-from detector.columns import LEVEL_ERROR, LEVEL_INFO, LEVEL_NAMES, LEVEL_WARN, LogColumns
-from detector.interner import Interner
+from detector.ingest.columns import LEVEL_ERROR, LEVEL_INFO, LEVEL_NAMES, LEVEL_WARN, LogColumns
+from detector.ingest.interner import Interner
 from detector.logs.masking import MASKING_VERSION
 from detector.logs.templates import SnapshotVersionError
 from detector.logs import (
@@ -677,7 +677,7 @@ def test_core_restores_a_snapshot_of_older_masking_rules_with_cold_log_templates
     """An upgrade that changes masking keeps the core's other state and relearns templates, saying why."""
     import detector.logs.templates as templates_module
     from detector.config import load_pipeline
-    from detector.contract import decode_lines
+    from detector.ingest.contract import decode_lines
     from detector.core import Core
 
     pipeline = load_pipeline(None)

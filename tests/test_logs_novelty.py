@@ -13,7 +13,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from detector.evaluate import replay_scenario
+from detector.simulate.scoring import replay_scenario
 from detector.logs import mask
 
 KNOWN = "failed to commit transaction {hex16} on {db}: deadlock detected, rolled back after {ms} ms"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from detector.partitioning import partition_of
+from detector.ingest.partitioning import partition_of
 
 # Kafka UtilsTest.testMurmur2: key -> Java's signed 32-bit murmur2
 KAFKA_MURMUR2 = {

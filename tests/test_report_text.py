@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from detector.evaluate import score, table
+from detector.simulate.scoring import score, table
 from detector.report.text import console_lines, counts_line, markdown, measure
 
 LOG = {"type": "anomaly", "ts": 1795687840.0, "service": "payments", "endpoint": None, "signal": "log_errors",

@@ -15,7 +15,7 @@ import pytest
 from conftest import missing
 from sidecar import PARTITIONS, SidecarProcess, pipeline_for_test, write_pipeline
 
-from detector.partitioning import partition_of
+from detector.ingest.partitioning import partition_of
 from detector.runtime.copartition import CoPartitionWatch
 from detector.runtime.topics import ensure_topics
 

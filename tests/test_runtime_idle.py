@@ -15,7 +15,7 @@ import pytest
 from sidecar import (PARTITIONS, SidecarProcess, pipeline_for_test, read_topic, scenario_events, verdicts,
                      write_pipeline)
 
-from detector.partitioning import partition_of
+from detector.ingest.partitioning import partition_of
 from detector.records import Verdict, encode
 from detector.replay import replay
 from detector.runtime.topics import ensure_topics

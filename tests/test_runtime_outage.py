@@ -38,7 +38,7 @@ REFUSE_S = 30.0
 
 
 def _embedded(port: int = 0, advertised_port: int | None = None):
-    from detector.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_broker_binary
+    from detector.runtime.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_broker_binary
 
     try:
         resolve_broker_binary()
@@ -122,7 +122,7 @@ def test_a_frozen_broker_is_waited_out_and_nothing_is_lost(outage):
 def test_a_broker_refusing_connections_is_waited_out_and_nothing_is_lost(outage):
     """Every connection refused for 30 s mid-stream (a stopped broker): /readyz turns 503, and when the port
     answers again the same process carries on, every verdict arrives once and equals replay's."""
-    from detector.embedded import _free_loopback_port
+    from detector.runtime.embedded import _free_loopback_port
 
     port = _free_loopback_port()
     with TcpProxy(port) as proxy, _embedded(port, advertised_port=proxy.port) as broker:

@@ -21,7 +21,7 @@ import pytest
 from conftest import missing
 from sidecar import SidecarProcess, pipeline_for_test, produce_scenario, scenario_events, write_pipeline
 
-from detector.embedded import _free_loopback_port
+from detector.runtime.embedded import _free_loopback_port
 
 NOISE = ("Traceback", "Task was destroyed but it is pending", "Unclosed", "was never awaited")
 
@@ -138,7 +138,7 @@ def test_ctrl_c_mid_stream_checkpoints_and_says_what_was_done(running):
 def frozen(tmp_path, topic_prefix):
     """A sidecar on its own embedded broker, which is frozen (SIGSTOP) after the first events were read;
     yields (sidecar, pipeline); the broker is resumed and stopped afterwards."""
-    from detector.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_broker_binary
+    from detector.runtime.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_broker_binary
 
     try:
         resolve_broker_binary()

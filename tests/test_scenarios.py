@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from detector.config import load_pipeline
-from detector.evaluate import replay_scenario, score
+from detector.simulate.scoring import replay_scenario, score
 
 SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "benign_surge", "infra_slowdown",
              "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded", "log_only_code",
@@ -99,7 +99,7 @@ def test_a_deploy_event_arriving_late_gets_the_same_verdict(workdir, tmp_path):
     """Event time, not arrival, decides: a deploy event delivered a minute late changes no record."""
     import orjson
 
-    from detector.evaluate import pipeline_for
+    from detector.simulate.scoring import pipeline_for
     from detector.records import encode
     from detector.replay import replay
 
@@ -146,7 +146,7 @@ def test_smoke_checks_catch_a_deploy_before_any_traffic_signal_could(workdir, tm
     rule's span; the same events without their check results get no rollback at all."""
     import orjson
 
-    from detector.evaluate import pipeline_for
+    from detector.simulate.scoring import pipeline_for
     from detector.records import encode
     from detector.replay import replay
 

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from detector.judge import sequential as S
+from detector.stats import sequential as S
 
 
 def _ever_crosses(rng, windows, alpha, same: bool, p=0.02, n_rate=8, m_rate=30) -> bool:

@@ -15,8 +15,8 @@ import numpy as np
 import orjson
 import pytest
 
-from detector.contract import decode_batch
-from detector.interner import Interner
+from detector.ingest.contract import decode_batch
+from detector.ingest.interner import Interner
 from detector.simulate import (
     ScenarioError,
     Simulator,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector import sketch as sk
+from detector.aggregate import sketch as sk
 
 QS = np.array([0.0, 0.01, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 0.999, 1.0])
 # Float rounding of log() at a bucket edge can add a few ulps to ALPHA.

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from detector.config import ConfigError, load_pipeline, parse_pipeline, to_toml
-from detector.contract import decode_batch
+from detector.ingest.contract import decode_batch
 from detector.core import Core
 from detector.records import Anomaly, Verdict
 

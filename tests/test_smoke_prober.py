@@ -22,7 +22,7 @@ import orjson
 import pytest
 from sidecar import SidecarProcess, pipeline_for_test, read_topic, verdicts, write_pipeline
 
-from detector.columns import DeployEvent
+from detector.ingest.columns import DeployEvent
 from detector.config import parse_pipeline
 from detector.records import encode
 from detector.replay import replay

@@ -22,16 +22,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from detector import sketch
-from detector.contract import decode_batch
+from detector.aggregate import sketch
+from detector.ingest.contract import decode_batch
 from detector.core import Core
-from detector.evaluate import pipeline_for
+from detector.simulate.scoring import pipeline_for
 from detector.records import Verdict, encode
 from detector.simulate.main import resolve_scenario
 from detector.simulate.output import simulate_to_file
 from detector.simulate.scenario import load_scenario
 from detector.state import _PREFIX, FORMAT_VERSION, StateError, _unvalue, _value
-from detector.windows import _OpenWindow
+from detector.aggregate.windows import _OpenWindow
 
 CHUNK_LINES = 500  # ~20 s of event time: small enough to cut inside a fast rollback's verification
 STATE_EVERY = 10

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.stats as sps
 
-from detector import sketch as sk
+from detector.aggregate import sketch as sk
 from detector import stats as ds
 from detector.stats.tails import _betabinom_log_sf
 

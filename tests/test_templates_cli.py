@@ -10,7 +10,7 @@ import pytest
 from detector.cli import main
 from detector.config import load_pipeline
 from detector.core import Core
-from detector.contract import decode_lines
+from detector.ingest.contract import decode_lines
 from detector.logs import template_id
 from detector.logs.report import mine_file
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import orjson
 
-from detector import sketch
+from detector.aggregate import sketch
 from detector.config import Limits
-from detector.contract import decode_batch
-from detector.interner import Interner
-from detector.series import MetricSeries, RequestSeries
-from detector.windows import WindowStore
+from detector.ingest.contract import decode_batch
+from detector.ingest.interner import Interner
+from detector.aggregate.series import MetricSeries, RequestSeries
+from detector.aggregate.windows import WindowStore
 
 T0 = 1764140400.0
 

@@ -29,11 +29,11 @@ import numpy as np
 
 from detector.anomaly.detector import MetricDetector, Scored
 from detector.config import Pipeline
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 from detector.records import Anomaly
-from detector.seasonal import ServiceRollup
-from detector.series import MetricSeries
-from detector.windows import WindowFacts
+from detector.baselines.watch import ServiceRollup
+from detector.aggregate.series import MetricSeries
+from detector.aggregate.windows import WindowFacts
 
 SEASONS = ("none", "daily", "weekly")
 SERVICE_SIGNALS = ("error_rate", "latency")

@@ -24,8 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from detector import sketch
-from detector.judge import sequential
+from detector.aggregate import sketch
+from detector.stats import sequential
 from detector.judge.evidence import Traffic, on_endpoints
 
 

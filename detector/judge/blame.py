@@ -19,7 +19,7 @@ from detector import stats
 from detector.config import Rule
 from detector.judge.evidence import Population
 from detector.judge.rules import latency_deviation
-from detector.windows import WindowFacts
+from detector.aggregate.windows import WindowFacts
 
 
 @dataclass(frozen=True)

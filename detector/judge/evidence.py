@@ -22,8 +22,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from detector import sketch
-from detector.windows import WindowFacts
+from detector.aggregate import sketch
+from detector.aggregate.windows import WindowFacts
 
 
 class Traffic:

@@ -21,11 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-from detector.columns import DeployEvent
+from detector.ingest.columns import DeployEvent
 from detector.config import Pipeline, Rule
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 from detector import stats
-from detector.judge import accumulate, blame, rules, sequential
+from detector.judge import accumulate, blame, rules
+from detector.stats import sequential
 from detector.judge.evidence import (Population, SpanSums, Traffic, WindowSums, on_endpoints, population,
                                      window_sums)
 from detector.judge.rootcause import LogEvidence, hint
@@ -33,8 +34,8 @@ from detector.judge.smoke import SmokeEvidence
 from detector.logs.findings import DeployContext
 from detector.judge.verification import Finding, Verification
 from detector.records import Anomaly, Record, Verdict
-from detector.series import MetricSeries, RequestSeries
-from detector.windows import WindowFacts
+from detector.aggregate.series import MetricSeries, RequestSeries
+from detector.aggregate.windows import WindowFacts
 
 ACTION_RANK = {"rollback": 3, "page": 2, "ticket": 1, "none": 0}
 SEVERITY = {"rollback": "critical", "page": "critical", "ticket": "warning", "none": "info"}

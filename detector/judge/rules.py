@@ -30,9 +30,11 @@ from typing import Callable, Collection, Sequence
 
 import numpy as np
 
-from detector import sketch, stats
+from detector import stats
+
+from detector.aggregate import sketch
 from detector.config import Rule
-from detector.judge import sequential
+from detector.stats import sequential
 from detector.judge.accumulate import mantel_haenszel
 from detector.judge.evidence import Traffic
 

@@ -36,7 +36,7 @@ from typing import Iterable, Sequence
 
 from scipy.stats import hypergeom
 
-from detector.columns import CheckEvent, DeployEvent
+from detector.ingest.columns import CheckEvent, DeployEvent
 from detector.config import Pipeline, Rule
 from detector.judge.rootcause import Hint
 from detector.judge.verification import Finding

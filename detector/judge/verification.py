@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from detector.columns import DeployEvent
+from detector.ingest.columns import DeployEvent
 from detector.judge.evidence import Population
 from detector.records import Verdict
 

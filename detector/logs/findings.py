@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.special import betainc
 
-from detector.columns import LEVEL_ERROR, LEVEL_NAMES, LEVEL_WARN
+from detector.ingest.columns import LEVEL_ERROR, LEVEL_NAMES, LEVEL_WARN
 from detector.logs.counts import WindowArrays, WindowCounts
 from detector.logs.registry import TemplateRegistry
 from detector.logs.settings import LogSettings

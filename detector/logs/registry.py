@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detector.columns import LEVEL_NAMES
-from detector.interner import Interner
+from detector.ingest.columns import LEVEL_NAMES
+from detector.ingest.interner import Interner
 from detector.logs.kinds import classify
 from detector.logs.miner import OVERFLOW_TEXT
 

@@ -27,8 +27,8 @@ from typing import IO, Iterator
 import numpy as np
 
 from detector.config import Pipeline
-from detector.contract import DEFAULT_MAX_BYTES, BadEvent, decode_batch, parse_ts
-from detector.interner import Interner
+from detector.ingest.contract import DEFAULT_MAX_BYTES, BadEvent, decode_batch, parse_ts
+from detector.ingest.interner import Interner
 from detector.logs.registry import TemplateInfo
 from detector.logs.settings import LogSettings
 from detector.logs.templates import LogTemplates

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detector.columns import LEVEL_ERROR, LEVEL_FATAL, LEVEL_INFO
+from detector.ingest.columns import LEVEL_ERROR, LEVEL_FATAL, LEVEL_INFO
 
 
 @dataclass(frozen=True)

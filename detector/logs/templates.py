@@ -56,8 +56,8 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from detector.columns import LEVEL_FATAL, LEVEL_NAMES, LogColumns
-from detector.interner import Interner
+from detector.ingest.columns import LEVEL_FATAL, LEVEL_NAMES, LogColumns
+from detector.ingest.interner import Interner
 from detector.logs.counts import WindowArrays, WindowCounts
 from detector.logs.findings import DeployContext, TemplateFinding, evaluate
 from detector.logs.masking import MASKING_VERSION

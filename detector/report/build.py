@@ -21,10 +21,10 @@ import numpy as np
 import orjson
 
 from detector.config import Pipeline
-from detector.contract import decode_batch
+from detector.ingest.contract import decode_batch
 from detector.core import Core
 from detector.errors import UsageError
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 from detector.outfiles import check_input
 from detector.replay import CHUNK_LINES, _chunks
 from detector.report import store

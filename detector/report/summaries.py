@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detector import sketch
-from detector.baselines import latency_signal
-from detector.seasonal import SEP
-from detector.windows import WindowFacts
+from detector.aggregate import sketch
+from detector.baselines.bank import latency_signal
+from detector.baselines.watch import SEP
+from detector.aggregate.windows import WindowFacts
 
 ALL = "*"  # the version of a service-total row
 QUANTILES = (0.5, 0.95, 0.99)

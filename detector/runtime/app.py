@@ -37,9 +37,9 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from detector.columns import DecodedBatch
+from detector.ingest.columns import DecodedBatch
 from detector.config import ConfigError, Pipeline, load_pipeline
-from detector.contract import decode_batch
+from detector.ingest.contract import decode_batch
 from detector.core import Core
 from detector.records import Record, Verdict, encode
 from detector.runtime.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoints, save_checkpoint
@@ -47,7 +47,7 @@ from detector.runtime.copartition import CoPartitionWatch
 from detector.report.live import StatusPages
 from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import configure, redact
-from detector.partitioning import partition_of
+from detector.ingest.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
 from detector.runtime.readback import ids_in, record_id
 from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics
@@ -546,7 +546,7 @@ class Sidecar:
 
     def _run_core(self, core: Core, values: list, source: str | None) -> tuple[DecodedBatch, list[Record]]:
         decoded = decode_batch(values, core.interner, self.p.limits.max_message_bytes)
-        # the wall clock bounds event time from above (see detector.timeguard)
+        # the wall clock bounds event time from above (see detector.ingest.timeguard)
         return decoded, core.process(decoded, source=source, now=time.time())
 
     async def _publish_actions(self) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from detector.partitioning import partition_of
+from detector.ingest.partitioning import partition_of
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ import httpx
 import orjson
 import structlog
 
-from detector.columns import DeployEvent
+from detector.ingest.columns import DeployEvent
 from detector.smoke.settings import Prober as ProberSettings
 from detector.smoke.settings import SmokeCheck
 

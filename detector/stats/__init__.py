@@ -42,14 +42,18 @@ Modules: `results` (result types), `rates`, `latency`, `counts`, `robust`, `powe
 
 from __future__ import annotations
 
-from detector.stats.results import Deviation, DeviationArray, LatencyShift, LatencyShiftArray
-from detector.stats.rates import concentration_from_variance, error_rate_two_sample, error_rate_two_sample_array, error_rate_vs_expected, error_rate_vs_expected_array
+from detector.stats.results import (DIRECTIONS, METRIC_DIRECTIONS, Deviation, DeviationArray, LatencyShift,
+                                    LatencyShiftArray)
+from detector.stats.rates import (concentration_from_variance, error_rate_two_sample, error_rate_two_sample_array,
+                                  error_rate_vs_expected, error_rate_vs_expected_array)
 from detector.stats.latency import latency_shift, latency_shift_grouped
 from detector.stats.counts import count_deviation, count_deviation_array
 from detector.stats.robust import robust_z, robust_z_array
 from detector.stats.power import min_detectable_drop, min_detectable_effect
 
 __all__ = [
+    "DIRECTIONS",
+    "METRIC_DIRECTIONS",
     "Deviation",
     "DeviationArray",
     "LatencyShift",

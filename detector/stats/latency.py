@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats
 
-from detector import sketch as sk
+from detector.aggregate import sketch as sk
 from detector.stats.results import LatencyShift, LatencyShiftArray, _deviations
 from detector.stats.tails import _fisher_log_p_greater
 

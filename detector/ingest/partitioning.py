@@ -13,8 +13,8 @@ from functools import lru_cache
 import numpy as np
 from aiokafka.partitioner import murmur2
 
-from detector.columns import DecodedBatch
-from detector.interner import Interner
+from detector.ingest.columns import DecodedBatch
+from detector.ingest.interner import Interner
 
 
 @lru_cache(maxsize=65_536)

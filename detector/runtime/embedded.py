@@ -17,7 +17,7 @@ whole life:
 
 Use it as a context manager (``with EmbeddedBroker() as broker``), as an async
 one (``async with``), or with explicit ``start()``/``stop()``. From a shell,
-``python -m detector.embedded`` prints the bootstrap address and runs until
+``python -m detector.runtime.embedded`` prints the bootstrap address and runs until
 Ctrl-C or SIGTERM.
 """
 
@@ -457,7 +457,7 @@ class EmbeddedBroker:
 def main(argv: list[str] | None = None) -> int:
     """Run one embedded broker until Ctrl-C or SIGTERM; print its bootstrap address first."""
     parser = argparse.ArgumentParser(
-        prog="python -m detector.embedded",
+        prog="python -m detector.runtime.embedded",
         description="Run an in-memory Kafka-protocol broker on loopback until Ctrl-C or SIGTERM. "
         "The first line on stdout is the bootstrap address.",
     )

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from detector import sketch, stats
-from detector.baselines import BaselineBank, latency_signal
+from detector import stats
+
+from detector.aggregate import sketch
+from detector.baselines.bank import BaselineBank, latency_signal
 from detector.config import Pipeline
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 from detector.records import Anomaly
-from detector.series import MetricSeries, RequestSeries
-from detector.windows import WindowFacts
+from detector.aggregate.series import MetricSeries, RequestSeries
+from detector.aggregate.windows import WindowFacts
 
 SEP = "\x1f"  # cannot occur in names on the wire
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detector import sketch
-from detector.columns import DecodedBatch, LogColumns, MetricColumns, RequestColumns
-from detector.series import MetricSeries, RequestSeries
+from detector.aggregate import sketch
+from detector.ingest.columns import DecodedBatch, LogColumns, MetricColumns, RequestColumns
+from detector.aggregate.series import MetricSeries, RequestSeries
 
 _TXN_SHIFT = 21
 

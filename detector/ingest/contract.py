@@ -29,7 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import orjson
 
-from detector.columns import (
+from detector.ingest.columns import (
     LEVEL_ERROR,
     LEVEL_FATAL,
     LEVEL_INFO,
@@ -47,7 +47,7 @@ from detector.columns import (
     Rejected,
     RequestColumns,
 )
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 
 DEFAULT_MAX_BYTES = 1_048_576
 MAX_SERVICE_CHARS = 200

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from detector.config import Limits
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 
 OTHER = "other"
 _NONE = (1 << 21) - 1  # code slot for "absent" (-1) ids
