@@ -6,4 +6,7 @@
 - `pages`: the HTML (self-contained, every event-derived string escaped);
 - `build`: `detector report` (one pass over events, then the pages);
 - `live`: the status page `detector run` serves at `/`.
+
+A driver: may import the core and everything below it; nothing in the core imports it
+(the core only calls back the listeners it is given).
 """
