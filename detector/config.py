@@ -11,12 +11,15 @@ from __future__ import annotations
 import tomllib
 import typing
 from dataclasses import MISSING, dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from detector.smoke.settings import Prober, SmokeCheck, SmokeSettingError, parse_checks
 
-DEFAULT_PIPELINE = Path(__file__).resolve().parent.parent / "pipelines" / "default.toml"
+# The shipped pipeline: pipelines/default.toml in a source tree (detector/data/ links to it),
+# package data in any install.
+DEFAULT_PIPELINE = Path(str(resources.files("detector") / "data" / "default.toml"))
 
 SIGNALS = ("error_rate", "latency", "volume", "transactions", "log_errors", "log_novelty", "smoke")  # what rules test
 # A smoke rule counts failed runs of one check (min_effect) within duration_s of the deploy's start;

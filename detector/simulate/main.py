@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from detector.runtime.topics import DEFAULT_PARTITIONS
@@ -18,7 +19,9 @@ from detector.simulate.scenario import ScenarioError, load_scenario
 from detector.simulate.traffic import Simulator
 from detector.simulate.truth import build_truth, truth_path_for, write_truth
 
-SCENARIO_DIR = Path(__file__).resolve().parents[2] / "benchmarks" / "scenarios"
+# The shipped scenarios: benchmarks/scenarios/ in a source tree (detector/data/ links to it),
+# package data in any install.
+SCENARIO_DIR = Path(str(resources.files("detector") / "data" / "scenarios"))
 
 
 def resolve_scenario(name_or_path: str) -> Path:
