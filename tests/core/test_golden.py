@@ -20,7 +20,7 @@ from detector.simulate.main import resolve_scenario
 from detector.simulate.output import simulate_to_file
 from detector.simulate.scenario import load_scenario
 
-GOLDEN = Path(__file__).resolve().parent / "golden" / "demo-records.jsonl"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "demo-records.jsonl"
 
 
 def test_the_demo_replays_to_the_recorded_bytes(tmp_path):

@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from detector.runtime.embedded import EmbeddedBroker, EmbeddedBrokerError, resolve_broker_binary
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ON_LINUX = sys.platform.startswith("linux")
 
 try:

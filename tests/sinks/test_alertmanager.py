@@ -30,7 +30,7 @@ from conftest import missing
 from detector.records import Anomaly, Verdict
 from detector.sinks import AlertmanagerSink, HttpClient
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 15.0
 EVENT_TS = 1_764_140_520.0  # an old event time: the alerts must still show as current
 

@@ -30,7 +30,7 @@ from detector.simulate import (
 )
 from detector.simulate.main import main as simulate_main
 
-SCENARIOS = Path(__file__).resolve().parents[1] / "benchmarks" / "scenarios"
+SCENARIOS = Path(__file__).resolve().parents[2] / "benchmarks" / "scenarios"
 T0 = 1795687200.0  # the test scenario's start, 2026-11-26T10:00:00Z
 
 # Flat traffic (no diurnal cycle, no drift) so that rates can be checked exactly.
