@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from urllib.parse import urlparse
 
 import pytest
+from realparts import missing
 
 DOCKER_PING_TIMEOUT_S = 0.5
 _DEFAULT_DOCKER_SOCKET = "/var/run/docker.sock"
@@ -62,14 +63,6 @@ def _testcontainers_kafka() -> type | None:
         except ImportError:
             return None
     return KafkaContainer
-
-
-def missing(reason: str) -> None:
-    """A real part a test needs is not here: skip on a workstation, fail in CI (`CI` set),
-    where every real part must be installed and nothing may silently skip."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: a missing real part fails the run)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

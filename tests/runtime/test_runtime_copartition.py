@@ -12,7 +12,7 @@ import zlib
 
 import orjson
 import pytest
-from conftest import missing
+from realparts import missing
 from sidecar import PARTITIONS, SidecarProcess, pipeline_for_test, write_pipeline
 
 from detector.ingest.partitioning import partition_of

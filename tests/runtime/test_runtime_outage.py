@@ -14,7 +14,7 @@ import time
 
 import orjson
 import pytest
-from conftest import missing
+from realparts import missing
 from sidecar import (PARTITIONS, SidecarProcess, pipeline_for_test, produce_scenario, read_topic, scenario_events,
                      split_scenario, verdicts, write_pipeline)
 from tcpproxy import TcpProxy

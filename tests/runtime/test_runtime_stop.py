@@ -18,7 +18,7 @@ import sys
 import time
 
 import pytest
-from conftest import missing
+from realparts import missing
 from sidecar import SidecarProcess, pipeline_for_test, produce_scenario, scenario_events, write_pipeline
 
 from detector.runtime.embedded import _free_loopback_port

@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from conftest import missing
+from realparts import missing
 
 from detector.records import Anomaly, Verdict
 from detector.sinks import AlertmanagerSink, HttpClient
