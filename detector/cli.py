@@ -130,7 +130,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from detector.baselines.bank import BaselineFormatError
+    from detector.baselines import BaselineFormatError
     from detector.errors import RuntimeFailure, UsageError
 
     parser = build_parser()

@@ -22,7 +22,7 @@ from detector.ingest.interner import Interner
 from detector.judge.judge import Judge
 from detector.logs.settings import LogSettings
 from detector.logs.templates import LogTemplates
-from detector.baselines.bank import BaselineBank
+from detector.baselines import BaselineBank
 from detector.records import Record, Verdict
 from detector.anomaly.watch import MetricWatch
 from detector.baselines.watch import SeasonalWatch

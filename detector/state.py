@@ -52,7 +52,7 @@ import numpy as np
 import orjson
 
 from detector.aggregate import sketch
-from detector.baselines.bank import BaselineFormatError
+from detector.baselines import BaselineFormatError
 from detector.ingest.columns import CheckEvent, DeployEvent
 from detector.config import Pipeline
 from detector.ingest.interner import OVERFLOW, Interner

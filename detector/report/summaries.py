@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detector.aggregate import sketch
-from detector.baselines.bank import latency_signal
+from detector.baselines import latency_signal
 from detector.baselines.watch import SEP
 from detector.aggregate.windows import WindowFacts
 

@@ -9,15 +9,8 @@ import orjson
 import pytest
 from river import stats as river_stats
 
-from detector.baselines.bank import (
-    DAY_S,
-    BaselineBank,
-    BaselineConfig,
-    BaselineFormatError,
-    SeasonalBaseline,
-    _ew_welford,
-    latency_signal,
-)
+from detector.baselines import DAY_S, BaselineBank, BaselineConfig, BaselineFormatError, SeasonalBaseline, latency_signal
+from detector.baselines.model import _ew_welford
 
 MIDNIGHT = 1_764_028_800.0  # a UTC midnight, so hour-of-day arithmetic below is exact
 WINDOW_S = 10.0
