@@ -152,7 +152,8 @@ class Core:
                 self.logs.close_windows(w.end)
             for listener in self.window_listeners:
                 listener(w)
-            out.extend(self.seasonal.observe(w))
+            held = {sid for sid, v in self.judge.verifications.items() if v.open}
+            out.extend(self.seasonal.observe(w, held))
             verifying = [sid for sid, v in self.judge.verifications.items() if v.open]
             out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))
             out.extend(self.judge.on_window(w, self.history))

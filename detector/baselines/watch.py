@@ -90,8 +90,13 @@ class SeasonalWatch:
             cache.update(zip(missing, idx.tolist()))
         return np.asarray([cache[s] for s in services.tolist()], dtype=np.int64)
 
-    def observe(self, w: WindowFacts) -> list[Anomaly]:
-        """Test this window against expectations, learn it, return sustained departures."""
+    def observe(self, w: WindowFacts, held: frozenset[int] | set[int] = frozenset()) -> list[Anomaly]:
+        """Test this window against expectations, learn it, return sustained departures.
+
+        Services in `held` (interned ids: a deploy of theirs is under verification) and
+        services inside a volume departure are tested but not learnt (weight 0): an
+        incident or a bad release must not become the new normal of the baseline it is
+        judged against."""
         out: list[Anomaly] = []
         self.rollup = None
         k = len(w.count)
@@ -112,14 +117,27 @@ class SeasonalWatch:
             p95 = sketch.quantiles_grouped(lat, [self.quantile])[:, 0]
             self.rollup = ServiceRollup(services, n, err, p95)
             idx = self._service_keys(services)
-            vol = self.bank["volume"].update(idx, w.start, n)
-            self.bank["error_rate"].update(idx, w.start, err / np.maximum(n, 1), weights=n)
-            self.bank["transactions"].update(idx, w.start, txn)
+            learn = self._learning(services, held)
+            vol = self.bank["volume"].update(idx, w.start, n, weights=learn)
+            self.bank["error_rate"].update(idx, w.start, err / np.maximum(n, 1), weights=n * learn)
+            self.bank["transactions"].update(idx, w.start, txn, weights=learn)
             has_lat = np.isfinite(p95)
             if has_lat.any():
-                self.bank[latency_signal(self.quantile)].update(idx[has_lat], w.start, p95[has_lat])
+                self.bank[latency_signal(self.quantile)].update(idx[has_lat], w.start, p95[has_lat],
+                                                                weights=learn[has_lat])
             out.extend(self._volume_anomalies(w, services, n, vol))
         return out
+
+    def _learning(self, services: np.ndarray, held) -> np.ndarray:
+        """Weight per service: 0 while held (deploy under verification) or inside a volume departure."""
+        learn = np.ones(len(services))
+        if not held and not self._episodes:
+            return learn
+        for i, s in enumerate(services.tolist()):
+            ep = self._episodes.get(("volume", self.interner.lookup(s)))
+            if s in held or (ep is not None and ep.open):
+                learn[i] = 0.0
+        return learn
 
     def _volume_anomalies(self, w: WindowFacts, services: np.ndarray, n: np.ndarray, exp) -> list[Anomaly]:
         out = []
