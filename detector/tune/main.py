@@ -1,0 +1,107 @@
+"""`detector tune`: replay the history once, then write rules, patterns, delivery, tuned pipeline, report."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from detector.config import load_pipeline
+from detector.errors import UsageError
+from detector.outfiles import check_input
+from detector.tune import html
+from detector.tune.effectiveness import delivery_report, rules_report
+from detector.tune.history import DEFAULT_MATCH_WINDOW_S, load_history
+from detector.tune.outcomes import outcomes, replay_records
+from detector.tune.patterns import find_patterns
+from detector.tune.policy import tune
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--input", action="append", required=True, help="JSONL history of contract events (repeatable)")
+    p.add_argument("--incidents", action="append", default=[],
+                   help="JSONL file of incident events (repeatable; incidents in --input count too)")
+    p.add_argument("--out", required=True, help="folder for rules.json, patterns.json, delivery.json, tuned.toml, "
+                                                "tuned.diff, report.html (and cache/)")
+    p.add_argument("--pipeline", help="pipeline TOML file (default: pipelines/default.toml)")
+    p.add_argument("--match-window-s", type=float, default=DEFAULT_MATCH_WINDOW_S,
+                   help="an incident without deploy_id belongs to its service's latest deploy started at most "
+                        "this long before it opened (default: 86400)")
+    p.add_argument("--timezone", default="UTC", help="time zone of weekday and hour band (default: UTC)")
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate of the patterns (default 0.05)")
+    p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
+
+
+def _signals(records: list[dict]) -> dict[str, str]:
+    """deploy_id -> what its signals looked like, in one line (for missed incidents)."""
+    by: dict[str, Counter] = {}
+    reason: dict[str, str] = {}
+    for r in records:
+        dep = r.get("deploy_id") or (r.get("detail") or {}).get("suspected_deploy_id")
+        if not dep:
+            continue
+        if r["type"] == "verdict":
+            reason[dep] = (r.get("reasons") or [""])[0]
+        else:
+            shared = "" if r.get("deploy_id") else " (shared)"
+            by.setdefault(dep, Counter())[f"{r['signal']}{shared}"] += 1
+    out = {}
+    for dep in set(by) | set(reason):
+        anomalies = ", ".join(f"{n} {s}" for s, n in sorted(by.get(dep, Counter()).items())) or "no anomaly"
+        out[dep] = f"{anomalies}; verdict: {reason.get(dep, 'none')}"
+    return out
+
+
+def run_tune(args) -> int:
+    t0 = time.perf_counter()
+    for path in [*args.input, *args.incidents]:
+        check_input(path)
+    if not 0 < args.alpha < 1:
+        raise UsageError(f"--alpha {args.alpha:g}: must be between 0 and 1")
+    try:
+        tz = ZoneInfo(args.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--timezone {args.timezone}: not a time zone name (e.g. UTC, Europe/Berlin)") from None
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: exists and is not a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    pipeline = load_pipeline(args.pipeline)
+    history = load_history(args.input, args.incidents, args.match_window_s)
+    if not history.deploys:
+        raise UsageError(f"{', '.join(args.input)}: no deploy events with phase started; nothing to tune")
+    records, cached = replay_records(args.input, pipeline, out / "cache", quiet=args.quiet)
+    outs = outcomes(records)
+    failed = set(history.deploy_of.values())
+    incidents_per_deploy = Counter(history.deploy_of.values())
+    rules = rules_report(pipeline, history, outs)
+    patterns = find_patterns(history.deploys, failed, tz, args.alpha)
+    delivery = delivery_report(history, outs)
+    t1 = time.perf_counter()
+    tuning = tune(pipeline, [d.deploy_id for d in history.deploys], dict(incidents_per_deploy), outs)
+    rejudge_s = time.perf_counter() - t1
+    toml = tuning.pop("toml")
+    tuning["rejudge_s"] = round(rejudge_s, 4)
+    _write_json(out / "rules.json", rules)
+    _write_json(out / "patterns.json", patterns)
+    _write_json(out / "delivery.json", delivery)
+    _write_json(out / "tuning.json", tuning)
+    (out / "tuned.toml").write_text(toml, encoding="utf-8")
+    (out / "tuned.diff").write_text("\n".join(tuning["diff"]) + "\n" if tuning["diff"] else "", encoding="utf-8")
+    (out / "report.html").write_text(html.render(rules, patterns, delivery, tuning, _signals(records)),
+                                     encoding="utf-8")
+    if not args.quiet:
+        o = delivery["overall"]
+        print(f"{o['deploys']} deploys, {o['incidents']} incidents ({len(history.unmatched)} unmatched), "
+              f"{len(rules['missed_incidents'])} missed, {len(patterns['patterns'])} patterns, "
+              f"{len(tuning['diff'])} threshold changes; replay {'cached' if cached else 'run'}, "
+              f"{time.perf_counter() - t0:.1f} s -> {out}", file=sys.stderr)
+    return 0
+
+
+def _write_json(path: Path, obj) -> None:
+    path.write_bytes(orjson.dumps(obj, option=orjson.OPT_INDENT_2) + b"\n")
