@@ -1,7 +1,7 @@
 """Incident rates by deploy attribute, tested against the rest and corrected for how many were looked at.
 
 Every value of every dimension (weekday, hour band, change kind, author,
-reviewer, label, service) with at least one deploy and at least one outside
+reviewer, label, service, and author with change kind) with at least one deploy and at least one outside
 it gets its incident rate with a 95 % Wilson interval and a two-sided Fisher
 exact test against all other deploys. Holm's correction over every value
 tested keeps the chance of calling any false pattern at most `alpha`. The
@@ -40,11 +40,14 @@ def dimensions(tz: ZoneInfo) -> dict[str, Callable[[DeployEvent], Iterable[str]]
         "reviewer": lambda d: list(d.reviewers),
         "label": lambda d: [f"{k}={v}" for k, v in d.labels],
         "service": lambda d: [d.service],
+        "author_change_kind": lambda d: [f"{d.author}/{d.change_kind or 'unknown'}"] if d.author else [],
     }
 
 
-def find_patterns(deploys: list[DeployEvent], failed: set[str], tz: ZoneInfo, alpha: float = 0.05) -> dict:
-    """`failed`: the deploy ids followed by an incident."""
+def find_patterns(deploys: list[DeployEvent], failed: set[str], tz: ZoneInfo, alpha: float = 0.05,
+                  with_needed: bool = True) -> dict:
+    """`failed`: the deploy ids followed by an incident. `with_needed` False skips the counts that
+    would be needed (the slow part), for callers that only want the patterns."""
     total, total_k = len(deploys), sum(1 for d in deploys if d.deploy_id in failed)
     groups: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0])
     for d in deploys:
@@ -73,7 +76,8 @@ def find_patterns(deploys: list[DeployEvent], failed: set[str], tz: ZoneInfo, al
             found.append(r)
         else:
             r["verdict"] = "not enough evidence"
-            r["deploys_needed"] = needed(r["incidents"], r["deploys"], k_rest, n_rest, strictest)
+            r["deploys_needed"] = (needed(r["incidents"], r["deploys"], k_rest, n_rest, strictest)
+                                   if with_needed else None)
             weak.append(r)
     found.sort(key=lambda r: r["p"])
     return {"deploys": total, "incidents": total_k, "tested": len(rows), "alpha": alpha,
