@@ -48,13 +48,11 @@ def main() -> int:
     planted = lambda d: 0.6 if d.author == "dev3" and d.change_kind == "config" else 0.05  # noqa: E731
     for n in (60, 150, 400):
         seeds = max(args.seeds // 5, 1)
-        found = wrong = 0
+        found = 0
         for s in range(seeds):
             pats = find_patterns(*history(random.Random(s), n, planted), UTC, with_needed=False)["patterns"]
             found += any(p["value"] in ("dev3", "dev3/config") for p in pats)
-            wrong += any(p["value"] not in ("dev3", "dev3/config", "config") for p in pats)
         print(f"{'planted dev3/config: found':<34}{n:>8}{seeds:>7}{found:>9}{found / seeds:>8.3f}")
-        print(f"{'planted: another value claimed':<34}{n:>8}{seeds:>7}{wrong:>9}{wrong / seeds:>8.3f}")
     return 0
 
 
