@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -65,3 +66,30 @@ def test_bad_input_is_one_line_error(tmp_path, capsys):
     assert "no deploy events" in capsys.readouterr().err
     assert main(["tune", "--input", str(empty), "--out", str(tmp_path / "o"), "--timezone", "Mars/Base"]) == 2
     assert "not a time zone" in capsys.readouterr().err
+
+
+def test_a_too_touchy_pipeline_is_tuned_and_the_tuned_one_verified_by_a_replay(history, tmp_path):
+    """p95 x1.1 for 60 s pages on the demo's benign orders deploy: tune raises the threshold above it,
+    keeps every catch, and the replay of tuned.toml confirms no false page is left."""
+    events, incidents = history
+    text = (Path(__file__).resolve().parents[1] / "pipelines" / "default.toml").read_text()
+    old = ('min_effect = 2.0              # p95 at least doubled\nmin_score = 0.0\nmin_traffic_share = 0.05\n'
+           'duration_s = 120\naction = "ticket"')
+    assert old in text
+    touchy = tmp_path / "touchy.toml"
+    touchy.write_text(text.replace(old, old.replace("2.0 ", "1.1 ").replace("120", "60").replace("ticket", "page")))
+    out = tmp_path / "out"
+    assert main(["tune", "--input", str(events), "--incidents", str(incidents), "--out", str(out),
+                 "--pipeline", str(touchy), "--quiet"]) == 0
+    tuning = json.loads((out / "tuning.json").read_text())
+    assert tuning["all"]["default"]["false_rollback_or_page"] >= 1
+    assert tuning["all"]["tuned"]["false_rollback_or_page"] == 0
+    assert tuning["all"]["tuned"]["caught"] == tuning["all"]["default"]["caught"] == 3
+    assert tuning["replayed_with_tuned_toml"]["false_rollback_or_page"] == 0
+    assert tuning["replayed_with_tuned_toml"]["caught"] == 3
+    diff = (out / "tuned.diff").read_text().splitlines()
+    assert diff and all("  # " in line for line in diff)
+    assert any(line.startswith("rules.latency-p95-doubled.") for line in diff)
+    tuned = parse_pipeline((out / "tuned.toml").read_text(), "tuned.toml")
+    rule = next(r for r in tuned.rules if r.name == "latency-p95-doubled")
+    assert rule.min_effect > 1.1 or rule.action == "ticket"

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from detector.config import load_pipeline
+from detector.config import load_pipeline, parse_pipeline
 from detector.errors import UsageError
 from detector.outfiles import check_input
 from detector.tune import html
@@ -18,7 +18,7 @@ from detector.tune.effectiveness import delivery_report, rules_report
 from detector.tune.history import DEFAULT_MATCH_WINDOW_S, load_history
 from detector.tune.outcomes import outcomes, replay_records
 from detector.tune.patterns import find_patterns
-from detector.tune.policy import tune
+from detector.tune.policy import Choice, score, tune
 
 
 def add_arguments(p) -> None:
@@ -33,6 +33,8 @@ def add_arguments(p) -> None:
                         "this long before it opened (default: 86400)")
     p.add_argument("--timezone", default="UTC", help="time zone of weekday and hour band (default: UTC)")
     p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate of the patterns (default 0.05)")
+    p.add_argument("--no-verify", action="store_true",
+                   help="do not replay the history with tuned.toml to check the re-judged figures")
     p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
 
 
@@ -86,6 +88,13 @@ def run_tune(args) -> int:
     rejudge_s = time.perf_counter() - t1
     toml = tuning.pop("toml")
     tuning["rejudge_s"] = round(rejudge_s, 4)
+    if tuning["diff"] and not args.no_verify:
+        # the re-judge works from recorded firings; one real replay with tuned.toml says what it misses
+        tuned_records, _ = replay_records(args.input, parse_pipeline(toml, "tuned.toml"), out / "cache",
+                                          quiet=args.quiet)
+        order = [d.deploy_id for d in history.deploys]
+        tuning["replayed_with_tuned_toml"] = score(order, dict(incidents_per_deploy), outcomes(tuned_records),
+                                                   {r.name: Choice() for r in pipeline.rules})
     _write_json(out / "rules.json", rules)
     _write_json(out / "patterns.json", patterns)
     _write_json(out / "delivery.json", delivery)

@@ -41,6 +41,7 @@ class Choice:
     cap: int = 3            # most urgent action allowed
     floor: float = 0.0      # min effect a firing must show (0: the rule's own)
     promote: bool = False   # ticket -> page
+    why: str = dataclasses.field(default="", compare=False)   # the evidence behind the option, for the diff
 
 
 def decide(o: Outcome | None, policy: dict[str, Choice]) -> int:
@@ -85,11 +86,13 @@ def _options(rule: Rule, deploys: list[str], incidents: dict[str, int], outs: di
     opts = [Choice()]
     if benign and rule.signal in TUNABLE_EFFECT:
         top = max(f.effect for f in benign)
-        opts.append(Choice(floor=_round_up(max(top * 1.05, rule.min_effect))))
+        opts.append(Choice(floor=_round_up(max(top * 1.05, rule.min_effect)),
+                           why=f"largest effect on a deploy without an incident: {top:.3g}, on {len(benign)} such "
+                               f"deploys; {len(caught)} with an incident"))
     if any(RANK.get(f.action, 0) >= 2 for _, f in fired):
-        opts.append(Choice(cap=1))
+        opts.append(Choice(cap=1, why=f"fired on {len(benign)} deploys without an incident, {len(caught)} with"))
     if not benign and len(caught) >= PROMOTE_MIN and all(RANK.get(f.action, 0) == 1 for _, f in fired):
-        opts.append(Choice(promote=True))
+        opts.append(Choice(promote=True, why=f"caught {len(caught)} incidents, never fired without one"))
     return opts
 
 
@@ -124,8 +127,7 @@ def apply(pipeline: Pipeline, policy: dict[str, Choice]) -> tuple[Pipeline, list
         new = r
         if c.floor > r.min_effect:
             new = dataclasses.replace(new, min_effect=c.floor)
-            diff.append(f"rules.{r.name}.min_effect: {r.min_effect:g} -> {c.floor:g}  # above the largest effect "
-                        f"it fired on for a deploy without an incident")
+            diff.append(f"rules.{r.name}.min_effect: {r.min_effect:g} -> {c.floor:g}  # {c.why}")
         if c.cap < 3:
             cap = NAMES[c.cap]
             act = NAMES[min(RANK[r.action], c.cap)]
@@ -133,11 +135,10 @@ def apply(pipeline: Pipeline, policy: dict[str, Choice]) -> tuple[Pipeline, list
             if act != r.action or crit != r.critical_action:
                 new = dataclasses.replace(new, action=act, critical_action=crit)
                 diff.append(f"rules.{r.name}.action: {r.action}/{r.critical_action or '-'} -> {act}/{crit or '-'}"
-                            f"  # its rollbacks/pages hit deploys without an incident; capped at {cap}")
+                            f"  # capped at {cap}: {c.why}")
         if c.promote and r.action == "ticket":
             new = dataclasses.replace(new, action="page")
-            diff.append(f"rules.{r.name}.action: ticket -> page  # caught incidents and never fired on a deploy "
-                        f"without one")
+            diff.append(f"rules.{r.name}.action: ticket -> page  # {c.why}")
         rules.append(new)
     tuned = dataclasses.replace(pipeline, rules=tuple(rules) if isinstance(pipeline.rules, tuple) else rules)
     return tuned, diff
