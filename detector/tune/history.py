@@ -45,7 +45,12 @@ def _scan(path: str) -> tuple[list[DeployEvent], list[IncidentEvent], float, flo
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
     with fh:
         lines: list[bytes] = []
+        ends: list[bytes] = []  # the first and the last line: the history's span (files are in arrival order)
         for line in fh:
+            if line.strip():
+                if not ends:
+                    ends.append(line.rstrip(b"\r\n"))
+                last = line
             if b'"deploy"' in line or b'"incident"' in line:
                 lines.append(line.rstrip(b"\r\n"))
             if len(lines) >= _CHUNK:
@@ -53,7 +58,15 @@ def _scan(path: str) -> tuple[list[DeployEvent], list[IncidentEvent], float, flo
                 lines = []
         if lines:
             lo, hi = _decode(lines, interner, deploys, incidents, lo, hi)
+        if ends:
+            span = _times(decode_batch([ends[0], last.rstrip(b"\r\n")], interner))
+            lo, hi = min([lo, *span]), max([hi, *span])
     return deploys, incidents, lo, hi
+
+
+def _times(batch) -> list[float]:
+    ts = [float(t) for c in (batch.requests, batch.logs, batch.metrics) if len(c) for t in c.ts]
+    return ts + [e.ts for e in [*batch.deploys, *batch.checks, *batch.incidents]]
 
 
 def _decode(lines, interner, deploys, incidents, lo, hi):
