@@ -93,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     tu = sub.add_parser("tune", help="learn from your own history: rule effectiveness, patterns, tuned thresholds",
                         description="Replay a history once and write rules.json, patterns.json, delivery.json, "
                                     "tuned.toml (+ tuned.diff, tuning.json) and report.html to --out.")
-    from detector.tune.main import add_arguments as add_tune_arguments
+    from detector.tune.args import add_arguments as add_tune_arguments
 
     add_tune_arguments(tu)
     tu.set_defaults(func=_tune)

@@ -15,8 +15,8 @@ from detector.columns import DeployEvent, IncidentEvent
 from detector.contract import decode_batch
 from detector.errors import UsageError
 from detector.interner import Interner
+from detector.tune.args import DEFAULT_MATCH_WINDOW_S
 
-DEFAULT_MATCH_WINDOW_S = 24 * 3600.0  # an incident opened more than a day after the last deploy is not the deploy's
 _CHUNK = 8192
 
 
