@@ -107,3 +107,25 @@ def test_tuning_removes_false_pages_and_keeps_every_catch_out_of_sample():
     rule = next(r for r in tuned.rules if r.name == "traffic-lost")
     assert rule.min_effect > 0.6 or rule.action == "ticket"
     assert tomllib.loads(res["toml"])
+
+
+def test_report_page_shows_rules_missed_incidents_and_tuning_without_external_resources():
+    from zoneinfo import ZoneInfo
+
+    from detector.tune import html
+    from detector.tune.patterns import find_patterns
+
+    h, records = _world()
+    outs = outcomes(records)
+    per_deploy = {}
+    for dep in h.deploy_of.values():
+        per_deploy[dep] = per_deploy.get(dep, 0) + 1
+    rules = rules_report(load_pipeline(), h, outs)
+    page = html.render(rules, find_patterns(h.deploys, set(h.deploy_of.values()), ZoneInfo("UTC")),
+                       delivery_report(h, outs), tune(load_pipeline(), [d.deploy_id for d in h.deploys], per_deploy,
+                                                      outs),
+                       {"d1": "no anomaly; verdict: no rule held"})
+    assert page.count("<svg") == 5
+    assert "<td>missed</td><td>d1</td><td>svc</td><td>confirmed</td><td>no anomaly; verdict: no rule held</td>" in page
+    assert "rules.traffic-lost." in page and "errors-everywhere" in page
+    assert "src=" not in page and "href=" not in page and "<script" not in page
