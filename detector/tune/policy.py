@@ -154,7 +154,8 @@ def tune(pipeline: Pipeline, deploy_order: list[str], incidents: dict[str, int],
     tuned, diff = apply(pipeline, final)
     return {
         "method": "decision layer re-run from recorded firings; time-ordered split, fitted on the earliest 2/3",
-        "in_sample": {"default": score(train, incidents, outs, default), "tuned": score(train, incidents, outs, fitted)},
+        "in_sample": {"default": score(train, incidents, outs, default),
+                      "tuned": score(train, incidents, outs, fitted)},
         "out_of_sample": {"default": score(test, incidents, outs, default),
                           "tuned": score(test, incidents, outs, fitted)},
         "all": {"default": score(deploy_order, incidents, outs, default),
