@@ -93,3 +93,13 @@ def test_a_too_touchy_pipeline_is_tuned_and_the_tuned_one_verified_by_a_replay(h
     tuned = parse_pipeline((out / "tuned.toml").read_text(), "tuned.toml")
     rule = next(r for r in tuned.rules if r.name == "latency-p95-doubled")
     assert rule.min_effect > 1.1 or rule.action == "ticket"
+
+
+def test_a_bad_line_in_an_incident_file_names_its_line(history, tmp_path, capsys):
+    events, _ = history
+    bad = tmp_path / "incidents.jsonl"
+    bad.write_text('{"type": "incident", "ts": 1795680730, "service": "payments", "incident_id": "i1"}\n\n'
+                   '{"type": "incident", "ts": 1795680730, "service": "payments"}\n')
+    assert main(["tune", "--input", str(events), "--incidents", str(bad), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "incidents.jsonl line 3:" in err and "incident_id" in err and "\n" not in err

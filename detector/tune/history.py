@@ -33,8 +33,10 @@ class History:
         return [i for i in self.incidents if self.deploy_of.get(i.incident_id) == deploy_id]
 
 
-def _scan(path: str) -> tuple[list[DeployEvent], list[IncidentEvent], float, float]:
-    """The deploy and incident events of one JSONL file (other lines are skipped unparsed)."""
+def _scan(path: str, strict: bool = False) -> tuple[list[DeployEvent], list[IncidentEvent], float, float]:
+    """The deploy and incident events of one JSONL file. Other lines are skipped unparsed, and
+    bad ones are left to the replay's dead letters; with `strict` (an incident file, kept by
+    hand) every line is decoded and the first bad one is an error naming its line."""
     deploys: list[DeployEvent] = []
     incidents: list[IncidentEvent] = []
     interner = Interner()
@@ -45,19 +47,22 @@ def _scan(path: str) -> tuple[list[DeployEvent], list[IncidentEvent], float, flo
         raise UsageError(f"{path}: cannot read: {e.strerror}") from None
     with fh:
         lines: list[bytes] = []
+        numbers: list[int] = []
         ends: list[bytes] = []  # the first and the last line: the history's span (files are in arrival order)
-        for line in fh:
-            if line.strip():
-                if not ends:
-                    ends.append(line.rstrip(b"\r\n"))
-                last = line
-            if b'"deploy"' in line or b'"incident"' in line:
+        for no, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            if not ends:
+                ends.append(line.rstrip(b"\r\n"))
+            last = line
+            if strict or b'"deploy"' in line or b'"incident"' in line:
                 lines.append(line.rstrip(b"\r\n"))
+                numbers.append(no)
             if len(lines) >= _CHUNK:
-                lo, hi = _decode(lines, interner, deploys, incidents, lo, hi)
-                lines = []
+                lo, hi = _decode(path, lines, numbers, strict, interner, deploys, incidents, lo, hi)
+                lines, numbers = [], []
         if lines:
-            lo, hi = _decode(lines, interner, deploys, incidents, lo, hi)
+            lo, hi = _decode(path, lines, numbers, strict, interner, deploys, incidents, lo, hi)
         if ends:
             span = _times(decode_batch([ends[0], last.rstrip(b"\r\n")], interner))
             lo, hi = min([lo, *span]), max([hi, *span])
@@ -69,8 +74,11 @@ def _times(batch) -> list[float]:
     return ts + [e.ts for e in [*batch.deploys, *batch.checks, *batch.incidents]]
 
 
-def _decode(lines, interner, deploys, incidents, lo, hi):
+def _decode(path, lines, numbers, strict, interner, deploys, incidents, lo, hi):
     batch = decode_batch(lines, interner)
+    if strict and batch.rejected:
+        bad = min(batch.rejected, key=lambda r: r.pos)
+        raise UsageError(f"{path} line {numbers[bad.pos]}: {bad.reason}")
     deploys.extend(batch.deploys)
     incidents.extend(batch.incidents)
     for e in [*batch.deploys, *batch.incidents]:
@@ -85,10 +93,10 @@ def load_history(inputs: list[str], incident_files: list[str] = (), match_window
     deploys: list[DeployEvent] = []
     raw: list[IncidentEvent] = []
     lo, hi = float("inf"), float("-inf")
-    for path in [*inputs, *incident_files]:
+    for path, strict in [*((p, False) for p in inputs), *((p, True) for p in incident_files)]:
         if not Path(path).is_file():
             raise UsageError(f"{path}: no such file")
-        d, i, a, b = _scan(path)
+        d, i, a, b = _scan(path, strict)
         deploys.extend(d)
         raw.extend(i)
         lo, hi = min(lo, a), max(hi, b)
