@@ -36,6 +36,12 @@ def _simulate(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from detector.tune.main import run_tune
+
+    return run_tune(args)
+
+
 def _run(args: argparse.Namespace) -> int:
     from detector.runtime.app import run_live
 
@@ -93,6 +99,14 @@ def build_parser() -> argparse.ArgumentParser:
     if add_arguments is not None:
         add_arguments(sp)
     sp.set_defaults(func=_simulate)
+
+    tu = sub.add_parser("tune", help="learn from your own history: rule effectiveness, patterns, tuned thresholds",
+                        description="Replay a history once and write rules.json, patterns.json, delivery.json, "
+                                    "tuned.toml (+ tuned.diff, tuning.json) and report.html to --out.")
+    from detector.tune.args import add_arguments as add_tune_arguments
+
+    add_tune_arguments(tu)
+    tu.set_defaults(func=_tune)
 
     run = sub.add_parser("run", help="live detection on Kafka (sidecar)",
                          description="Run the detector live next to Kafka: read the input topics as a consumer "

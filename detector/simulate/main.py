@@ -50,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write the ground truth here (default: beside --out, events.jsonl -> events.truth.json; "
         "not written for stdout or Kafka unless given)",
     )
+    parser.add_argument(
+        "--incidents",
+        metavar="FILE",
+        help="also write one incident event per deploy with an injected fault (JSONL), for detector tune",
+    )
     parser.add_argument("--seed", type=int, help="override the scenario's seed (same seed + scenario = same bytes)")
     parser.add_argument("--duration-s", type=float, help="override the scenario's duration in seconds of event time")
     parser.add_argument(
@@ -114,8 +119,13 @@ def run(args: argparse.Namespace) -> int:
         where = f"kafka {args.bootstrap_servers}"
         truth_path = args.truth
     elapsed_s = time.monotonic() - started
+    truth = build_truth(scenario, sim.timeline, counts.by_kind)
     if truth_path is not None:
-        write_truth(truth_path, build_truth(scenario, sim.timeline, counts.by_kind))
+        write_truth(truth_path, truth)
+    if args.incidents:
+        from detector.simulate.incidents import write_incidents
+
+        write_incidents(args.incidents, truth)
     rate = counts.total / elapsed_s if elapsed_s > 0 else float("inf")
     parts = ", ".join(f"{n} {k}" for k, n in counts.by_kind.items())
     print(

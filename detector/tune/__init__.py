@@ -1,0 +1,1 @@
+"""`detector tune`: learn from your own production history (rules, patterns, delivery, thresholds)."""
