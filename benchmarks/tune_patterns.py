@@ -15,7 +15,7 @@ import argparse
 import random
 from zoneinfo import ZoneInfo
 
-from detector.columns import DeployEvent
+from detector.ingest.columns import DeployEvent
 from detector.tune.patterns import find_patterns
 
 UTC = ZoneInfo("UTC")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 from collections import defaultdict
 
-from detector.columns import DeployEvent
+from detector.ingest.columns import DeployEvent
 from detector.config import Pipeline
 from detector.tune.history import History
 from detector.tune.outcomes import Outcome

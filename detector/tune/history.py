@@ -11,10 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from detector.columns import DeployEvent, IncidentEvent
-from detector.contract import decode_batch
+from detector.ingest.columns import DeployEvent, IncidentEvent
+from detector.ingest.contract import decode_batch
 from detector.errors import UsageError
-from detector.interner import Interner
+from detector.ingest.interner import Interner
 from detector.tune.args import DEFAULT_MATCH_WINDOW_S
 
 _CHUNK = 8192

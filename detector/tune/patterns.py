@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Callable, Iterable
 from zoneinfo import ZoneInfo
 
-from detector.columns import DeployEvent
+from detector.ingest.columns import DeployEvent
 from detector.tune.stats import fisher, holm, needed, wilson
 
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")

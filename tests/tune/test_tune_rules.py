@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import tomllib
 
-from detector.columns import DeployEvent, IncidentEvent
+from detector.ingest.columns import DeployEvent, IncidentEvent
 from detector.config import load_pipeline, parse_pipeline
 from detector.tune.effectiveness import delivery_report, lead_times, rules_report
 from detector.tune.history import History, match, merge_incidents

@@ -72,7 +72,7 @@ def test_a_too_touchy_pipeline_is_tuned_and_the_tuned_one_verified_by_a_replay(h
     """p95 x1.1 for 60 s pages on the demo's benign orders deploy: tune raises the threshold above it,
     keeps every catch, and the replay of tuned.toml confirms no false page is left."""
     events, incidents = history
-    text = (Path(__file__).resolve().parents[1] / "pipelines" / "default.toml").read_text()
+    text = (Path(__file__).resolve().parents[2] / "pipelines" / "default.toml").read_text()
     old = ('min_effect = 2.0              # p95 at least doubled\nmin_score = 0.0\nmin_traffic_share = 0.05\n'
            'duration_s = 120\naction = "ticket"')
     assert old in text

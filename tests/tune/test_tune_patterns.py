@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from detector.columns import DeployEvent
+from detector.ingest.columns import DeployEvent
 from detector.tune.patterns import find_patterns
 from detector.tune.stats import fisher, holm, needed, wilson
 
