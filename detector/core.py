@@ -16,7 +16,12 @@ import numpy as np
 
 from detector import state
 from detector.columns import DecodedBatch, Rejected
-from detector.config import Pipeline
+from detector.config import ConfigError, Pipeline
+from detector.fleet.evidence import FleetEvidence
+from detector.fleet.summarize import summarize
+from detector.fleet.summary import WindowSummary
+from detector.fleet.view import FleetView
+from detector.judge.blame import _names_shared_dependency
 from detector.interner import Interner
 from detector.judge.judge import Judge
 from detector.logs.settings import LogSettings
@@ -43,7 +48,7 @@ class CoreStats:
 
 class Core:
     def __init__(self, pipeline: Pipeline, interner: Interner | None = None,
-                 baselines: BaselineBank | None = None) -> None:
+                 baselines: BaselineBank | None = None, partition: int = 0, partitions: int = 1) -> None:
         self.pipeline = pipeline
         self.interner = interner or Interner(max_size=pipeline.limits.max_interned_strings)
         self.requests = RequestSeries(self.interner, pipeline.limits)
@@ -71,8 +76,24 @@ class Core:
         self.stats = CoreStats()
         self._pending_deploys: list = []
         self._pending_checks: list = []  # smoke check results, handed to the judge as their window closes
+        # --- fleet view (detector.fleet): a window is judged once every partition summarised it ---
+        self.partition, self.partitions = partition, partitions
+        self.fleet: FleetView | None = None
+        self.fleet_out: list[WindowSummary] = []  # this partition's summaries, to publish in order
+        self._queue: deque = deque()  # closed windows (WindowFacts) and horizon ends (float), in order
+        self._head_ready = False  # the queue's head window is summarised and waits for the fleet
+        self._published_end = float("-inf")
+        self._templates_sent: set[str] = set()  # template ids this partition published (bounded by the template caps)
+        if pipeline.fleet.enabled:
+            if pipeline.fleet.windows_kept < self.history.maxlen:
+                raise ConfigError(f"fleet.windows_kept must be >= {self.history.maxlen} (the windows blame looks "
+                                  f"back over), got {pipeline.fleet.windows_kept}")
+            self.fleet = FleetView(partitions, pipeline.fleet.windows_kept)
+            self.judge.fleet = FleetEvidence(self.fleet, pipeline.verification.infra_metrics,
+                                             _names_shared_dependency)
 
-    def process(self, batch: DecodedBatch, source: str | None = "default", now: float | None = None) -> list[Record]:
+    def process(self, batch: DecodedBatch, source: str | None = "default", now: float | None = None,
+                close: bool = True) -> list[Record]:
         """Fold one decoded batch in; return the records it caused, in event-time order.
 
         `source` is the input (topic, file) whose event time moves the watermark;
@@ -92,11 +113,13 @@ class Core:
             self.logs.add_batch(logs, self.interner)
         if batch.deploys:
             closed_until = self.history[-1].end if self.history else None
+            # the head window waiting for the fleet is judged later, with the deploy registered
+            judged = list(self.history)[:-1] if self._head_ready else self.history
             for d in sorted(batch.deploys, key=lambda d: (d.ts, d.pos)):
                 if closed_until is not None and d.ts < closed_until:
                     # Late: windows after it have closed. Judge them now, from history.
                     out.extend(self.judge.on_deploy(d))
-                    out.extend(self.judge.catch_up(d, self.history))
+                    out.extend(self.judge.catch_up(d, judged))
                 else:
                     self._pending_deploys.append(d)
             self._pending_deploys.sort(key=lambda d: (d.ts, d.pos))
@@ -108,7 +131,14 @@ class Core:
                 else:
                     self._pending_checks.append(c)
             self._pending_checks.sort(key=lambda c: c.ts)
-        out.extend(self._advance(self.windows.close_ready()))
+        if close:
+            out.extend(self._advance(self.windows.close_ready()))
+        self._count(out)
+        return out
+
+    def advance(self) -> list[Record]:
+        """Close the windows the watermark allows (after `process(..., close=False)`)."""
+        out = self._advance(self.windows.close_ready())
         self._count(out)
         return out
 
@@ -127,36 +157,105 @@ class Core:
         batch.rejected.sort(key=lambda r: r.pos)
         return batch
 
-    def finish(self) -> list[Record]:
-        """End of input (replay): close every open window."""
-        out = self._advance(self.windows.close_all(), final=True)
+    def finish(self, until: float | None = None) -> list[Record]:
+        """End of input (replay): close every open window (every window ending by `until` when given,
+        so that all partitions of a replay close the same windows)."""
+        closed = self.windows.close_ready(until) if until is not None else self.windows.close_all()
+        out = self._advance(closed)
+        self._count(out)
+        if not self._queue:
+            out.extend(self.finalize())
+        return out
+
+    def _advance(self, closed: list[WindowFacts]) -> list[Record]:
+        if self.fleet is None:
+            out: list[Record] = []
+            for w in closed:
+                self._prepare(w, out)
+                out.extend(self.judge.on_window(w, self.history))
+        else:
+            self._queue.extend(closed)
+            if self.windows.closed_before is not None:
+                self._queue.append(self.windows.closed_before * self.windows.width_s)
+            out = self._judge_ready()
+        return out
+
+    def finalize(self) -> list[Record]:
+        """End of input, once the fleet exchanged what it could: judge what still waits (naming
+        the partitions missing), then hand the judge the checks and deploys no window reached."""
+        out: list[Record] = []
+        while self._queue:
+            out.extend(self._judge_ready(force=True))
+        for c in self._pending_checks:
+            self.judge.smoke.add(c)
+        self._pending_checks.clear()
+        while self._pending_deploys:
+            out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
         self._count(out)
         return out
 
-    def _advance(self, closed: list[WindowFacts], final: bool = False) -> list[Record]:
-        out: list[Record] = []
-        for w in closed:
-            # A deploy is registered when the window holding it closes, so its
-            # place among windows depends on event time, never on arrival.
-            while self._pending_deploys and self._pending_deploys[0].ts < w.end:
-                out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
-            while self._pending_checks and self._pending_checks[0].ts < w.end:
-                self.judge.smoke.add(self._pending_checks.pop(0))
-            self.history.append(w)
-            self.stats.windows_closed += 1
-            if self.logs is not None:
-                self.logs.close_windows(w.end)
-            out.extend(self.seasonal.observe(w))
-            verifying = [sid for sid, v in self.judge.verifications.items() if v.open]
-            out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))
-            out.extend(self.judge.on_window(w, self.history))
-        if final:
-            for c in self._pending_checks:
-                self.judge.smoke.add(c)
-            self._pending_checks.clear()
-            while self._pending_deploys:
-                out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
+    def judge_ready(self, force: bool = False) -> list[Record]:
+        """`_judge_ready`, counted: for the driver, after the fleet view took new summaries."""
+        out = self._judge_ready(force)
+        self._count(out)
         return out
+
+    def _judge_ready(self, force: bool = False) -> list[Record]:
+        """Judge the queued windows, in order, while the fleet view holds every partition's
+        summary of them. `force` (the wait passed `fleet.max_wait_s`) judges the head window
+        without the missing partitions; its records name them in `detail.fleet_missing`."""
+        out: list[Record] = []
+        while self._queue:
+            head = self._queue[0]
+            if not isinstance(head, WindowFacts):  # a horizon: every window before it is closed
+                self._queue.popleft()
+                if head > self._published_end:
+                    self._publish(WindowSummary(self.partition, self.partitions, head - self.windows.width_s,
+                                                head, ()))
+                continue
+            if not self._head_ready:
+                self._prepare(head, out)
+                self._publish(summarize(self, head, self.partition, self.partitions, self._templates_sent))
+                self._head_ready = True
+            missing = self.fleet.missing(head.end)
+            if missing and not force:
+                break
+            recs = self.judge.on_window(head, self.history)
+            if missing:
+                for r in recs:
+                    if isinstance(getattr(r, "detail", None), dict):
+                        r.detail["fleet_missing"] = missing
+            out.extend(recs)
+            self._queue.popleft()
+            self._head_ready = False
+            force = False
+        return out
+
+    def _publish(self, s: WindowSummary) -> None:
+        self._published_end = max(self._published_end, s.end)
+        self.fleet.add(s)
+        self.fleet_out.append(s)
+
+    def take_fleet(self) -> list[WindowSummary]:
+        """The summaries written since the last call, for the fleet topic (or the other cores)."""
+        out, self.fleet_out = self.fleet_out, []
+        return out
+
+    def _prepare(self, w: WindowFacts, out: list[Record]) -> None:
+        """Everything a closed window does before the judge looks at it."""
+        # A deploy is registered when the window holding it closes, so its
+        # place among windows depends on event time, never on arrival.
+        while self._pending_deploys and self._pending_deploys[0].ts < w.end:
+            out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
+        while self._pending_checks and self._pending_checks[0].ts < w.end:
+            self.judge.smoke.add(self._pending_checks.pop(0))
+        self.history.append(w)
+        self.stats.windows_closed += 1
+        if self.logs is not None:
+            self.logs.close_windows(w.end)
+        out.extend(self.seasonal.observe(w))
+        verifying = [sid for sid, v in self.judge.verifications.items() if v.open]
+        out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))
 
     def _count(self, records: list[Record]) -> None:
         for r in records:
@@ -180,4 +279,11 @@ class Core:
         Raises `state.StateError` when `data` is truncated, corrupt, of another
         format version or written under incompatible pipeline settings.
         """
-        return state.restore(cls, pipeline, data)
+        core = state.restore(cls, pipeline, data)
+        if core.fleet is not None:
+            # This partition's part of the fleet view, from the windows the checkpoint holds
+            # (other partitions' parts come back from the fleet topic).
+            for w in core.history:
+                core._publish(summarize(core, w, core.partition, core.partitions, core._templates_sent))
+            core.fleet_out.clear()
+        return core
