@@ -157,13 +157,14 @@ class Core:
         batch.rejected.sort(key=lambda r: r.pos)
         return batch
 
-    def finish(self, until: float | None = None) -> list[Record]:
+    def finish(self, until: float | None = None, final: bool = True) -> list[Record]:
         """End of input (replay): close every open window (every window ending by `until` when given,
-        so that all partitions of a replay close the same windows)."""
+        so that all partitions of a replay close the same windows). `final=False` leaves `finalize`
+        to the caller, once the partitions exchanged their last summaries."""
         closed = self.windows.close_ready(until) if until is not None else self.windows.close_all()
         out = self._advance(closed)
         self._count(out)
-        if not self._queue:
+        if final:
             out.extend(self.finalize())
         return out
 

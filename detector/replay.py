@@ -161,7 +161,7 @@ def replay(
         last = max((max(c.windows.open) for c in cores if c.windows.open), default=None)
         until = None if last is None or not fleet else (last + 1) * pipeline.windows.width_s
         for c in cores:
-            for rec in c.finish(until):
+            for rec in c.finish(until, final=not fleet):
                 emit(rec)
                 n_records += 1
         if fleet:
