@@ -235,7 +235,8 @@ class Core:
     def _publish(self, s: WindowSummary) -> None:
         self._published_end = max(self._published_end, s.end)
         self.fleet.add(s)
-        self.fleet_out.append(s)
+        if self.partitions > 1:  # a core that is the whole fleet has no one to tell
+            self.fleet_out.append(s)
 
     def take_fleet(self) -> list[WindowSummary]:
         """The summaries written since the last call, for the fleet topic (or the other cores)."""

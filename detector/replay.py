@@ -24,6 +24,7 @@ from detector.config import Pipeline
 from detector.contract import decode_batch
 from detector.core import Core
 from detector.errors import UsageError
+from detector.fleet import summary as fleet_summary
 from detector.interner import Interner
 from detector.outfiles import atomic_output, check_input, check_output
 from detector.partitioning import Router
@@ -85,6 +86,7 @@ def replay(
     partitions: int = 1,
     save_baselines: str | Path | None = None,
     scores: Callable[[dict], None] | None = None,
+    fleet_messages: Callable[[bytes], None] | None = None,
 ) -> ReplayResult:
     """Feed every input through one core per partition; `emit` gets each record in order.
 
@@ -92,7 +94,9 @@ def replay(
     partitioner routes them to N partitions, so the output equals a live run
     over topics with N partitions. Within one batch, records are emitted
     partition by partition. `scores`, when given, gets one row per metric
-    series-window with its anomaly score (`MetricWatch.take_scores`).
+    series-window with its anomaly score (`MetricWatch.take_scores`). With `[fleet]` on, every
+    partition's window summaries go to every core through their wire encoding, as the fleet
+    topic carries them; `fleet_messages`, when given, gets each encoded summary.
     """
     t0 = time.perf_counter()
     interner = Interner(max_size=pipeline.limits.max_interned_strings)
@@ -143,7 +147,7 @@ def replay(
                     for rec in c.advance():
                         emit(rec)
                         n_records += 1
-                n_records += _exchange(cores, emit)
+                n_records += _exchange(cores, emit, fleet_messages)
                 if scores is not None:
                     for c in cores:
                         for row in c.metricwatch.take_scores():
@@ -165,7 +169,7 @@ def replay(
                 emit(rec)
                 n_records += 1
         if fleet:
-            n_records += _exchange(cores, emit)
+            n_records += _exchange(cores, emit, fleet_messages)
         for c in cores:
             if fleet:
                 for rec in c.finalize():
@@ -190,16 +194,20 @@ def replay(
                         seconds=time.perf_counter() - t0)
 
 
-def _exchange(cores: list[Core], emit: Callable[[Record], None]) -> int:
+def _exchange(cores: list[Core], emit: Callable[[Record], None],
+              sent: Callable[[bytes], None] | None = None) -> int:
     """Deliver every core's new fleet summaries to every core (the fleet topic, read by all),
     then let each judge the windows now complete; until nothing new is written."""
     n = 0
     while True:
-        written = [s for c in cores for s in c.take_fleet()]
+        written = [fleet_summary.encode(s) for c in cores for s in c.take_fleet()]
         if not written:
             return n
-        for c in cores:
-            for s in written:
+        for data in written:
+            if sent is not None:
+                sent(data)
+            s = fleet_summary.decode(data)
+            for c in cores:
                 c.fleet.add(s)
         for c in cores:
             for rec in c.judge_ready():
