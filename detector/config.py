@@ -212,7 +212,7 @@ class Fleet:
     enabled: bool = True
     topic: str = "detector.fleet"
     max_wait_s: float = 30.0  # live: longest wait for a partition's summary before judging without it
-    windows_kept: int = 360  # windows of summaries held (services x windows bounds the memory)
+    windows_kept: int = 120  # windows of summaries held (services x windows bounds the memory)
     retention_h: float = 6.0  # the topic's retention.ms
 
     def check(self) -> None:
