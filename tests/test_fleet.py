@@ -146,6 +146,15 @@ def test_with_the_fleet_view_decisions_are_identical_at_1_2_and_8_partitions(sha
         assert any("other services" in r for r in reasons), reasons  # blamed on services of other partitions
 
 
+@pytest.mark.parametrize("name", ["infra_slowdown", "new_exception_everywhere", "canary_endpoint_errors"])
+def test_scenarios_get_the_same_decisions_at_1_2_and_8_partitions(name, tmp_path):
+    """Scenarios with several services: a shared slowdown, the same exception in every service,
+    a canary. (The whole suite was checked the same way; see README "Scale-out and the fleet view".)"""
+    truth, _records, events = replay_scenario(name, tmp_path)
+    one = _decisions(truth, events, 1)
+    assert one and _decisions(truth, events, 2) == one and _decisions(truth, events, 8) == one
+
+
 # --- waiting for partitions ---------------------------------------------------------------------------
 
 
