@@ -18,7 +18,7 @@ from detector import state
 from detector.columns import DecodedBatch, Rejected
 from detector.config import ConfigError, Pipeline
 from detector.fleet.evidence import FleetEvidence
-from detector.fleet.summarize import summarize
+from detector.fleet.gate import FleetGate
 from detector.fleet.summary import WindowSummary
 from detector.fleet.view import FleetView
 from detector.judge.blame import _names_shared_dependency
@@ -79,16 +79,13 @@ class Core:
         # --- fleet view (detector.fleet): a window is judged once every partition summarised it ---
         self.partition, self.partitions = partition, partitions
         self.fleet: FleetView | None = None
-        self.fleet_out: list[WindowSummary] = []  # this partition's summaries, to publish in order
-        self._queue: deque = deque()  # closed windows (WindowFacts) and horizon ends (float), in order
-        self._head_ready = False  # the queue's head window is summarised and waits for the fleet
-        self._published_end = float("-inf")
-        self._templates_sent: set[str] = set()  # template ids this partition published (bounded by the template caps)
+        self.gate: FleetGate | None = None
         if pipeline.fleet.enabled:
             if pipeline.fleet.windows_kept < self.history.maxlen:
                 raise ConfigError(f"fleet.windows_kept must be >= {self.history.maxlen} (the windows blame looks "
                                   f"back over), got {pipeline.fleet.windows_kept}")
             self.fleet = FleetView(partitions, pipeline.fleet.windows_kept)
+            self.gate = FleetGate(self.fleet, partition, partitions, pipeline.windows.width_s)
             self.judge.fleet = FleetEvidence(self.fleet, pipeline.verification.infra_metrics,
                                              _names_shared_dependency)
 
@@ -114,7 +111,7 @@ class Core:
         if batch.deploys:
             closed_until = self.history[-1].end if self.history else None
             # the head window waiting for the fleet is judged later, with the deploy registered
-            judged = list(self.history)[:-1] if self._head_ready else self.history
+            judged = list(self.history)[:-1] if self.gate is not None and self.gate.head_ready else self.history
             for d in sorted(batch.deploys, key=lambda d: (d.ts, d.pos)):
                 if closed_until is not None and d.ts < closed_until:
                     # Late: windows after it have closed. Judge them now, from history.
@@ -169,24 +166,22 @@ class Core:
         return out
 
     def _advance(self, closed: list[WindowFacts]) -> list[Record]:
-        if self.fleet is None:
+        if self.gate is None:
             out: list[Record] = []
             for w in closed:
                 self._prepare(w, out)
                 out.extend(self.judge.on_window(w, self.history))
-        else:
-            self._queue.extend(closed)
-            if self.windows.closed_before is not None:
-                self._queue.append(self.windows.closed_before * self.windows.width_s)
-            out = self._judge_ready()
-        return out
+            return out
+        cb = self.windows.closed_before
+        self.gate.enqueue(closed, None if cb is None else cb * self.windows.width_s)
+        return self.gate.run(self)
 
     def finalize(self) -> list[Record]:
         """End of input, once the fleet exchanged what it could: judge what still waits (naming
         the partitions missing), then hand the judge the checks and deploys no window reached."""
         out: list[Record] = []
-        while self._queue:
-            out.extend(self._judge_ready(force=True))
+        while self.gate is not None and self.gate.queue:
+            out.extend(self.gate.run(self, force=True))
         for c in self._pending_checks:
             self.judge.smoke.add(c)
         self._pending_checks.clear()
@@ -196,52 +191,15 @@ class Core:
         return out
 
     def judge_ready(self, force: bool = False) -> list[Record]:
-        """`_judge_ready`, counted: for the driver, after the fleet view took new summaries."""
-        out = self._judge_ready(force)
+        """For the driver, after the fleet view took new summaries: judge the windows now complete
+        (`force`: the head one without the partitions still missing; see `FleetGate.run`)."""
+        out = self.gate.run(self, force) if self.gate is not None else []
         self._count(out)
         return out
 
-    def _judge_ready(self, force: bool = False) -> list[Record]:
-        """Judge the queued windows, in order, while the fleet view holds every partition's
-        summary of them. `force` (the wait passed `fleet.max_wait_s`) judges the head window
-        without the missing partitions; its records name them in `detail.fleet_missing`."""
-        out: list[Record] = []
-        while self._queue:
-            head = self._queue[0]
-            if not isinstance(head, WindowFacts):  # a horizon: every window before it is closed
-                self._queue.popleft()
-                if head > self._published_end:
-                    self._publish(WindowSummary(self.partition, self.partitions, head - self.windows.width_s,
-                                                head, ()))
-                continue
-            if not self._head_ready:
-                self._prepare(head, out)
-                self._publish(summarize(self, head, self.partition, self.partitions, self._templates_sent))
-                self._head_ready = True
-            missing = self.fleet.missing(head.end)
-            if missing and not force:
-                break
-            recs = self.judge.on_window(head, self.history)
-            if missing:
-                for r in recs:
-                    if isinstance(getattr(r, "detail", None), dict):
-                        r.detail["fleet_missing"] = missing
-            out.extend(recs)
-            self._queue.popleft()
-            self._head_ready = False
-            force = False
-        return out
-
-    def _publish(self, s: WindowSummary) -> None:
-        self._published_end = max(self._published_end, s.end)
-        self.fleet.add(s)
-        if self.partitions > 1:  # a core that is the whole fleet has no one to tell
-            self.fleet_out.append(s)
-
     def take_fleet(self) -> list[WindowSummary]:
         """The summaries written since the last call, for the fleet topic (or the other cores)."""
-        out, self.fleet_out = self.fleet_out, []
-        return out
+        return self.gate.take() if self.gate is not None else []
 
     def _prepare(self, w: WindowFacts, out: list[Record]) -> None:
         """Everything a closed window does before the judge looks at it."""
@@ -282,10 +240,10 @@ class Core:
         format version or written under incompatible pipeline settings.
         """
         core = state.restore(cls, pipeline, data)
-        if core.fleet is not None:
+        if core.gate is not None:
             # This partition's part of the fleet view, from the windows the checkpoint holds
             # (other partitions' parts come back from the fleet topic).
             for w in core.history:
-                core._publish(summarize(core, w, core.partition, core.partitions, core._templates_sent))
-            core.fleet_out.clear()
+                core.gate.publish(core.gate.summary(core, w))
+            core.gate.take()
         return core
