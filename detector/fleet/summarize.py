@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from detector.fleet.summary import MetricLevel, ServiceSummary, TemplateNote, WindowSummary, quantiles_of
+from detector.judge.evidence import population, window_sums
 from detector.windows import WindowFacts
 
 if TYPE_CHECKING:
@@ -37,11 +38,12 @@ def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sen
     for svc in new_templates:
         names.setdefault(svc, -1)
     verifying = {o.service: (o.version,) for o in core.judge.verifications.values() if o.open}
+    sums = window_sums([w], len(rs))
     out = []
     for name in sorted(names):
         sid = names[name]
         if sid in req_services:
-            pop = core.judge._pop([w], sid, exclude_versions=verifying.get(sid, ()))
+            pop = population(sums, rs.service, rs.endpoint, rs.version, sid, exclude_versions=verifying.get(sid, ()))
             n, err, txn, lat = pop.total_n, pop.total_errors, pop.total_txn, pop.whole
         else:
             n = err = txn = 0
