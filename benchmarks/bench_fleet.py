@@ -59,6 +59,11 @@ def main() -> None:
     summaries = [decode(m) for m in messages]
     n_services = sum(len(s.services) for s in summaries)
     fleet_bytes = sum(len(m) for m in messages)
+    sketch_bytes = 0  # what the latency sketches take of the messages
+    for m in messages:
+        d = orjson.loads(m)
+        for svc in d["s"]:
+            sketch_bytes += len(orjson.dumps(svc["lb"])) + len(orjson.dumps(svc["lc"]))
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -74,7 +79,7 @@ def main() -> None:
         "fleet_bytes_per_million_events": round(fleet_bytes / events * 1e6),
         "fleet_share_of_input": fleet_bytes / input_bytes,
         "bytes_per_message": fleet_bytes / max(1, len(messages)),
-        "service_summaries": n_services,
+        "service_summaries": n_services, "sketch_share": sketch_bytes / max(1, fleet_bytes),
         "view_windows": windows, "view_service_summaries": held, "view_bytes": held_bytes,
         "view_bytes_per_service_window": held_bytes / max(1, held),
         "replay_s_fleet_off": times["fleet off"], "replay_s_fleet_on": times["fleet on"],
@@ -90,7 +95,8 @@ def main() -> None:
     print(f"| summary bytes / input bytes | {out['fleet_share_of_input']:.2%} |")
     print(f"| messages (partition x window) | {len(messages):,}, {out['bytes_per_message']:.0f} B each |")
     print(f"| service summaries | {n_services:,}, {fleet_bytes / max(1, n_services):.0f} B each on the wire |")
-    print(f"| view held (windows_kept = {pipeline.fleet.windows_kept}) | {windows} windows, {held:,} service "
+    print(f"| latency sketches' share of the bytes | {out['sketch_share']:.0%} |")
+    print(f"| view held (fleet.windows_kept = {pipeline.fleet.windows_kept}) | {windows} windows, {held:,} service "
           f"summaries, {held_bytes / 1e6:.2f} MB, {out['view_bytes_per_service_window']:.0f} B per service-window |")
     print(f"| replay, fleet off / on | {times['fleet off']:.2f} s / {times['fleet on']:.2f} s "
           f"({times['fleet on'] / times['fleet off']:.2f}x) |")
