@@ -209,6 +209,23 @@ class Logs:
 
 
 @dataclass(frozen=True)
+class Fleet:
+    """The fleet view (detector.fleet): per-window summaries shared by every sidecar."""
+
+    enabled: bool = True
+    topic: str = "detector.fleet"
+    max_wait_s: float = 30.0  # live: longest wait for a partition's summary before judging without it
+    windows_kept: int = 120  # windows of summaries held (services x windows bounds the memory)
+    retention_h: float = 6.0  # the topic's retention.ms
+
+    def check(self) -> None:
+        _require(bool(self.topic.strip()), "fleet.topic", self.topic, "a topic name")
+        _require(self.max_wait_s > 0, "fleet.max_wait_s", self.max_wait_s, "a number of seconds > 0")
+        _require(self.windows_kept >= 1, "fleet.windows_kept", self.windows_kept, "an integer >= 1")
+        _require(self.retention_h > 0, "fleet.retention_h", self.retention_h, "a number of hours > 0")
+
+
+@dataclass(frozen=True)
 class Sinks:
     """Where anomalies and verdicts go besides the alerts topic; empty strings switch a sink off."""
 
@@ -307,6 +324,7 @@ class Pipeline:
     sinks: Sinks = field(default_factory=Sinks)
     kafka: Kafka = field(default_factory=Kafka)
     prober: Prober = field(default_factory=Prober)
+    fleet: Fleet = field(default_factory=Fleet)
     rules: tuple[Rule, ...] = ()
     smoke: tuple[SmokeCheck, ...] = ()
 
@@ -379,7 +397,7 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
                              f"{', '.join(SMOKE_RULE_KEYS)})")
         rules = tuple(_coerce(Rule, r, f"rules[{i}]") for i, r in enumerate(rules_raw))
         for section in (pipeline.windows, pipeline.limits, pipeline.baselines, pipeline.metrics, pipeline.tests,
-                        pipeline.verification, pipeline.sinks, pipeline.kafka, pipeline.prober):
+                        pipeline.verification, pipeline.sinks, pipeline.kafka, pipeline.prober, pipeline.fleet):
             section.check()
         names = set()
         for i, r in enumerate(rules):
@@ -392,7 +410,7 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
     return Pipeline(source=source, topics=pipeline.topics, windows=pipeline.windows, limits=pipeline.limits,
                     baselines=pipeline.baselines, metrics=pipeline.metrics, tests=pipeline.tests,
                     verification=pipeline.verification, logs=pipeline.logs, sinks=pipeline.sinks,
-                    kafka=pipeline.kafka, prober=pipeline.prober, rules=rules, smoke=smoke)
+                    kafka=pipeline.kafka, prober=pipeline.prober, fleet=pipeline.fleet, rules=rules, smoke=smoke)
 
 
 def load_pipeline(path: str | Path | None = None) -> Pipeline:

@@ -17,7 +17,12 @@ import numpy as np
 
 from detector import state
 from detector.ingest.columns import DecodedBatch, Rejected
-from detector.config import Pipeline
+from detector.config import ConfigError, Pipeline
+from detector.fleet.evidence import FleetEvidence
+from detector.fleet.gate import FleetGate
+from detector.fleet.summary import WindowSummary
+from detector.fleet.view import FleetView
+from detector.judge.blame import _names_shared_dependency
 from detector.ingest.interner import Interner
 from detector.judge.judge import Judge
 from detector.logs.settings import LogSettings
@@ -44,7 +49,7 @@ class CoreStats:
 
 class Core:
     def __init__(self, pipeline: Pipeline, interner: Interner | None = None,
-                 baselines: BaselineBank | None = None) -> None:
+                 baselines: BaselineBank | None = None, partition: int = 0, partitions: int = 1) -> None:
         self.pipeline = pipeline
         self.interner = interner or Interner(max_size=pipeline.limits.max_interned_strings)
         self.requests = RequestSeries(self.interner, pipeline.limits)
@@ -75,8 +80,21 @@ class Core:
         # Called with each closed window after its log counts close and before the
         # seasonal watch learns it (the report reads expectations made without it).
         self.window_listeners: list[Callable[[WindowFacts], None]] = []
+        # --- fleet view (detector.fleet): a window is judged once every partition summarised it ---
+        self.partition, self.partitions = partition, partitions
+        self.fleet: FleetView | None = None
+        self.gate: FleetGate | None = None
+        if pipeline.fleet.enabled:
+            if pipeline.fleet.windows_kept < self.history.maxlen:
+                raise ConfigError(f"fleet.windows_kept must be >= {self.history.maxlen} (the windows blame looks "
+                                  f"back over), got {pipeline.fleet.windows_kept}")
+            self.fleet = FleetView(partitions, pipeline.fleet.windows_kept)
+            self.gate = FleetGate(self.fleet, partition, partitions, pipeline.windows.width_s)
+            self.judge.fleet = FleetEvidence(self.fleet, pipeline.verification.infra_metrics,
+                                             _names_shared_dependency)
 
-    def process(self, batch: DecodedBatch, source: str | None = "default", now: float | None = None) -> list[Record]:
+    def process(self, batch: DecodedBatch, source: str | None = "default", now: float | None = None,
+                close: bool = True) -> list[Record]:
         """Fold one decoded batch in; return the records it caused, in event-time order.
 
         `source` is the input (topic, file) whose event time moves the watermark;
@@ -96,11 +114,13 @@ class Core:
             self.logs.add_batch(logs, self.interner)
         if batch.deploys:
             closed_until = self.history[-1].end if self.history else None
+            # the head window waiting for the fleet is judged later, with the deploy registered
+            judged = list(self.history)[:-1] if self.gate is not None and self.gate.head_ready else self.history
             for d in sorted(batch.deploys, key=lambda d: (d.ts, d.pos)):
                 if closed_until is not None and d.ts < closed_until:
                     # Late: windows after it have closed. Judge them now, from history.
                     out.extend(self.judge.on_deploy(d))
-                    out.extend(self.judge.catch_up(d, self.history))
+                    out.extend(self.judge.catch_up(d, judged))
                 else:
                     self._pending_deploys.append(d)
             self._pending_deploys.sort(key=lambda d: (d.ts, d.pos))
@@ -112,7 +132,14 @@ class Core:
                 else:
                     self._pending_checks.append(c)
             self._pending_checks.sort(key=lambda c: c.ts)
-        out.extend(self._advance(self.windows.close_ready()))
+        if close:
+            out.extend(self._advance(self.windows.close_ready()))
+        self._count(out)
+        return out
+
+    def advance(self) -> list[Record]:
+        """Close the windows the watermark allows (after `process(..., close=False)`)."""
+        out = self._advance(self.windows.close_ready())
         self._count(out)
         return out
 
@@ -131,39 +158,71 @@ class Core:
         batch.rejected.sort(key=lambda r: r.pos)
         return batch
 
-    def finish(self) -> list[Record]:
-        """End of input (replay): close every open window."""
-        out = self._advance(self.windows.close_all(), final=True)
+    def finish(self, until: float | None = None, final: bool = True) -> list[Record]:
+        """End of input (replay): close every open window (every window ending by `until` when given,
+        so that all partitions of a replay close the same windows). `final=False` leaves `finalize`
+        to the caller, once the partitions exchanged their last summaries."""
+        closed = self.windows.close_ready(until) if until is not None else self.windows.close_all()
+        out = self._advance(closed)
+        self._count(out)
+        if final:
+            out.extend(self.finalize())
+        return out
+
+    def _advance(self, closed: list[WindowFacts]) -> list[Record]:
+        if self.gate is None:
+            out: list[Record] = []
+            for w in closed:
+                self._prepare(w, out)
+                out.extend(self.judge.on_window(w, self.history))
+            return out
+        cb = self.windows.closed_before
+        self.gate.enqueue(closed, None if cb is None else cb * self.windows.width_s)
+        return self.gate.run(self)
+
+    def finalize(self) -> list[Record]:
+        """End of input, once the fleet exchanged what it could: judge what still waits (naming
+        the partitions missing), then hand the judge the checks and deploys no window reached."""
+        out: list[Record] = []
+        while self.gate is not None and self.gate.queue:
+            out.extend(self.gate.run(self, force=True))
+        for c in self._pending_checks:
+            self.judge.smoke.add(c)
+        self._pending_checks.clear()
+        while self._pending_deploys:
+            out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
         self._count(out)
         return out
 
-    def _advance(self, closed: list[WindowFacts], final: bool = False) -> list[Record]:
-        out: list[Record] = []
-        for w in closed:
-            # A deploy is registered when the window holding it closes, so its
-            # place among windows depends on event time, never on arrival.
-            while self._pending_deploys and self._pending_deploys[0].ts < w.end:
-                out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
-            while self._pending_checks and self._pending_checks[0].ts < w.end:
-                self.judge.smoke.add(self._pending_checks.pop(0))
-            self.history.append(w)
-            self.stats.windows_closed += 1
-            if self.logs is not None:
-                self.logs.close_windows(w.end)
-            for listener in self.window_listeners:
-                listener(w)
-            held = {sid for sid, v in self.judge.verifications.items() if v.open}
-            out.extend(self.seasonal.observe(w, held))
-            verifying = [sid for sid, v in self.judge.verifications.items() if v.open]
-            out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))
-            out.extend(self.judge.on_window(w, self.history))
-        if final:
-            for c in self._pending_checks:
-                self.judge.smoke.add(c)
-            self._pending_checks.clear()
-            while self._pending_deploys:
-                out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
+    def judge_ready(self, force: bool = False) -> list[Record]:
+        """For the driver, after the fleet view took new summaries: judge the windows now complete
+        (`force`: the head one without the partitions still missing; see `FleetGate.run`)."""
+        out = self.gate.run(self, force) if self.gate is not None else []
+        self._count(out)
         return out
+
+    def take_fleet(self) -> list[WindowSummary]:
+        """The summaries written since the last call, for the fleet topic (or the other cores)."""
+        return self.gate.take() if self.gate is not None else []
+
+    def _prepare(self, w: WindowFacts, out: list[Record]) -> None:
+        """Everything a closed window does before the judge looks at it."""
+        # A deploy is registered when the window holding it closes, so its
+        # place among windows depends on event time, never on arrival.
+        while self._pending_deploys and self._pending_deploys[0].ts < w.end:
+            out.extend(self.judge.on_deploy(self._pending_deploys.pop(0)))
+        while self._pending_checks and self._pending_checks[0].ts < w.end:
+            self.judge.smoke.add(self._pending_checks.pop(0))
+        self.history.append(w)
+        self.stats.windows_closed += 1
+        if self.logs is not None:
+            self.logs.close_windows(w.end)
+        for listener in self.window_listeners:
+            listener(w)
+        held = {sid for sid, v in self.judge.verifications.items() if v.open}
+        out.extend(self.seasonal.observe(w, held))
+        verifying = [sid for sid, v in self.judge.verifications.items() if v.open]
+        out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))
 
     def _count(self, records: list[Record]) -> None:
         for r in records:
@@ -187,4 +246,11 @@ class Core:
         Raises `state.StateError` when `data` is truncated, corrupt, of another
         format version or written under incompatible pipeline settings.
         """
-        return state.restore(cls, pipeline, data)
+        core = state.restore(cls, pipeline, data)
+        if core.gate is not None:
+            # This partition's part of the fleet view, from the windows the checkpoint holds
+            # (other partitions' parts come back from the fleet topic).
+            for w in core.history:
+                core.gate.publish(core.gate.summary(core, w))
+            core.gate.take()
+        return core

@@ -24,6 +24,7 @@ from detector.config import Pipeline
 from detector.ingest.contract import decode_batch
 from detector.core import Core
 from detector.errors import UsageError
+from detector.fleet import summary as fleet_summary
 from detector.ingest.interner import Interner
 from detector.outfiles import atomic_output, check_input, check_output
 from detector.ingest.partitioning import Router
@@ -85,6 +86,7 @@ def replay(
     partitions: int = 1,
     save_baselines: str | Path | None = None,
     scores: Callable[[dict], None] | None = None,
+    fleet_messages: Callable[[bytes], None] | None = None,
 ) -> ReplayResult:
     """Feed every input through one core per partition; `emit` gets each record in order.
 
@@ -92,11 +94,14 @@ def replay(
     partitioner routes them to N partitions, so the output equals a live run
     over topics with N partitions. Within one batch, records are emitted
     partition by partition. `scores`, when given, gets one row per metric
-    series-window with its anomaly score (`MetricWatch.take_scores`).
+    series-window with its anomaly score (`MetricWatch.take_scores`). With `[fleet]` on, every
+    partition's window summaries go to every core through their wire encoding, as the fleet
+    topic carries them; `fleet_messages`, when given, gets each encoded summary.
     """
     t0 = time.perf_counter()
     interner = Interner(max_size=pipeline.limits.max_interned_strings)
-    cores = [Core(pipeline, interner=interner) for _ in range(partitions)]
+    cores = [Core(pipeline, interner=interner, partition=p, partitions=partitions) for p in range(partitions)]
+    fleet = pipeline.fleet.enabled
     for c in cores:
         c.metricwatch.collect_scores = scores is not None
     router = Router(interner, partitions)
@@ -124,13 +129,29 @@ def replay(
             parts = router.split(batch)
             refused = []  # parts[0].rejected is the decoder's list; every core adds the events it refused
             for c, part in zip(cores, parts):
-                for rec in c.process(part, source=paths[i]):
+                for rec in c.process(part, source=paths[i], close=not fleet):
                     emit(rec)
                     n_records += 1
-                if scores is not None:
+                if scores is not None and not fleet:
                     for row in c.metricwatch.take_scores():
                         scores(row)
                 refused.extend(part.rejected)
+            if fleet:
+                # --- fleet view: every core closes the windows the source's progress allows
+                # (the same for any partition count), then the summaries go round as the
+                # fleet topic would deliver them and each core judges what is complete.
+                newest_all = [t for t in (part.max_ts() for part in parts) if t is not None]
+                for c in cores:
+                    if newest_all:
+                        c.windows.observe(paths[i], max(newest_all))
+                    for rec in c.advance():
+                        emit(rec)
+                        n_records += 1
+                n_records += _exchange(cores, emit, fleet_messages)
+                if scores is not None:
+                    for c in cores:
+                        for row in c.metricwatch.take_scores():
+                            scores(row)
             if rejected is not None:
                 for r in sorted(refused, key=lambda r: r.pos):
                     rejected(paths[i], chunk.numbers[r.pos], chunk.lines[r.pos], r.reason)
@@ -140,10 +161,20 @@ def replay(
                 behind[i] = max(newest)
             if progress is not None:
                 progress(n_events, time.perf_counter() - t0)
+        # All partitions close the same last window, as a live fleet would at the same watermark.
+        last = max((max(c.windows.open) for c in cores if c.windows.open), default=None)
+        until = None if last is None or not fleet else (last + 1) * pipeline.windows.width_s
         for c in cores:
-            for rec in c.finish():
+            for rec in c.finish(until, final=not fleet):
                 emit(rec)
                 n_records += 1
+        if fleet:
+            n_records += _exchange(cores, emit, fleet_messages)
+        for c in cores:
+            if fleet:
+                for rec in c.finalize():
+                    emit(rec)
+                    n_records += 1
             if scores is not None:
                 for row in c.metricwatch.take_scores():
                     scores(row)
@@ -161,6 +192,27 @@ def replay(
                         late=sum(c.late_events for c in cores), skipped=n_skipped, records=n_records,
                         anomalies=sum(c.stats.anomalies for c in cores), verdicts=sum(c.stats.verdicts for c in cores),
                         seconds=time.perf_counter() - t0)
+
+
+def _exchange(cores: list[Core], emit: Callable[[Record], None],
+              sent: Callable[[bytes], None] | None = None) -> int:
+    """Deliver every core's new fleet summaries to every core (the fleet topic, read by all),
+    then let each judge the windows now complete; until nothing new is written."""
+    n = 0
+    while True:
+        written = [fleet_summary.encode(s) for c in cores for s in c.take_fleet()]
+        if not written:
+            return n
+        for data in written:
+            if sent is not None:
+                sent(data)
+            s = fleet_summary.decode(data)
+            for c in cores:
+                c.fleet.add(s)
+        for c in cores:
+            for rec in c.judge_ready():
+                emit(rec)
+                n += 1
 
 
 def run_replay(inputs: list[str], output: str, pipeline: Pipeline, dlq: str | None = None,

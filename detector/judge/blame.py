@@ -38,6 +38,11 @@ class Context:
     metric_labels: np.ndarray | None = None  # interned "k=v,k=v" labels per metric series, -1 none
     min_requests: int = 30  # tests.min_requests
     significance: float = 0.001  # tests.significance
+    # Fleet view (detector.fleet): when set, other services and infrastructure metrics are
+    # read from it, for services of every partition, over these time ranges [start, end).
+    fleet: object | None = None  # detector.fleet.evidence.FleetEvidence
+    span_range: tuple[float, float] = (0.0, 0.0)
+    before_range: tuple[float, float] = (0.0, 0.0)
 
 
 def _worse(rule: Rule, now: Population, before: Population, min_requests: int, significance: float) -> bool:
@@ -72,6 +77,8 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
     stable_before = ctx.population(ctx.before, service, exclude_versions=(new_version,))
     if _worse(rule, stable_now, stable_before, ctx.min_requests, ctx.significance):
         reasons.append(f"the stable version shows the same {rule.signal} change in the same windows")
+    if ctx.fleet is not None:
+        return tuple(reasons) + _shared_in_fleet(rule, service, ctx)
     others = []
     for other in ctx.services:
         if other == service:
@@ -85,6 +92,19 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
     if others:
         reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(sorted(others))}")
     infra = infra_anomalies(ctx)
+    if infra:
+        reasons.append("infrastructure metrics deviate: " + ", ".join(infra))
+    return tuple(reasons)
+
+
+def _shared_in_fleet(rule: Rule, service: int, ctx: Context) -> tuple[str, ...]:
+    """Other services and infrastructure metrics of the whole fleet (see detector.fleet.evidence)."""
+    reasons = []
+    others = ctx.fleet.others(rule, ctx.lookup(service), ctx.span_range, ctx.before_range,  # type: ignore[union-attr]
+                              lambda r, now, before: _worse(r, now, before, ctx.min_requests, ctx.significance))
+    if others:
+        reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(others)}")
+    infra = ctx.fleet.infra(ctx.span_range, ctx.before_range)  # type: ignore[union-attr]
     if infra:
         reasons.append("infrastructure metrics deviate: " + ", ".join(infra))
     return tuple(reasons)

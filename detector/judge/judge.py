@@ -67,6 +67,7 @@ class Judge:
         self.done: deque[str] = deque(maxlen=10_000)  # deploy ids already judged (replays of their events)
         self._infra_ids = frozenset(interner.intern(n) for n in pipeline.verification.infra_metrics)
         self._critical = frozenset(pipeline.verification.critical_endpoints)
+        self.fleet = None  # detector.fleet.evidence.FleetEvidence, set by the core when [fleet] is on
         self.smoke = SmokeEvidence(pipeline)  # check runs, handed over by the core in event-time order
         tested = [r for r in pipeline.rules if r.signal in ("error_rate", "latency", "transactions")]
         # The deploy's false-alarm budget, split evenly over the rules that compare requests.
@@ -289,7 +290,9 @@ class Judge:
                     metric_labels=self.metrics.arrays()[2],
                     infra_metric_ids=self._infra_ids,
                     new_versions={o.service: (o.version,) for o in self.verifications.values() if o.open},
-                    min_requests=self.p.tests.min_requests, significance=self.p.tests.significance)
+                    min_requests=self.p.tests.min_requests, significance=self.p.tests.significance,
+                    fleet=self.fleet, span_range=(starts[0], w.end),
+                    before_range=(start_floor - self.p.verification.baseline_s, start_floor))
                 shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx)
                 action = rule.action
                 if c.endpoint >= 0 and rule.critical_action and self._is_critical(c.endpoint, pre_all, new):
@@ -458,12 +461,16 @@ class Judge:
             other = set(text.split())
             return len(words & other) >= 0.6 * max(1, len(words | other))
 
-        others = sorted({t.service for t in self.logs.templates()
-                         if t.service != v.deploy.service and t.kind == f.kind and not t.overflow
-                         and abs(t.first_seen_ts - f.first_seen_ts) <= near
-                         and t.first_seen_ts >= v.started - near
-                         and any(n for lvl, n in t.counts_by_level.items() if lvl != "info")
-                         and alike(t.text)})
+        if self.fleet is not None:  # the fleet view: templates of every partition's services
+            seen = self.fleet.templates()
+        else:
+            seen = [(t.service, t.kind, t.first_seen_ts, t.text) for t in self.logs.templates()
+                    if not t.overflow and any(n for lvl, n in t.counts_by_level.items() if lvl != "info")]
+        others = sorted({svc for svc, kind, first_seen_ts, text in seen
+                         if svc != v.deploy.service and kind == f.kind
+                         and abs(first_seen_ts - f.first_seen_ts) <= near
+                         and first_seen_ts >= v.started - near
+                         and alike(text)})
         if not others:
             return ()
         return (f"other services began logging a new {f.kind} template like it at the same time: "

@@ -21,10 +21,10 @@ LAYERS: list[tuple[str, ...]] = [
     ("aggregate",),                                                  # columns -> closed windows
     ("stats",),                                                      # tests, pure numpy/scipy
     ("baselines", "anomaly", "logs"),                                # what is expected; templates
-    ("judge",),                                                      # deploys -> verdicts
+    ("judge", "fleet"),                                              # deploys -> verdicts; the fleet view
     ("core", "state"),                                               # the batch entry point
     ("replay", "outfiles", "runtime", "sinks", "smoke", "report", "simulate", "demo", "cli",
-     "tune", "fleet"),                                               # drivers and edges
+     "tune"),                                                        # drivers and edges
 ]
 
 
