@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Iterable
 from detector.fleet.summarize import summarize
 from detector.fleet.summary import WindowSummary
 from detector.fleet.view import FleetView
-from detector.windows import WindowFacts
+from detector.aggregate.windows import WindowFacts
 
 if TYPE_CHECKING:
     from detector.core import Core

@@ -9,7 +9,7 @@ import numpy as np
 
 from detector.fleet.summary import MetricLevel, ServiceSummary, TemplateNote, WindowSummary, quantiles_of
 from detector.judge.evidence import population, window_sums
-from detector.windows import WindowFacts
+from detector.aggregate.windows import WindowFacts
 
 if TYPE_CHECKING:
     from detector.core import Core

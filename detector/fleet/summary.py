@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import orjson
 
-from detector import sketch
+from detector.aggregate import sketch
 
 VERSION = 1
 

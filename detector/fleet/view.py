@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterator
 
-from detector import sketch
+from detector.aggregate import sketch
 from detector.fleet.summary import ServiceSummary, TemplateNote, WindowSummary
 
 

@@ -14,10 +14,10 @@ import numpy as np
 import orjson
 import pytest
 
-from detector import sketch
+from detector.aggregate import sketch
 from detector.config import ConfigError, load_pipeline, parse_pipeline
 from detector.core import Core
-from detector.evaluate import pipeline_for, replay_scenario
+from detector.simulate.scoring import pipeline_for, replay_scenario
 from detector.fleet.summary import (MetricLevel, ServiceSummary, SummaryError, TemplateNote, WindowSummary, decode,
                                     encode)
 from detector.fleet.view import FleetView
@@ -162,9 +162,9 @@ def test_a_silent_partition_is_named_in_the_records_judged_without_it(shared_db)
     """The core of the deploy's partition (of 2) never hears from the other: what it judges
     at the end of input says which partition it judged without."""
     truth, events = shared_db
-    from detector.contract import decode_batch
-    from detector.interner import Interner
-    from detector.partitioning import Router, partition_of
+    from detector.ingest.contract import decode_batch
+    from detector.ingest.interner import Interner
+    from detector.ingest.partitioning import Router, partition_of
 
     own = partition_of(truth["deploys"][0]["service"], 2)
     p = pipeline_for(truth)
@@ -186,7 +186,7 @@ def test_a_silent_partition_is_named_in_the_records_judged_without_it(shared_db)
 
 def test_a_restored_core_rebuilds_its_part_of_the_fleet_view(shared_db):
     truth, events = shared_db
-    from detector.contract import decode_batch
+    from detector.ingest.contract import decode_batch
 
     p = pipeline_for(truth)
     core = Core(p)
