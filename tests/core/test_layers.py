@@ -2,7 +2,8 @@
 
 Each module of the package sits in a layer; it may import modules of its own
 layer or of lower ones, never higher. A lower package that imports a higher
-one fails this test with the offending import named.
+one fails this test with the offending import named. Imports under
+`if TYPE_CHECKING:` name types for annotations only and are not counted.
 """
 
 from __future__ import annotations
@@ -50,10 +51,23 @@ def _modules():
         yield ".".join(parts), path
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node but those under `if TYPE_CHECKING:` (annotations only: no import at run time)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
 def _imports(module: str, path: Path):
     tree = ast.parse(path.read_text(), str(path))
     package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
-    for node in ast.walk(tree):
+    for node in _runtime_nodes(tree):
         if isinstance(node, ast.Import):
             for a in node.names:
                 if a.name.startswith("detector"):
