@@ -217,8 +217,12 @@ class Sidecar:
             stop.cancel()
             if not task.done():
                 task.cancel()
+                # A client call stuck on a frozen broker may take its own time to honour the
+                # cancellation: give it a moment, never the whole operation timeout.
                 with contextlib.suppress(BaseException):
-                    await task
+                    await asyncio.wait({task}, timeout=0.5)
+                if task.done() and not task.cancelled():
+                    task.exception()  # retrieved: a late failure is not logged as never retrieved
         if task in done:
             return task.result()
         raise Stopped(what)
