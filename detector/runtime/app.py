@@ -762,8 +762,36 @@ def run_live(args) -> int:
             print(f"detector: {sidecar.done_line()}", file=sys.stderr, flush=True)
         return code
 
+    stuck: list[bool] = [False]
     try:
-        return asyncio.run(main())
+        code = _run_bounded(main(), stuck)
     except (RunFailure, TopicSetupError) as e:
         print(f"detector: {e}", file=sys.stderr, flush=True)
-        return 1
+        code = 1
+    if stuck[0]:
+        # A client call stuck on a frozen broker ignores cancellation for its own timeout; the
+        # run is over (final checkpoint written or given up), so the process ends now.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run_bounded(coro, stuck: list[bool], cleanup_s: float = 1.0):
+    """`asyncio.run`, except that tasks still pending at the end get `cleanup_s` to finish their
+    cancellation instead of as long as they like; `stuck[0]` says whether some did not."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for t in pending:
+            t.cancel()
+        if pending:
+            _done, still = loop.run_until_complete(asyncio.wait(pending, timeout=cleanup_s))
+            stuck[0] = bool(still)
+        if not stuck[0]:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            asyncio.set_event_loop(None)
+            loop.close()
