@@ -74,6 +74,10 @@ class Core:
         horizon_s = max([pipeline.verification.baseline_s] + [r.duration_s for r in pipeline.rules]) \
             + 2 * pipeline.windows.width_s
         self.history: deque[WindowFacts] = deque(maxlen=int(horizon_s // pipeline.windows.width_s) + 2)
+        # A version silent for longer than every window held (and those still open) gives its
+        # series to a new version of its service once the service is at its version cap.
+        self.requests.retire_after_s = (self.history.maxlen + 2) * pipeline.windows.width_s \
+            + pipeline.windows.lateness_s
         self.stats = CoreStats()
         self._pending_deploys: list = []
         self._pending_checks: list = []  # smoke check results, handed to the judge as their window closes
