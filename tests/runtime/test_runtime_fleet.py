@@ -128,3 +128,79 @@ def test_two_sidecars_that_split_the_services_judge_a_shared_incident_as_one_sid
     assert not any("fleet_missing" in orjson.loads(m.value).get("detail", {}) for m in msgs)
     for p in (a, b):
         assert not [r for r in p.log_lines() if r.get("event", "").startswith("judging without partitions")]
+
+
+def test_a_sidecar_killed_and_started_again_rebuilds_its_fleet_view_from_the_topic(setup):
+    """SIGKILL mid-stream, then start again: the new process reads the retained summaries back,
+    restores its cores and ends with exactly replay's verdicts."""
+    setup["configure"](max_wait_s=60.0)
+    first = setup["start"]("first")
+    first.wait_for_log("partition started cold", 30)
+
+    async def stream_and_kill():
+        task = asyncio.create_task(produce_scenario(setup["sc"], setup["bootstrap"], setup["pipeline"], speed=150))
+        await asyncio.sleep(6)
+        first.kill()
+        await task
+
+    asyncio.run(stream_and_kill())
+    second = setup["start"]("second")
+    rebuilt = second.wait_for_log("fleet view rebuilt from the topic", 60)
+    assert rebuilt["summaries"] > 0 and rebuilt["windows"] > 0, rebuilt  # the first run's summaries, retained
+    second.wait_for_log("partition restored", 60)
+    expected = _replayed(setup, PARTITIONS)
+    msgs = asyncio.run(read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
+                                  lambda m: set(verdicts(m)) >= set(expected), 90))
+    _same(verdicts(msgs), expected)
+    assert not [r for r in second.log_lines() if r.get("event", "").startswith("judging without partitions")]
+
+
+def test_a_member_that_stops_publishing_holds_the_other_back_at_most_max_wait_s_and_records_name_its_partitions(
+        setup):
+    """A group member that holds half the partitions and publishes nothing (a sidecar frozen while
+    its heartbeats go on: here a bare consumer of the test): the sidecar beside it waits
+    max_wait_s once, then judges without those partitions, and its records name them."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+    max_wait_s = 3.0
+    setup["configure"](max_wait_s=max_wait_s)
+    pl = setup["pipeline"]
+    t = pl.topics
+
+    async def run():
+        frozen = AIOKafkaConsumer(*sorted({t.requests, t.logs, t.metrics, t.deploys, t.checks}),
+                                  bootstrap_servers=setup["bootstrap"], group_id=pl.kafka.group_id,
+                                  session_timeout_ms=2000, heartbeat_interval_ms=500, enable_auto_commit=False,
+                                  partition_assignment_strategy=(RangePartitionAssignor,))
+        await frozen.start()
+        try:
+            judge = setup["start"]("judge")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                await frozen.getmany(timeout_ms=200, max_records=1)  # never processes, never publishes
+                held = sorted({tp.partition for tp in frozen.assignment()})
+                mine = _owned(judge)
+                if held and mine and set(held) | mine == set(range(PARTITIONS)) and not set(held) & mine:
+                    break
+            else:
+                raise AssertionError(f"no split: frozen {frozen.assignment()}, judge {_owned(judge)}")
+            await produce_scenario(setup["sc"], setup["bootstrap"], pl)
+            task = asyncio.create_task(read_topic(
+                setup["bootstrap"], t.alerts,
+                lambda m: any("fleet_missing" in orjson.loads(x.value).get("detail", {}) for x in m), 60,
+                settle_s=3.0))
+            while not task.done():  # heartbeats go on: the member stays in the group
+                await frozen.getmany(timeout_ms=200, max_records=1)
+            return judge, held, task.result()
+        finally:
+            await frozen.stop()
+
+    judge, held, msgs = asyncio.run(run())
+    named = [orjson.loads(m.value)["detail"]["fleet_missing"] for m in msgs
+             if "fleet_missing" in orjson.loads(m.value).get("detail", {})]
+    assert named and all(n == held for n in named), (named, held)
+    forced = [r for r in judge.log_lines() if r.get("event", "").startswith("judging without partitions")]
+    assert forced and all(r["missing"] == held for r in forced), forced
+    assert all(r["waited_s"] <= max_wait_s + 2.0 for r in forced), forced  # tick and lock granularity
+    assert len(forced) <= len(_owned(judge))  # once per waiting core: later windows are not held again
