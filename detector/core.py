@@ -244,17 +244,16 @@ class Core:
         return state.snapshot(self)
 
     @classmethod
-    def restore(cls, pipeline: Pipeline, data: bytes) -> "Core":
-        """A core that continues exactly where the one that wrote `data` stopped.
+    def restore(cls, pipeline: Pipeline, data: bytes, partition: int = 0, partitions: int = 1) -> "Core":
+        """A core that continues exactly where the one that wrote `data` stopped (as partition
+        `partition` of `partitions`: the fleet view's shape is the live topic's, not the checkpoint's).
 
         Raises `state.StateError` when `data` is truncated, corrupt, of another
         format version or written under incompatible pipeline settings.
         """
-        core = state.restore(cls, pipeline, data)
+        core = state.restore(cls, pipeline, data, partition, partitions)
         if core.gate is not None:
             # This partition's part of the fleet view, from the windows the checkpoint holds
             # (other partitions' parts come back from the fleet topic).
-            for w in core.history:
-                core.gate.publish(core.gate.summary(core, w))
-            core.gate.take()
+            core.gate.republish(core, core.history)
         return core
