@@ -43,6 +43,7 @@ class Topics:
     metrics: str = "metrics"
     deploys: str = "deploys"
     checks: str = "checks"  # smoke check results (a control stream, like deploys)
+    incidents: str = "incidents"  # what people found: read by `detector tune` and the live rule counters
     alerts: str = "alerts"
     dlq: str = "detector.dlq"
     state: str = "detector.state"
