@@ -50,6 +50,7 @@ from detector.runtime.logsetup import configure, redact
 from detector.ingest.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
 from detector.runtime.readback import ids_in, record_id
+from detector.runtime.rulecounters import RuleCounters, follow_incidents
 from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics
 from detector.sinks import build_sinks, encode_action
 from detector.smoke.prober import SmokeProber
@@ -140,6 +141,7 @@ class Sidecar:
         self._check_producer = None
         self.prober = SmokeProber(pipeline.smoke, pipeline.prober, self._publish_check) if pipeline.smoke else None
         self.status = StatusPages(pipeline)  # the status page at / of the HTTP port
+        self.rule_counters = RuleCounters(pipeline, self.metrics.registry)  # per-rule hits vs incidents, /metrics
 
     # --- clients ---
 
@@ -266,6 +268,8 @@ class Sidecar:
             self.log.info("health endpoint", url=f"http://{self.k.http_host}:{self.http_port}")
         self.producer = self.consumer = None
         probe_task = asyncio.create_task(self.probe.run(self.stopping))
+        incidents_task = asyncio.create_task(follow_incidents(self._client_kwargs(), self.p.topics.incidents,
+                                                              self.rule_counters, self.stopping, self.log))
         try:
             try:
                 await self._start_clients()
@@ -280,8 +284,11 @@ class Sidecar:
                 await self._shutdown()
             finally:
                 probe_task.cancel()
+                incidents_task.cancel()
                 with contextlib.suppress(BaseException):
                     await probe_task
+                with contextlib.suppress(BaseException):
+                    await incidents_task
                 if health is not None:
                     await health.stop()
         return 130 if self.hurry.is_set() else 1 if self.failed else 0
@@ -499,6 +506,7 @@ class Sidecar:
             await asyncio.sleep(0)  # let the heartbeat and the fetcher run between partitions
             for tp, (decoded, records) in zip(tps, results):
                 msgs = batch[tp]
+                self.rule_counters.observe(decoded.deploys, records)
                 self._watch_copartition(tp, decoded, st.core)
                 for r in decoded.rejected:
                     m = msgs[r.pos]
@@ -695,6 +703,7 @@ class Sidecar:
 
     def _gauges(self) -> None:
         now = time.monotonic()
+        self.rule_counters.export()
         t0, n0 = self._rate_mark
         if now - t0 >= 5.0:
             self.metrics.events_per_s.set((self._events - n0) / (now - t0))
