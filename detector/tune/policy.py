@@ -24,7 +24,9 @@ which holds out that deploy and every k-th deploy without one (round robin in
 time order, k = number of folds), so every deploy is held out exactly once;
 the policy fitted on the other folds decides the held-out deploys and the
 pooled held-out figures are the out-of-sample score (in sample: fitted on
-every deploy, scored on every deploy).
+every deploy, scored on every deploy). Beyond `MAX_FOLDS` deploys with an
+incident, fold j holds out the j-th, (j+MAX_FOLDS)-th, ... of them (a fit
+costs ~0.3 s on a month of ten services; 165 folds would take a minute).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ NAMES = {v: k for k, v in RANK.items()}
 TUNABLE_EFFECT = ("error_rate", "latency", "transactions", "volume")
 PROMOTE_MIN = 3
 TRAIN_SHARE = 2 / 3
+MAX_FOLDS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,20 +164,20 @@ def leave_one_incident_out(pipeline: Pipeline, deploy_order: list[str], incident
     if len(failing) < 2:
         return {"folds": 0, "why": "needs at least two deploys with an incident"}
     benign = [d for d in deploy_order if not incidents.get(d)]
-    k = len(failing)
+    k = min(len(failing), MAX_FOLDS)
     held_default: dict = {}
     held_tuned: dict = {}
     changed = 0
     final = fit(pipeline, deploy_order, incidents, outs)
-    for i, dep in enumerate(failing):
-        test = {dep, *benign[i::k]}
+    for i in range(k):
+        test = {*failing[i::k], *benign[i::k]}
         train = [d for d in deploy_order if d not in test]
         fitted = fit(pipeline, train, incidents, outs)
         changed += fitted != final
         held = [d for d in deploy_order if d in test]
         held_default = _add(held_default, score(held, incidents, outs, default))
         held_tuned = _add(held_tuned, score(held, incidents, outs, fitted))
-    return {"folds": k, "folds_fitting_another_policy_than_all_deploys": changed,
+    return {"folds": k, "incidents_held_out_per_fold": round(len(failing) / k, 2), "folds_fitting_another_policy_than_all_deploys": changed,
             "in_sample": {"default": score(deploy_order, incidents, outs, default),
                           "tuned": score(deploy_order, incidents, outs, final)},
             "out_of_sample": {"default": held_default, "tuned": held_tuned}}
