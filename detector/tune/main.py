@@ -16,7 +16,7 @@ from detector.outfiles import check_input
 from detector.tune import html
 from detector.tune.effectiveness import delivery_report, rules_report
 from detector.tune.history import load_history
-from detector.tune.outcomes import outcomes, replay_records
+from detector.tune.outcomes import Bar, outcomes, replay_records
 from detector.tune.patterns import find_patterns
 from detector.tune.policy import Choice, score, tune
 
@@ -83,7 +83,9 @@ def run_tune(args) -> int:
     patterns = find_patterns(history.deploys, failed, tz, args.alpha)
     delivery = delivery_report(history, outs)
     t1 = time.perf_counter()
-    tuning = tune(pipeline, [d.deploy_id for d in history.deploys], dict(incidents_per_deploy), outs)
+    bar = Bar("leave one incident out", 1, enabled=None if not args.quiet else False)
+    tuning = tune(pipeline, [d.deploy_id for d in history.deploys], dict(incidents_per_deploy), outs, bar)
+    bar.done()
     rejudge_s = time.perf_counter() - t1
     toml = tuning.pop("toml")
     tuning["rejudge_s"] = round(rejudge_s, 4)

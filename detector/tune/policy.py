@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 from detector.config import Pipeline, Rule, to_toml
 from detector.tune.outcomes import Outcome
@@ -158,7 +159,8 @@ def _add(a: dict, b: dict) -> dict:
 
 
 def leave_one_incident_out(pipeline: Pipeline, deploy_order: list[str], incidents: dict[str, int],
-                           outs: dict[str, Outcome]) -> dict:
+                           outs: dict[str, Outcome], progress=None) -> dict:
+    """`progress(folds done, seconds)` after each fold, when given (with a `total` attribute set here)."""
     failing = [d for d in deploy_order if incidents.get(d)]
     default = {r.name: Choice() for r in pipeline.rules}
     if len(failing) < 2:
@@ -169,6 +171,9 @@ def leave_one_incident_out(pipeline: Pipeline, deploy_order: list[str], incident
     held_tuned: dict = {}
     changed = 0
     final = fit(pipeline, deploy_order, incidents, outs)
+    if progress is not None:
+        progress.total = k
+    t0 = time.perf_counter()
     for i in range(k):
         test = {*failing[i::k], *benign[i::k]}
         train = [d for d in deploy_order if d not in test]
@@ -177,13 +182,16 @@ def leave_one_incident_out(pipeline: Pipeline, deploy_order: list[str], incident
         held = [d for d in deploy_order if d in test]
         held_default = _add(held_default, score(held, incidents, outs, default))
         held_tuned = _add(held_tuned, score(held, incidents, outs, fitted))
+        if progress is not None:
+            progress(i + 1, time.perf_counter() - t0)
     return {"folds": k, "incidents_held_out_per_fold": round(len(failing) / k, 2), "folds_fitting_another_policy_than_all_deploys": changed,
             "in_sample": {"default": score(deploy_order, incidents, outs, default),
                           "tuned": score(deploy_order, incidents, outs, final)},
             "out_of_sample": {"default": held_default, "tuned": held_tuned}}
 
 
-def tune(pipeline: Pipeline, deploy_order: list[str], incidents: dict[str, int], outs: dict[str, Outcome]) -> dict:
+def tune(pipeline: Pipeline, deploy_order: list[str], incidents: dict[str, int], outs: dict[str, Outcome],
+         progress=None) -> dict:
     """Fit on the earliest 2/3 of deploys and score both halves; then fit on all of them for tuned.toml."""
     cut = int(math.ceil(len(deploy_order) * TRAIN_SHARE))
     train, test = deploy_order[:cut], deploy_order[cut:]
@@ -199,7 +207,7 @@ def tune(pipeline: Pipeline, deploy_order: list[str], incidents: dict[str, int],
                           "tuned": score(test, incidents, outs, fitted)},
         "all": {"default": score(deploy_order, incidents, outs, default),
                 "tuned": score(deploy_order, incidents, outs, final)},
-        "leave_one_incident_out": leave_one_incident_out(pipeline, deploy_order, incidents, outs),
+        "leave_one_incident_out": leave_one_incident_out(pipeline, deploy_order, incidents, outs, progress),
         "diff": diff,
         "toml": to_toml(tuned),
     }
