@@ -51,6 +51,7 @@ from detector.runtime.logsetup import configure, redact
 from detector.ingest.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
 from detector.runtime.readback import ids_in, record_id
+from detector.runtime.rulecounters import RuleCounters, follow_incidents
 from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics, fleet_topic_configs
 from detector.sinks import build_sinks, encode_action
 from detector.smoke.prober import SmokeProber
@@ -143,6 +144,7 @@ class Sidecar:
         self.status = StatusPages(pipeline)  # the status page at / of the HTTP port
         self.fleet: FleetLink | None = None  # the live fleet topic (runtime/fleetlink.py), with [fleet] on
         self._fleet_task: asyncio.Task | None = None
+        self.rule_counters = RuleCounters(pipeline, self.metrics.registry)  # per-rule hits vs incidents, /metrics
 
     # --- clients ---
 
@@ -269,6 +271,8 @@ class Sidecar:
             self.log.info("health endpoint", url=f"http://{self.k.http_host}:{self.http_port}")
         self.producer = self.consumer = None
         probe_task = asyncio.create_task(self.probe.run(self.stopping))
+        incidents_task = asyncio.create_task(follow_incidents(self._client_kwargs(), self.p.topics.incidents,
+                                                              self.rule_counters, self.stopping, self.log))
         try:
             try:
                 await self._start_clients()
@@ -283,8 +287,11 @@ class Sidecar:
                 await self._shutdown()
             finally:
                 probe_task.cancel()
+                incidents_task.cancel()
                 with contextlib.suppress(BaseException):
                     await probe_task
+                with contextlib.suppress(BaseException):
+                    await incidents_task
                 if health is not None:
                     await health.stop()
         return 130 if self.hurry.is_set() else 1 if self.failed else 0
@@ -525,6 +532,7 @@ class Sidecar:
             await asyncio.sleep(0)  # let the heartbeat and the fetcher run between partitions
             for tp, (decoded, records) in zip(tps, results):
                 msgs = batch[tp]
+                self.rule_counters.observe(decoded.deploys, records)
                 self._watch_copartition(tp, decoded, st.core)
                 for r in decoded.rejected:
                     m = msgs[r.pos]
@@ -732,6 +740,7 @@ class Sidecar:
 
     def _gauges(self) -> None:
         now = time.monotonic()
+        self.rule_counters.export()
         t0, n0 = self._rate_mark
         if now - t0 >= 5.0:
             self.metrics.events_per_s.set((self._events - n0) / (now - t0))
