@@ -126,35 +126,38 @@ def _trim(d: OrderedDict, cap: int) -> None:
 
 async def follow_incidents(client_kwargs: dict, topic: str, counters: RuleCounters, stopping: asyncio.Event,
                            log, recheck_s: float = RECHECK_S) -> None:
-    """Read `topic` from its beginning into `counters` until `stopping` is set; wait for it to exist."""
+    """Read `topic` from its beginning into `counters` until `stopping` is set (or the task is
+    cancelled); wait for it to exist. Never holds up a stop: closing gets half a second."""
     interner = Interner()
     consumer = None
-    while not stopping.is_set():
-        try:
-            if consumer is None:
-                consumer = AIOKafkaConsumer(**client_kwargs, group_id=None, enable_auto_commit=False,
-                                            auto_offset_reset="earliest")
-                await asyncio.wait_for(consumer.start(), recheck_s)
-            if not consumer.assignment():
-                if topic not in await asyncio.wait_for(consumer.topics(), recheck_s):
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(stopping.wait(), recheck_s)
-                    continue
-                parts = sorted(consumer.partitions_for_topic(topic) or ())
-                consumer.assign([TopicPartition(topic, p) for p in parts])
-                log.info("reading incidents", topic=topic, partitions=len(parts))
-            batch = await consumer.getmany(timeout_ms=500)
-            values = [m.value for msgs in batch.values() for m in msgs if m.value is not None]
-            if values:
-                counters.on_incidents(list(decode_batch(values, interner).incidents))
-        except (KafkaError, OSError, asyncio.TimeoutError) as e:
-            log.warning("incidents topic not readable, retrying", topic=topic, error=repr(e)[:200])
-            if consumer is not None:
-                with contextlib.suppress(BaseException):
-                    await asyncio.wait_for(consumer.stop(), 2.0)
-                consumer = None
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(stopping.wait(), recheck_s)
-    if consumer is not None:
-        with contextlib.suppress(BaseException):
-            await asyncio.wait_for(consumer.stop(), 2.0)
+    try:
+        while not stopping.is_set():
+            try:
+                if consumer is None:
+                    consumer = AIOKafkaConsumer(**client_kwargs, group_id=None, enable_auto_commit=False,
+                                                auto_offset_reset="earliest")
+                    await asyncio.wait_for(consumer.start(), recheck_s)
+                if not consumer.assignment():
+                    if topic not in await asyncio.wait_for(consumer.topics(), recheck_s):
+                        with contextlib.suppress(asyncio.TimeoutError):
+                            await asyncio.wait_for(stopping.wait(), recheck_s)
+                        continue
+                    parts = sorted(consumer.partitions_for_topic(topic) or ())
+                    consumer.assign([TopicPartition(topic, p) for p in parts])
+                    log.info("reading incidents", topic=topic, partitions=len(parts))
+                batch = await consumer.getmany(timeout_ms=500)
+                values = [m.value for msgs in batch.values() for m in msgs if m.value is not None]
+                if values:
+                    counters.on_incidents(list(decode_batch(values, interner).incidents))
+            except (KafkaError, OSError, asyncio.TimeoutError) as e:
+                log.warning("incidents topic not readable, retrying", topic=topic, error=repr(e)[:200])
+                if consumer is not None:
+                    old, consumer = consumer, None
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(old.stop(), 0.5)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), recheck_s)
+    finally:
+        if consumer is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(consumer.stop(), 0.5)
