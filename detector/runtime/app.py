@@ -532,7 +532,7 @@ class Sidecar:
             await asyncio.sleep(0)  # let the heartbeat and the fetcher run between partitions
             for tp, (decoded, records) in zip(tps, results):
                 msgs = batch[tp]
-                self.rule_counters.observe(decoded.deploys, records)
+                self.rule_counters.observe(decoded.deploys, [])  # records: in _emit, whoever judged them
                 self._watch_copartition(tp, decoded, st.core)
                 for r in decoded.rejected:
                     m = msgs[r.pos]
@@ -596,6 +596,7 @@ class Sidecar:
 
     async def _emit(self, rec: Record) -> None:
         kind = "verdict" if isinstance(rec, Verdict) else "anomaly"
+        self.rule_counters.observe([], [rec])
         await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
         self.summary["verdicts" if kind == "verdict" else "anomalies"] += 1
         self.sinks.submit(rec)
