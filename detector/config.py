@@ -147,8 +147,11 @@ class Verification:
     transaction_endpoints_critical: bool = True
     shared_window_s: float = 300.0
     window_evidence_cap: float = 1.0
+    root_cause_grace_s: float = 60.0
 
     def check(self) -> None:
+        _require(self.root_cause_grace_s >= 0, "verification.root_cause_grace_s", self.root_cause_grace_s,
+                 "a number of seconds >= 0 (0: a verdict's root cause is never completed later)")
         _require(0 < self.false_alarm_rate < 0.5, "verification.false_alarm_rate", self.false_alarm_rate,
                  "a probability in (0, 0.5)")
         _require(self.canary_action in ACTIONS, "verification.canary_action", self.canary_action,

@@ -28,7 +28,7 @@ from detector.judge.judge import Judge
 from detector.logs.settings import LogSettings
 from detector.logs.templates import LogTemplates
 from detector.baselines import BaselineBank
-from detector.records import Record, Verdict
+from detector.records import Anomaly, Record, Verdict
 from detector.anomaly.watch import MetricWatch
 from detector.baselines.watch import SeasonalWatch
 from detector.aggregate.series import MetricSeries, RequestSeries
@@ -228,7 +228,7 @@ class Core:
         for r in records:
             if isinstance(r, Verdict):
                 self.stats.verdicts += 1
-            else:
+            elif isinstance(r, Anomaly):
                 self.stats.anomalies += 1
 
     @property

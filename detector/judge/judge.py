@@ -9,7 +9,10 @@ rule's span. A rule that holds
 becomes a finding and an anomaly; findings that are shared with what the
 deploy did not change are blamed elsewhere. A rollback or page is decided as
 soon as its rule holds; tickets, confirmations and inconclusive verdicts at
-the end of the verification period.
+the end of the verification period. A rollback or page does not wait for log
+evidence: for `verification.root_cause_grace_s` of event time after it, the
+deploy's log lines are still counted, and the first window whose evidence
+changes the root-cause category emits one `root_cause` record completing it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from detector.judge.rootcause import LogEvidence, hint
 from detector.judge.smoke import SmokeEvidence
 from detector.logs.findings import DeployContext
 from detector.judge.verification import Finding, Verification
-from detector.records import Anomaly, Record, Verdict
+from detector.records import Anomaly, Record, RootCause, Verdict
 from detector.aggregate.series import MetricSeries, RequestSeries
 from detector.aggregate.windows import WindowFacts
 
@@ -60,6 +63,9 @@ class Judge:
         self.logs = logs
         self.seasonal = seasonal
         self.verifications: dict[int, Verification] = {}
+        # Verifications whose rollback or page went out, still collecting log evidence for
+        # their root cause (service -> verification), until `root_cause_grace_s` after the verdict.
+        self.grace: dict[int, Verification] = {}
         # Derived from each open verification's slices, never saved: service -> (verification, sums).
         self._spans: dict[int, tuple[Verification, SpanSums]] = {}
         # Windows added up during one evaluation: window ids -> (windows, sums).
@@ -104,7 +110,7 @@ class Judge:
     # --- per closed window ---
 
     def on_window(self, w: WindowFacts, history: Sequence[WindowFacts]) -> list[Record]:
-        out: list[Record] = []
+        out: list[Record] = self._complete_root_causes(w)
         for v in list(self.verifications.values()):
             if not v.open or w.end <= v.started:
                 continue
@@ -127,6 +133,35 @@ class Judge:
         urgent = [f for f in v.acted() if f.action in ("rollback", "page")]
         if out and urgent:
             out.extend(self._decide(v, now, max(urgent, key=lambda f: ACTION_RANK[f.action]).action))
+        return out
+
+    def _complete_root_causes(self, w: WindowFacts) -> list[Record]:
+        """Log evidence of this window for the verdicts in their grace; a `root_cause` record
+        for each whose category it changes (then its grace ends: one record per verdict)."""
+        out: list[Record] = []
+        grace_s = self.p.verification.root_cause_grace_s
+        for sid, v in list(self.grace.items()):
+            verdict = v.verdict
+            if verdict is None or w.end <= verdict.ts:
+                continue
+            if w.start >= verdict.ts + grace_s:
+                del self.grace[sid]
+                continue
+            if self.logs is not None:
+                self._count_log_lines(v, self.logs.closed_counts(w.start, w.end))
+                stable = self.interner.lookup(v.stable_versions[0]) if v.stable_versions else None
+                ctx = DeployContext(v.deploy.service, v.deploy.deploy_id, v.started, v.deploy.version, stable)
+                try:
+                    v.log_findings.extend(self.logs.findings(ctx, w.start))
+                except ValueError:  # the log window is not closed (no log line reached it yet)
+                    pass
+            category, evidence = self._root_cause(v, v.acted(), verdict.ts)
+            if category != verdict.root_cause:
+                out.append(RootCause(ts=w.end, service=verdict.service, deploy_id=verdict.deploy_id,
+                                     root_cause=category, evidence=evidence))
+                del self.grace[sid]
+            elif w.end >= verdict.ts + grace_s:
+                del self.grace[sid]
         return out
 
     def _retire(self) -> None:
@@ -569,6 +604,15 @@ class Judge:
 
     def _decide(self, v: Verification, now: float, decision: str) -> list[Record]:
         acted = sorted(v.acted(), key=lambda f: (-ACTION_RANK[f.action], f.window_end))
+        category, evidence = self._root_cause(v, acted, now)
+        reasons = [self._reason(f) for f in acted[:5]]
+        verdict = self._verdict(v, now, decision, reasons, category, evidence, smoke=False)
+        if decision in ("rollback", "page") and self.p.verification.root_cause_grace_s > 0:
+            self.grace[v.service] = v
+        return [verdict]
+
+    def _root_cause(self, v: Verification, acted: Sequence[Finding], now: float) -> tuple[str, tuple[str, ...]]:
+        """The root-cause category and evidence (smoke checks' included) of acted-on findings."""
         blamed = [f for f in v.findings.values() if f.blamed_elsewhere]
         logs = self._log_evidence(v)
         endpoints_with_traffic = self._endpoints_with_new_traffic(v)
@@ -579,8 +623,7 @@ class Judge:
             first_err = max(0.0, first - v.first_new_window)
         h = self.smoke.refine(hint(acted, blamed, logs, endpoints_with_traffic, first_err, v.deploy.change_kind),
                               acted)
-        reasons = [self._reason(f) for f in acted[:5]]
-        return [self._verdict(v, now, decision, reasons, h.category, h.evidence)]
+        return h.category, tuple(h.evidence) + self.smoke.evidence(v.deploy, v.started, now)
 
     def _endpoints_with_new_traffic(self, v: Verification) -> int:
         rs = self.requests
@@ -629,11 +672,11 @@ class Judge:
         return 100.0 * sequential.detectable_rise(v.new_requests, r, m, need)
 
     def _verdict(self, v: Verification, now: float, decision: str, reasons: Sequence[str], category: str,
-                 evidence: Sequence[str]) -> Verdict:
+                 evidence: Sequence[str], smoke: bool = True) -> Verdict:
         anomalies = tuple(f.anomaly_id for f in v.findings.values() if f.anomaly_id)
         verdict = Verdict(ts=now, service=v.deploy.service, deploy_id=v.deploy.deploy_id, version=v.deploy.version,
                           decision=decision, reasons=tuple(reasons), root_cause=category,
-                          evidence=tuple(evidence) + self.smoke.evidence(v.deploy, v.started, now),
+                          evidence=tuple(evidence) + (self.smoke.evidence(v.deploy, v.started, now) if smoke else ()),
                           anomalies=anomalies, started=v.started, ended=now,
                           detail={"strategy": v.deploy.strategy, "new_version_requests": v.new_requests})
         v.verdict = verdict
