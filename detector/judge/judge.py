@@ -328,7 +328,7 @@ class Judge:
                     min_requests=self.p.tests.min_requests, significance=self.p.tests.significance,
                     fleet=self.fleet, span_range=(starts[0], w.end),
                     before_range=(start_floor - self.p.verification.baseline_s, start_floor))
-                shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx)
+                shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx, endpoint=c.endpoint)
                 action = rule.action
                 if c.endpoint >= 0 and rule.critical_action and self._is_critical(c.endpoint, pre_all, new):
                     action = rule.critical_action
