@@ -355,8 +355,15 @@ class Judge:
 
     def _same_window(self, here: dict[str, Population]) -> bool:
         """Whether the stable version served enough traffic in a window to be compared with there
-        (decided from request counts only, never from outcomes)."""
+        (decided from request counts only, never from outcomes). `verification.comparison`:
+        auto (at least `stable_min_share` of the new version's requests), canary (any stable
+        traffic at all), before_after (never: always the service before the deploy)."""
         stable, new = here["stable"].total_n, here["new"].total_n
+        how = self.p.verification.comparison
+        if how == "before_after":
+            return False
+        if how == "canary":
+            return stable > 0
         return stable > 0 and stable >= self.p.verification.stable_min_share * new
 
     def _is_critical(self, endpoint: int, *populations: Traffic) -> bool:
