@@ -655,6 +655,7 @@ class Judge:
         reasons = [f"no rule held for version {v.deploy.version} over {now - v.started:.0f} s "
                    f"({v.new_requests} requests); an error-rate regression of +{power:.1f} points or more "
                    f"would have been seen"]
+        reasons.extend(self._weak_endpoints(v))
         if rolled_back:
             reasons.append("the deploy was rolled back before the verification period ended")
         if blamed:
@@ -662,6 +663,32 @@ class Judge:
             h = hint([], blamed, self._log_evidence(v), 0, None, None)
             return [self._verdict(v, now, "confirmed", reasons, h.category, h.evidence)]
         return [self._verdict(v, now, "confirmed", reasons, "unknown", ())]
+
+    def _weak_endpoints(self, v: Verification, shown: int = 3) -> list[str]:
+        """What could not be excluded on endpoints whose requests were compared with the service
+        before the deploy: the smallest error-rate rise their counts would have shown at the
+        endpoint rule's threshold (the budget over e-BH's worst case, one finding among all
+        endpoints), where it is above `verification.detectable_error_points`."""
+        acc = v.evidence.get(accumulate.signal_key("error_rate", 0.0), {})
+        pre = v.pre
+        if not acc or pre is None or not len(pre.endpoints):
+            return []
+        r_all, m_all = accumulate.before_counts("error_rate", pre)
+        need = math.log10(max(1, len(pre.endpoints)) / self._alpha_rule)
+        weak = []
+        for ep, row in acc.items():
+            if ep == accumulate.SERVICE:
+                continue
+            n = row[sequential.G + 1]
+            at = pre.row(ep)
+            if n <= 0 or at < 0 or m_all[at] <= 0:
+                continue
+            rise = 100.0 * sequential.detectable_rise(n, r_all[at], m_all[at], need)
+            if rise > self.p.verification.detectable_error_points:
+                weak.append((-rise, self.interner.lookup(ep), int(n), rise))
+        return [f"on endpoint {name} only an error-rate regression of +{rise:.1f} points or more would have "
+                f"been seen ({n} requests compared with the service before the deploy)"
+                for _neg, name, n, rise in sorted(weak)[:shown]]
 
     def _reference_rate(self, v: Verification) -> float:
         pre = v.pre
