@@ -64,8 +64,17 @@ def run_trial(index: int, seed: int, pipeline, work: Path) -> dict:
             fh.write(line + b"\n")
             n += 1
     verdicts: list[dict] = []
+    completed: dict[str, dict] = {}  # deploy id -> its verdict's root cause, completed after the verdict
+
+    def keep(rec) -> None:
+        d = rec.to_dict()
+        if d["type"] == "verdict":
+            verdicts.append(d)
+        elif d["type"] == "root_cause":
+            completed[d["deploy_id"]] = d["root_cause"]
+
     t = time.perf_counter()
-    replay([path], pipeline, lambda r: verdicts.append(r.to_dict()) if r.to_dict()["type"] == "verdict" else None)
+    replay([path], pipeline, keep)
     seconds = time.perf_counter() - t
     script = subprocess.run(["bash", str(ROOT / "benchmarks" / "threshold_rollback.sh"), str(path)],
                             capture_output=True, check=True).stdout
@@ -77,7 +86,8 @@ def run_trial(index: int, seed: int, pipeline, work: Path) -> dict:
     truth = trial.truth()
     return {**truth, "events": n, "replay_s": seconds,
             "decision": mine["decision"] if mine else None,
-            "root_cause": mine["root_cause"]["category"] if mine else None,
+            "root_cause": completed.get(trial.deploy_id, mine["root_cause"])["category"] if mine else None,
+            "root_cause_completed": trial.deploy_id in completed,
             "verdict_ts": mine["ts"] if mine else None,
             "reasons": mine["reasons"] if mine else [],
             "script_decision": theirs["decision"] if theirs else None,

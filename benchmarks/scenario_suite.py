@@ -33,7 +33,8 @@ SCENARIOS = ["config_fault", "code_fault_canary", "txn_drop", "rare_endpoint", "
              "infra_slowdown", "retry_storm", "morning_ramp", "pod_restart_blip", "low_traffic", "superseded",
              "demo",
              "rare_endpoint_broken", "quiet_service_failing", "busy_endpoint_small", "canary_endpoint_errors",
-             "shared_db_three_services", "fast_rollout_benign", "new_exception_everywhere"]
+             "shared_db_three_services", "fast_rollout_benign", "new_exception_everywhere",
+             "late_exception_after_rollback"]
 
 
 def main(argv: list[str] | None = None) -> int:

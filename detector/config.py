@@ -15,6 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from detector.smoke.settings import Prober, SmokeCheck, SmokeSettingError, parse_checks
 
@@ -84,6 +85,9 @@ class Limits:
             _require(getattr(self, f.name) >= 1, f"limits.{f.name}", getattr(self, f.name), what)
 
 
+DAY_PROFILES = ("none", "weekday_weekend", "day_of_week")  # detector.baselines.calendar: profiles per week
+
+
 @dataclass(frozen=True)
 class Baselines:
     slot_s: float = 1800.0
@@ -91,8 +95,17 @@ class Baselines:
     min_history_s: float = 600.0
     seasonal_min_days: float = 1.0
     warm_start: str = ""
+    timezone: str = "UTC"
+    day_profiles: str = "weekday_weekend"
 
     def check(self) -> None:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            _require(False, "baselines.timezone", self.timezone,
+                     "an IANA time zone name of the system's tz database, like 'UTC' or 'Europe/Berlin'")
+        _require(self.day_profiles in DAY_PROFILES, "baselines.day_profiles", self.day_profiles,
+                 f"one of {', '.join(DAY_PROFILES)}")
         _require(self.slot_s > 0 and 86400 % self.slot_s == 0, "baselines.slot_s", self.slot_s,
                  "a positive number of seconds that divides a day (86400)")
         _require(self.level_half_life_s > 0, "baselines.level_half_life_s", self.level_half_life_s, "a number > 0")
@@ -155,8 +168,11 @@ class Verification:
     transaction_endpoints_critical: bool = True
     shared_window_s: float = 300.0
     window_evidence_cap: float = 1.0
+    root_cause_grace_s: float = 60.0
 
     def check(self) -> None:
+        _require(self.root_cause_grace_s >= 0, "verification.root_cause_grace_s", self.root_cause_grace_s,
+                 "a number of seconds >= 0 (0: a verdict's root cause is never completed later)")
         _require(0 < self.false_alarm_rate < 0.5, "verification.false_alarm_rate", self.false_alarm_rate,
                  "a probability in (0, 0.5)")
         _require(self.canary_action in ACTIONS, "verification.canary_action", self.canary_action,

@@ -28,9 +28,9 @@ from detector.judge.judge import Judge
 from detector.logs.settings import LogSettings
 from detector.logs.templates import LogTemplates
 from detector.baselines import BaselineBank
-from detector.records import Record, Verdict
+from detector.records import Anomaly, Record, Verdict
 from detector.anomaly.watch import MetricWatch
-from detector.baselines.watch import SeasonalWatch
+from detector.baselines.watch import SeasonalWatch, bank_configs
 from detector.aggregate.series import MetricSeries, RequestSeries
 from detector.ingest.timeguard import guard
 from detector.aggregate.windows import WindowFacts, WindowStore
@@ -57,7 +57,8 @@ class Core:
         self.windows = WindowStore(pipeline.windows.width_s, pipeline.windows.lateness_s, self.requests, self.metrics)
         if baselines is None and pipeline.baselines.warm_start:
             # A new sidecar starts warm from baselines learnt on history (models/).
-            baselines = BaselineBank.load(pipeline.baselines.warm_start)
+            # Under this pipeline's settings (a file of one profile for every day starts each day profile).
+            baselines = BaselineBank.load(pipeline.baselines.warm_start, configs=bank_configs(pipeline))
         self.seasonal = SeasonalWatch(pipeline, self.interner, self.requests, self.metrics, baselines)
         self.metricwatch = MetricWatch(pipeline, self.interner, self.metrics)
         self.logs: LogTemplates | None = None
@@ -232,7 +233,7 @@ class Core:
         for r in records:
             if isinstance(r, Verdict):
                 self.stats.verdicts += 1
-            else:
+            elif isinstance(r, Anomaly):
                 self.stats.anomalies += 1
 
     @property

@@ -1,4 +1,4 @@
-"""Wire contract, output side: anomaly and verdict records.
+"""Wire contract, output side: anomaly, verdict and root_cause records.
 
 Ids are deterministic: an anomaly id hashes (service, scope, signal, window
 start, deploy); a verdict id is derived from the deploy id. The same finding
@@ -126,7 +126,38 @@ class Verdict:
         }
 
 
-Record = Anomaly | Verdict
+@dataclass(frozen=True)
+class RootCause:
+    """A verdict's root cause, completed after the verdict went out (a rollback does not
+    wait for log evidence). At most one per verdict; its id derives from the verdict's."""
+
+    ts: float
+    service: str
+    deploy_id: str
+    root_cause: str
+    evidence: tuple[str, ...]
+
+    @property
+    def verdict_id(self) -> str:
+        return verdict_id(self.deploy_id)
+
+    @property
+    def id(self) -> str:
+        return f"{self.verdict_id}-rc"
+
+    def to_dict(self) -> dict:
+        return {
+            "type": "root_cause",
+            "id": self.id,
+            "verdict_id": self.verdict_id,
+            "ts": self.ts,
+            "service": self.service,
+            "deploy_id": self.deploy_id,
+            "root_cause": {"category": self.root_cause, "evidence": list(self.evidence)},
+        }
+
+
+Record = Anomaly | Verdict | RootCause
 
 
 def encode(record: Record) -> bytes:

@@ -128,6 +128,7 @@ def snapshot(core: Core) -> bytes:
         "gate": None if core.gate is None else _gate_state(w, core.gate),
         "judge": {
             "verifications": [[sid, _verification_state(v, pops)] for sid, v in judge.verifications.items()],
+            "grace": [[sid, _verification_state(v, pops)] for sid, v in judge.grace.items()],
             "done": list(judge.done),
             "smoke": judge.smoke.to_state(),
         },
@@ -768,16 +769,19 @@ def _verification_from(saved: dict, pops: list[Population]) -> Verification:
 
 def _restore_judge(r: _Reader, saved: dict, core: Any) -> None:
     pops = [_pop_from_row(parts, scalars) for parts, scalars in _read_rows(r, saved["populations"], _pop_fields())]
-    verifications = {}
-    for sid, v in saved["verifications"]:
-        if type(sid) is not int or not 0 <= sid < len(core.interner):
-            raise ValueError(f"verification key {sid!r} is not an interned service id")
-        verifications[sid] = _verification_from(v, pops)
+    verifications, grace = {}, {}
+    # "grace" (verdicts whose root cause may still be completed) is absent from older snapshots.
+    for held, items in ((verifications, saved["verifications"]), (grace, saved.get("grace", []))):
+        for sid, v in items:
+            if type(sid) is not int or not 0 <= sid < len(core.interner):
+                raise ValueError(f"verification key {sid!r} is not an interned service id")
+            held[sid] = _verification_from(v, pops)
     done = saved["done"]
     if not (isinstance(done, list) and all(isinstance(d, str) for d in done)):
         raise ValueError("judged deploy ids should be a list of strings")
     judge = core.judge
     judge.verifications = verifications
+    judge.grace = grace
     judge.done.clear()
     judge.done.extend(done)
     if "smoke" in saved:  # absent from snapshots written before smoke checks existed: no runs kept

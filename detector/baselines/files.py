@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: configs name a timezone and day profiles (slots = profiles x slots per day)
+READABLE_VERSIONS = (1, 2)  # a version 1 file is one profile for every day, in UTC
 _BASELINE_FORMAT = "detector.baseline"
 _BANK_FORMAT = "detector.baseline-bank"
 
@@ -56,9 +57,10 @@ def _read_npz(data: bytes, source: str, expected_format: str) -> tuple[dict, dic
         readers = {_BASELINE_FORMAT: "SeasonalBaseline.load", _BANK_FORMAT: "BaselineBank.load"}
         hint = f"read it with {readers[found]}" if found in readers else "it is not a baseline file"
         raise BaselineFormatError(f"{source}: format is {found!r}, expected {expected_format!r}; {hint}")
-    if header.get("version") != FORMAT_VERSION:
+    if header.get("version") not in READABLE_VERSIONS:
         raise BaselineFormatError(f"{source}: format version {header.get('version')!r} is not supported "
-                                  f"(this build reads version {FORMAT_VERSION}); delete the file to start cold "
+                                  f"(this build reads versions {', '.join(map(str, READABLE_VERSIONS))}); "
+                                  "delete the file to start cold "
                                   "or use the detector release that wrote it")
     return header, arrays
 

@@ -9,7 +9,9 @@ saved with `to_bytes` / `save` (format in `files`), for checkpoints and for the 
 
 Model, per series (all state is numpy arrays indexed by a dense series index):
 
-* **Profile** (time of day): per slot of `slot_s` seconds, an exponentially
+* **Profile** (time of day): per slot of `slot_s` seconds of local time in
+  `timezone` (see `calendar`: correct across daylight-saving changes), one
+  profile per kind of day (`day_profiles`: weekday and weekend), an exponentially
   forgotten (`profile_half_life_s`) weighted mean and variance of the values.
   Each value is split between the two nearest slot centres (linear "soft
   binning"), and a query pools the bracketing slots plus their neighbours
@@ -69,6 +71,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.baselines.calendar import DAY_PROFILES, Calendar
 from detector.baselines.files import (FORMAT_VERSION, _BASELINE_FORMAT, BaselineFormatError, _atomic_write, _read_file,
                                       _read_npz, _write_npz)
 
@@ -108,6 +111,8 @@ class BaselineConfig:
     min_slot_obs: float = 30.0  # effective observations near this time of day for the profile to be used
     fallback_std_factor: float = 2.0  # uncertainty inflation while only recent history is known
     min_std: float = 0.0  # floor on the stated predictive std (in the signal's unit)
+    timezone: str = "UTC"  # IANA zone whose local time indexes the profile
+    day_profiles: str = "none"  # one profile for every day, or: weekday_weekend, day_of_week
 
     def __post_init__(self) -> None:
         def bad(key: str, expected: str) -> ValueError:
@@ -128,12 +133,20 @@ class BaselineConfig:
             value = getattr(self, key)
             if not (np.isfinite(value) and value >= 0):
                 raise bad(key, "a finite number >= 0")
+        if self.day_profiles not in DAY_PROFILES:
+            raise bad("day_profiles", f"one of {', '.join(DAY_PROFILES)}")
+        Calendar(self.timezone, self.day_profiles)  # raises naming an unknown zone
         if not (np.isfinite(self.fallback_std_factor) and self.fallback_std_factor >= 1):
             raise bad("fallback_std_factor", "a number >= 1 (the fallback is never more certain than the model)")
 
     @property
     def slots_per_day(self) -> int:
         return int(round(DAY_S / self.slot_s))
+
+    @property
+    def n_slots(self) -> int:
+        """Slots of all day profiles: profile p, slot of day s is p * slots_per_day + s."""
+        return DAY_PROFILES[self.day_profiles] * self.slots_per_day
 
     @property
     def multiplicative(self) -> bool:
@@ -209,8 +222,11 @@ _SHARE_A, _SHARE_B = np.array([[1.0], [0.0]]), np.array([[-1.0], [1.0]])
 
 
 def _incompatible(old: BaselineConfig, new: BaselineConfig) -> str | None:
-    """Why learnt state cannot be carried from `old` to `new` settings, or None if it can."""
-    for key in ("kind", "slot_s"):
+    """Why learnt state cannot be carried from `old` to `new` settings, or None if it can
+    (one profile for every day becomes each day profile's starting point: `_split_days`)."""
+    if old.day_profiles == "none" and new.day_profiles != "none":
+        old = BaselineConfig(**{**asdict(old), "day_profiles": new.day_profiles})
+    for key in ("kind", "slot_s", "timezone", "day_profiles"):
         if getattr(new, key) != getattr(old, key):
             return f"{key} of a learnt baseline cannot change ({getattr(old, key)!r} -> {getattr(new, key)!r})"
     return None
@@ -252,7 +268,7 @@ class SeasonalBaseline:
         self._set_kernel()
         self._n = 0  # series seen: indices 0 .. _n - 1
         self._series = np.empty((len(_SERIES_FIELDS), 0))
-        self._slots = np.empty((len(_SLOT_FIELDS), 0, self._config.slots_per_day))
+        self._slots = np.empty((len(_SLOT_FIELDS), 0, self._config.n_slots))
 
     @property
     def config(self) -> BaselineConfig:
@@ -267,10 +283,13 @@ class SeasonalBaseline:
         problem = _incompatible(self._config, new)
         if problem:
             raise ValueError(f"{problem}; start a new baseline instead")
+        if self._config.day_profiles != new.day_profiles:  # one profile for every day -> per kind of day
+            self._slots = np.tile(self._slots, (1, 1, DAY_PROFILES[new.day_profiles]))
         self._config = new
         self._set_kernel()
 
     def _set_kernel(self) -> None:
+        self._calendar = Calendar(self._config.timezone, self._config.day_profiles)
         nu = self._config.neighbour_weight
         self._kern_a = np.array([[nu], [1.0], [nu], [0.0]])
         self._kern_b = np.array([[-nu], [nu - 1.0], [1.0 - nu], [nu]])
@@ -466,10 +485,12 @@ class SeasonalBaseline:
         state, so that an update can reuse them for the cells i0 and i0+1.
         """
         c = self.config
-        pos = np.mod(ts, DAY_S) / c.slot_s - 0.5  # in slot units, 0 at the centre of slot 0
+        profile, tod = self._calendar.split(ts)  # local time: the kernel stays within a day's profile
+        pos = tod / c.slot_s - 0.5  # in slot units, 0 at the centre of slot 0
         floor = np.floor(pos)
         frac = pos - floor
-        flat = idx * c.slots_per_day + (floor.astype(np.int64) + _KERNEL_OFFSETS) % c.slots_per_day
+        spd = c.slots_per_day
+        flat = idx * c.n_slots + profile * spd + (floor.astype(np.int64) + _KERNEL_OFFSETS) % spd
         cells = self._slots.reshape(len(_SLOT_FIELDS), -1)[:, flat]
         pf_w, pf_w2, pf_m, pf_s, pf_ts = cells
         kd = (self._kern_a + self._kern_b * frac) * np.exp2(-np.maximum(ts - pf_ts, 0.0) / c.profile_half_life_s)
@@ -584,7 +605,7 @@ class SeasonalBaseline:
             series = np.empty((len(_SERIES_FIELDS), new_cap))
             series[:] = _SERIES_INIT[:, None]
             series[:, :cap] = self._series
-            slots = np.empty((len(_SLOT_FIELDS), new_cap, self.config.slots_per_day))
+            slots = np.empty((len(_SLOT_FIELDS), new_cap, self.config.n_slots))
             slots[:] = _SLOT_INIT[:, None, None]
             slots[:, :cap] = self._slots
             self._series, self._slots = series, slots
@@ -607,7 +628,7 @@ class SeasonalBaseline:
         baseline = cls(config)
         baseline._ensure(n_series)
         for store, names, shape in ((baseline._series, _SERIES_FIELDS, (n_series,)),
-                                    (baseline._slots, _SLOT_FIELDS, (n_series, config.slots_per_day))):
+                                    (baseline._slots, _SLOT_FIELDS, (n_series, config.n_slots))):
             for i, k in enumerate(names):
                 a = arrays.get(prefix + k)
                 if a is None or a.shape != shape or a.dtype != np.float64:

@@ -20,6 +20,7 @@ from detector import stats
 
 from detector.aggregate import sketch
 from detector.baselines.bank import BaselineBank, latency_signal
+from detector.baselines.model import BaselineConfig
 from detector.config import Pipeline
 from detector.ingest.interner import Interner
 from detector.records import Anomaly
@@ -45,6 +46,16 @@ class _Episode:
     open: bool = False
 
 
+def bank_configs(pipeline: Pipeline, quantile: float = 0.95) -> dict[str, BaselineConfig]:
+    """The baseline settings of every signal the watch learns, from the pipeline's [baselines]."""
+    b = pipeline.baselines
+    bank = BaselineBank.for_signals(
+        (quantile,), slot_s=b.slot_s, window_s=pipeline.windows.width_s,
+        level_half_life_s=b.level_half_life_s, min_history_s=b.min_history_s,
+        seasonal_min_days=b.seasonal_min_days, timezone=b.timezone, day_profiles=b.day_profiles)
+    return {name: base.config for name, base in bank.baselines.items()}
+
+
 class SeasonalWatch:
     def __init__(self, pipeline: Pipeline, interner: Interner, requests: RequestSeries, metrics: MetricSeries,
                  bank: BaselineBank | None = None, min_score: float = 6.0, sustain_windows: int = 3) -> None:
@@ -54,10 +65,7 @@ class SeasonalWatch:
         self.requests = requests
         self.metrics = metrics
         self.quantile = 0.95
-        self.bank = bank or BaselineBank.for_signals(
-            (self.quantile,), slot_s=b.slot_s, window_s=pipeline.windows.width_s,
-            level_half_life_s=b.level_half_life_s, min_history_s=b.min_history_s,
-            seasonal_min_days=b.seasonal_min_days)
+        self.bank = bank or BaselineBank(bank_configs(pipeline, self.quantile))
         self.min_score = min_score
         self.sustain = sustain_windows
         self._episodes: dict[tuple[str, str], _Episode] = {}
@@ -77,7 +85,11 @@ class SeasonalWatch:
             if not (isinstance(kind, str) and isinstance(key, str) and type(run) is int and type(is_open) is bool):
                 raise ValueError(f"seasonal episode should be [str, str, int, bool], got {[kind, key, run, is_open]!r}")
             episodes[(kind, key)] = _Episode(run, is_open)
-        self.bank = BaselineBank.from_bytes(state["bank"], source="seasonal baselines in the core snapshot")
+        # Under this pipeline's settings: a snapshot of one profile for every day continues as
+        # each day profile's start; another timezone or slot width is refused, naming the setting.
+        configs = {name: b.config for name, b in self.bank.baselines.items()}
+        self.bank = BaselineBank.from_bytes(state["bank"], source="seasonal baselines in the core snapshot",
+                                            configs=configs)
         self._episodes = episodes
         self._svc_index = {}
 
@@ -189,4 +201,8 @@ class SeasonalWatch:
         exp = self.bank["volume"].expect(np.repeat(idx, len(starts)), np.asarray(starts))
         if not exp.ready.all():
             return float("nan"), float("nan"), False, False
-        return float(exp.mean.sum()), float((exp.std ** 2).sum()), True, bool(exp.seasonal.all())
+        # The windows' noise is independent, the uncertainty of the expectation (level, profile) is
+        # shared by all of them: the variance of the sum adds the first and the square of the summed second.
+        shared = exp.mean_std
+        noise = np.maximum(exp.std ** 2 - shared ** 2, 0.0)
+        return float(exp.mean.sum()), float(noise.sum() + shared.sum() ** 2), True, bool(exp.seasonal.all())

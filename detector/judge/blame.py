@@ -5,6 +5,11 @@ other services at the same time, or in infrastructure metric samples
 (listed names, labels naming a shared dependency, or a metric deviating in
 several services at once) is not the deploy's: the anomaly goes out without a
 deploy id and the verdict cannot be a rollback for it.
+
+"Also shows" is a difference in differences (`stats.did`): a reference that
+moved does not clear the deploy when the new version moved significantly
+more than it over the same windows (by at least half the rule's effect); a
+reference that moved as much does.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 
 from detector import stats
 from detector.config import Rule
+from detector.stats.did import latency_did, rate_did
 from detector.judge.evidence import Population
 from detector.judge.rules import latency_deviation
 from detector.aggregate.windows import WindowFacts
@@ -63,8 +69,32 @@ def _worse(rule: Rule, now: Population, before: Population, min_requests: int, s
     return False
 
 
-def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx: Context) -> tuple[str, ...]:
-    """Reasons the deviation is shared (empty: it is the deploy's)."""
+def moved_more(rule: Rule, new: Population, new_before: Population, ref: Population, ref_before: Population,
+               significance: float) -> bool:
+    """The new version moved more than the reference over the same windows: by at least half the
+    rule's effect, at p < `significance` (difference in differences, `stats.did`)."""
+    need = -math.log10(significance)
+    if rule.signal == "error_rate":
+        dev = rate_did(new.total_errors, new.total_n, new_before.total_errors, new_before.total_n,
+                       ref.total_errors, ref.total_n, ref_before.total_errors, ref_before.total_n)
+        return dev.effect >= max(rule.min_effect / 2, 0.5) and dev.score >= need
+    if rule.signal == "latency":
+        ratio, dev = latency_did(new.whole, new_before.whole, ref.whole, ref_before.whole, rule.quantile)
+        return math.isfinite(ratio) and ratio >= 1 + max(rule.min_effect - 1, 0.2) / 2 and dev.score >= need
+    if rule.signal == "transactions":  # requests without a completed transaction: rises when they drop
+        dev = rate_did(new.total_n - new.total_txn, new.total_n, new_before.total_n - new_before.total_txn,
+                       new_before.total_n, ref.total_n - ref.total_txn, ref.total_n,
+                       ref_before.total_n - ref_before.total_txn, ref_before.total_n)
+        rel = [p.total_txn / p.total_n if p.total_n else float("nan") for p in (new, new_before, ref, ref_before)]
+        keep = (rel[0] / rel[1]) / (rel[2] / rel[3]) if min(rel[1], rel[2], rel[3]) > 0 else float("nan")
+        return dev.score >= need and math.isfinite(keep) and 1 - keep >= rule.min_effect / 2
+    return False
+
+
+def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx: Context,
+                endpoint: int = -1) -> tuple[str, ...]:
+    """Reasons the deviation is shared (empty: it is the deploy's). `endpoint` (>= 0) is the finding's
+    endpoint: the new version and the stable version are compared there."""
     reasons: list[str] = []
     if rule.signal not in ("error_rate", "latency", "transactions"):
         return ()
@@ -73,12 +103,30 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
         # windows: a shared cause (database, network, load) hits both alike
         # and cancels out, so what remains is the deploy's.
         return ()
-    stable_now = ctx.population(ctx.span, service, exclude_versions=(new_version,))
-    stable_before = ctx.population(ctx.before, service, exclude_versions=(new_version,))
-    if _worse(rule, stable_now, stable_before, ctx.min_requests, ctx.significance):
+    eps = None if endpoint < 0 else np.array([endpoint], dtype=np.int32)
+    new = ctx.population(ctx.span, service, versions=(new_version,), endpoints=eps)
+    new_before = ctx.population(ctx.before, service, exclude_versions=(new_version,), endpoints=eps)
+    stable_now = ctx.population(ctx.span, service, exclude_versions=(new_version,), endpoints=eps)
+    if stable_now.total_n < ctx.min_requests:  # the stable version is gone from that endpoint: the service's
+        stable_now = ctx.population(ctx.span, service, exclude_versions=(new_version,))
+        stable_before = ctx.population(ctx.before, service, exclude_versions=(new_version,))
+    else:
+        stable_before = new_before
+    new_service = ctx.population(ctx.span, service, versions=(new_version,))
+    new_service_before = ctx.population(ctx.before, service, exclude_versions=(new_version,))
+
+    def as_much(ref: Population, ref_before: Population) -> bool:
+        """The reference moved, and the new version did not move significantly more."""
+        if not _worse(rule, ref, ref_before, ctx.min_requests, ctx.significance):
+            return False
+        local = ref_before is new_before
+        return not moved_more(rule, new if local else new_service, new_before if local else new_service_before,
+                              ref, ref_before, ctx.significance)
+
+    if as_much(stable_now, stable_before):
         reasons.append(f"the stable version shows the same {rule.signal} change in the same windows")
     if ctx.fleet is not None:
-        return tuple(reasons) + _shared_in_fleet(rule, service, ctx)
+        return tuple(reasons) + _shared_in_fleet(rule, service, ctx, as_much)
     others = []
     for other in ctx.services:
         if other == service:
@@ -86,8 +134,8 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
         # Only other services' established versions speak for a shared cause:
         # a version under its own verification may be failing on its own.
         skip = tuple(ctx.new_versions.get(other, ()))
-        if _worse(rule, ctx.population(ctx.span, other, exclude_versions=skip),
-                  ctx.population(ctx.before, other, exclude_versions=skip), ctx.min_requests, ctx.significance):
+        if as_much(ctx.population(ctx.span, other, exclude_versions=skip),
+                   ctx.population(ctx.before, other, exclude_versions=skip)):
             others.append(ctx.lookup(other))
     if others:
         reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(sorted(others))}")
@@ -97,11 +145,12 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
     return tuple(reasons)
 
 
-def _shared_in_fleet(rule: Rule, service: int, ctx: Context) -> tuple[str, ...]:
+def _shared_in_fleet(rule: Rule, service: int, ctx: Context,
+                     as_much: Callable[[Population, Population], bool]) -> tuple[str, ...]:
     """Other services and infrastructure metrics of the whole fleet (see detector.fleet.evidence)."""
     reasons = []
     others = ctx.fleet.others(rule, ctx.lookup(service), ctx.span_range, ctx.before_range,  # type: ignore[union-attr]
-                              lambda r, now, before: _worse(r, now, before, ctx.min_requests, ctx.significance))
+                              lambda r, now, before: as_much(now, before))
     if others:
         reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(others)}")
     infra = ctx.fleet.infra(ctx.span_range, ctx.before_range)  # type: ignore[union-attr]

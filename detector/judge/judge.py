@@ -9,7 +9,10 @@ rule's span. A rule that holds
 becomes a finding and an anomaly; findings that are shared with what the
 deploy did not change are blamed elsewhere. A rollback or page is decided as
 soon as its rule holds; tickets, confirmations and inconclusive verdicts at
-the end of the verification period.
+the end of the verification period. A rollback or page does not wait for log
+evidence: for `verification.root_cause_grace_s` of event time after it, the
+deploy's log lines are still counted, and the first window whose evidence
+changes the root-cause category emits one `root_cause` record completing it.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from detector.judge.rootcause import LogEvidence, hint
 from detector.judge.smoke import SmokeEvidence
 from detector.logs.findings import DeployContext
 from detector.judge.verification import Finding, Verification
-from detector.records import Anomaly, Record, Verdict
+from detector.records import Anomaly, Record, RootCause, Verdict
 from detector.aggregate.series import MetricSeries, RequestSeries
 from detector.aggregate.windows import WindowFacts
 
@@ -60,6 +63,9 @@ class Judge:
         self.logs = logs
         self.seasonal = seasonal
         self.verifications: dict[int, Verification] = {}
+        # Verifications whose rollback or page went out, still collecting log evidence for
+        # their root cause (service -> verification), until `root_cause_grace_s` after the verdict.
+        self.grace: dict[int, Verification] = {}
         # Derived from each open verification's slices, never saved: service -> (verification, sums).
         self._spans: dict[int, tuple[Verification, SpanSums]] = {}
         # Windows added up during one evaluation: window ids -> (windows, sums).
@@ -104,7 +110,7 @@ class Judge:
     # --- per closed window ---
 
     def on_window(self, w: WindowFacts, history: Sequence[WindowFacts]) -> list[Record]:
-        out: list[Record] = []
+        out: list[Record] = self._complete_root_causes(w)
         for v in list(self.verifications.values()):
             if not v.open or w.end <= v.started:
                 continue
@@ -127,6 +133,35 @@ class Judge:
         urgent = [f for f in v.acted() if f.action in ("rollback", "page")]
         if out and urgent:
             out.extend(self._decide(v, now, max(urgent, key=lambda f: ACTION_RANK[f.action]).action))
+        return out
+
+    def _complete_root_causes(self, w: WindowFacts) -> list[Record]:
+        """Log evidence of this window for the verdicts in their grace; a `root_cause` record
+        for each whose category it changes (then its grace ends: one record per verdict)."""
+        out: list[Record] = []
+        grace_s = self.p.verification.root_cause_grace_s
+        for sid, v in list(self.grace.items()):
+            verdict = v.verdict
+            if verdict is None or w.end <= verdict.ts:
+                continue
+            if w.start >= verdict.ts + grace_s:
+                del self.grace[sid]
+                continue
+            if self.logs is not None:
+                self._count_log_lines(v, self.logs.closed_counts(w.start, w.end))
+                stable = self.interner.lookup(v.stable_versions[0]) if v.stable_versions else None
+                ctx = DeployContext(v.deploy.service, v.deploy.deploy_id, v.started, v.deploy.version, stable)
+                try:
+                    v.log_findings.extend(self.logs.findings(ctx, w.start))
+                except ValueError:  # the log window is not closed (no log line reached it yet)
+                    pass
+            category, evidence = self._root_cause(v, v.acted(), verdict.ts)
+            if category != verdict.root_cause:
+                out.append(RootCause(ts=w.end, service=verdict.service, deploy_id=verdict.deploy_id,
+                                     root_cause=category, evidence=evidence))
+                del self.grace[sid]
+            elif w.end >= verdict.ts + grace_s:
+                del self.grace[sid]
         return out
 
     def _retire(self) -> None:
@@ -293,7 +328,7 @@ class Judge:
                     min_requests=self.p.tests.min_requests, significance=self.p.tests.significance,
                     fleet=self.fleet, span_range=(starts[0], w.end),
                     before_range=(start_floor - self.p.verification.baseline_s, start_floor))
-                shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx)
+                shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx, endpoint=c.endpoint)
                 action = rule.action
                 if c.endpoint >= 0 and rule.critical_action and self._is_critical(c.endpoint, pre_all, new):
                     action = rule.critical_action
@@ -320,8 +355,15 @@ class Judge:
 
     def _same_window(self, here: dict[str, Population]) -> bool:
         """Whether the stable version served enough traffic in a window to be compared with there
-        (decided from request counts only, never from outcomes)."""
+        (decided from request counts only, never from outcomes). `verification.comparison`:
+        auto (at least `stable_min_share` of the new version's requests), canary (any stable
+        traffic at all), before_after (never: always the service before the deploy)."""
         stable, new = here["stable"].total_n, here["new"].total_n
+        how = self.p.verification.comparison
+        if how == "before_after":
+            return False
+        if how == "canary":
+            return stable > 0
         return stable > 0 and stable >= self.p.verification.stable_min_share * new
 
     def _is_critical(self, endpoint: int, *populations: Traffic) -> bool:
@@ -569,6 +611,15 @@ class Judge:
 
     def _decide(self, v: Verification, now: float, decision: str) -> list[Record]:
         acted = sorted(v.acted(), key=lambda f: (-ACTION_RANK[f.action], f.window_end))
+        category, evidence = self._root_cause(v, acted, now)
+        reasons = [self._reason(f) for f in acted[:5]]
+        verdict = self._verdict(v, now, decision, reasons, category, evidence, smoke=False)
+        if decision in ("rollback", "page") and self.p.verification.root_cause_grace_s > 0:
+            self.grace[v.service] = v
+        return [verdict]
+
+    def _root_cause(self, v: Verification, acted: Sequence[Finding], now: float) -> tuple[str, tuple[str, ...]]:
+        """The root-cause category and evidence (smoke checks' included) of acted-on findings."""
         blamed = [f for f in v.findings.values() if f.blamed_elsewhere]
         logs = self._log_evidence(v)
         endpoints_with_traffic = self._endpoints_with_new_traffic(v)
@@ -579,8 +630,7 @@ class Judge:
             first_err = max(0.0, first - v.first_new_window)
         h = self.smoke.refine(hint(acted, blamed, logs, endpoints_with_traffic, first_err, v.deploy.change_kind),
                               acted)
-        reasons = [self._reason(f) for f in acted[:5]]
-        return [self._verdict(v, now, decision, reasons, h.category, h.evidence)]
+        return h.category, tuple(h.evidence) + self.smoke.evidence(v.deploy, v.started, now)
 
     def _endpoints_with_new_traffic(self, v: Verification) -> int:
         rs = self.requests
@@ -605,6 +655,7 @@ class Judge:
         reasons = [f"no rule held for version {v.deploy.version} over {now - v.started:.0f} s "
                    f"({v.new_requests} requests); an error-rate regression of +{power:.1f} points or more "
                    f"would have been seen"]
+        reasons.extend(self._weak_endpoints(v))
         if rolled_back:
             reasons.append("the deploy was rolled back before the verification period ended")
         if blamed:
@@ -612,6 +663,32 @@ class Judge:
             h = hint([], blamed, self._log_evidence(v), 0, None, None)
             return [self._verdict(v, now, "confirmed", reasons, h.category, h.evidence)]
         return [self._verdict(v, now, "confirmed", reasons, "unknown", ())]
+
+    def _weak_endpoints(self, v: Verification, shown: int = 3) -> list[str]:
+        """What could not be excluded on endpoints whose requests were compared with the service
+        before the deploy: the smallest error-rate rise their counts would have shown at the
+        endpoint rule's threshold (the budget over e-BH's worst case, one finding among all
+        endpoints), where it is above `verification.detectable_error_points`."""
+        acc = v.evidence.get(accumulate.signal_key("error_rate", 0.0), {})
+        pre = v.pre
+        if not acc or pre is None or not len(pre.endpoints):
+            return []
+        r_all, m_all = accumulate.before_counts("error_rate", pre)
+        need = math.log10(max(1, len(pre.endpoints)) / self._alpha_rule)
+        weak = []
+        for ep, row in acc.items():
+            if ep == accumulate.SERVICE:
+                continue
+            n = row[sequential.G + 1]
+            at = pre.row(ep)
+            if n <= 0 or at < 0 or m_all[at] <= 0:
+                continue
+            rise = 100.0 * sequential.detectable_rise(n, r_all[at], m_all[at], need)
+            if rise > self.p.verification.detectable_error_points:
+                weak.append((-rise, self.interner.lookup(ep), int(n), rise))
+        return [f"on endpoint {name} only an error-rate regression of +{rise:.1f} points or more would have "
+                f"been seen ({n} requests compared with the service before the deploy)"
+                for _neg, name, n, rise in sorted(weak)[:shown]]
 
     def _reference_rate(self, v: Verification) -> float:
         pre = v.pre
@@ -629,11 +706,11 @@ class Judge:
         return 100.0 * sequential.detectable_rise(v.new_requests, r, m, need)
 
     def _verdict(self, v: Verification, now: float, decision: str, reasons: Sequence[str], category: str,
-                 evidence: Sequence[str]) -> Verdict:
+                 evidence: Sequence[str], smoke: bool = True) -> Verdict:
         anomalies = tuple(f.anomaly_id for f in v.findings.values() if f.anomaly_id)
         verdict = Verdict(ts=now, service=v.deploy.service, deploy_id=v.deploy.deploy_id, version=v.deploy.version,
                           decision=decision, reasons=tuple(reasons), root_cause=category,
-                          evidence=tuple(evidence) + self.smoke.evidence(v.deploy, v.started, now),
+                          evidence=tuple(evidence) + (self.smoke.evidence(v.deploy, v.started, now) if smoke else ()),
                           anomalies=anomalies, started=v.started, ended=now,
                           detail={"strategy": v.deploy.strategy, "new_version_requests": v.new_requests})
         v.verdict = verdict

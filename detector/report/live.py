@@ -45,6 +45,11 @@ class StatusPages:
     def record(self, rec) -> None:
         """A record the sidecar emitted (anomaly or verdict)."""
         d = rec.to_dict()
+        if d["type"] == "root_cause":  # completes its verdict's root cause
+            held = self.verdicts.get(d["deploy_id"])
+            if held is not None:
+                held["root_cause"] = d["root_cause"]
+            return
         if d["type"] == "verdict":
             self.verdicts.pop(d["deploy_id"], None)
             self.verdicts[d["deploy_id"]] = d

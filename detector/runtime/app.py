@@ -41,7 +41,7 @@ from detector.ingest.columns import DecodedBatch
 from detector.config import ConfigError, Pipeline, load_pipeline
 from detector.ingest.contract import decode_batch
 from detector.core import Core
-from detector.records import Record, Verdict, encode
+from detector.records import Record, RootCause, Verdict, encode
 from detector.runtime.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoints, save_checkpoint
 from detector.runtime.copartition import CoPartitionWatch
 from detector.runtime.fleetlink import FleetLink
@@ -595,10 +595,11 @@ class Sidecar:
             self.log.info("action", **{k: outcome.get(k) for k in ("action", "verdict_id", "outcome", "target")})
 
     async def _emit(self, rec: Record) -> None:
-        kind = "verdict" if isinstance(rec, Verdict) else "anomaly"
+        kind = "verdict" if isinstance(rec, Verdict) else "root_cause" if isinstance(rec, RootCause) else "anomaly"
         self.rule_counters.observe([], [rec])
         await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
-        self.summary["verdicts" if kind == "verdict" else "anomalies"] += 1
+        if kind != "root_cause":
+            self.summary["verdicts" if kind == "verdict" else "anomalies"] += 1
         self.sinks.submit(rec)
         self.status.record(rec)
         self.metrics.records_out.labels(kind).inc()

@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 from detector.simulate.messages import PLACEHOLDERS
 
 STRATEGIES = ("rolling", "canary", "blue_green")
-CHANGE_KINDS = ("code", "config")
+CHANGE_KINDS = ("code", "config", "unknown")  # unknown: the deploy event names none
 VERDICTS = ("rollback", "page", "ticket", "confirmed", "inconclusive", "superseded")
 ROOT_CAUSES = ("code", "config", "data_or_infra", "unknown")
 LOG_LEVELS = ("INFO", "WARN", "ERROR", "FATAL")

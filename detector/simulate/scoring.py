@@ -109,10 +109,13 @@ def _onset(deploy: dict) -> float:
 
 def score(truth: dict, records: Iterable[dict]) -> Summary:
     verdicts: dict[str, dict] = {}
+    completed: dict[str, dict] = {}  # deploy id -> the latest root_cause record completing its verdict
     rules: dict[str, set[str]] = {}
     for rec in records:
         if rec.get("type") == "verdict":
             verdicts.setdefault(rec["deploy_id"], rec)
+        elif rec.get("type") == "root_cause":
+            completed[rec["deploy_id"]] = rec
         elif rec.get("type") == "anomaly":
             dep = rec.get("deploy_id") or rec.get("detail", {}).get("suspected_deploy_id")
             rule = rec.get("detail", {}).get("rule")
@@ -124,7 +127,7 @@ def score(truth: dict, records: Iterable[dict]) -> Summary:
         summary.results.append(DeployResult(
             deploy_id=d["deploy_id"], service=d["service"], expected=d.get("expect"),
             got=v["decision"] if v else None, expected_root_cause=d.get("expect_root_cause"),
-            got_root_cause=v["root_cause"]["category"] if v else None,
+            got_root_cause=(completed.get(d["deploy_id"]) or v)["root_cause"]["category"] if v else None,
             onset_ts=_onset(d), verdict_ts=v["ts"] if v else None,
             rules=tuple(sorted(rules.get(d["deploy_id"], ())))))
     return summary

@@ -137,7 +137,9 @@ def build_timeline(scenario: Scenario) -> Timeline:
             }
             if d.canary_weight is not None:
                 body["canary_weight"] = d.canary_weight
-            body.update(change_kind=d.change_kind, commit=d.commit, author=d.author)
+            if d.change_kind != "unknown":  # the deploy event names no change kind
+                body["change_kind"] = d.change_kind
+            body.update(commit=d.commit, author=d.author)
             events = [(at, body)]
             if fin is not None:
                 events.append((fin, {**body, "phase": "finished"}))

@@ -154,6 +154,8 @@ class AlertmanagerSink(QueuedSink):
     def items_for(self, record: Record) -> list[Any]:
         if isinstance(record, Verdict):
             return [record]  # every verdict, also those not posted: a later deploy's verdict resolves older ones
+        if not isinstance(record, Anomaly):
+            return []  # a root_cause record completes a verdict on the alerts topic; nothing to fire
         return [record] if record.severity in self.severities else []
 
     def resolve(self, service: str, deploy_id: str | None = None) -> None:

@@ -111,6 +111,8 @@ def outcomes(records: list[dict]) -> dict[str, Outcome]:
             o = res.setdefault(r["deploy_id"], Outcome())
             o.decision, o.verdict_ts = r["decision"], float(r["ts"])
             continue
+        if r.get("type") not in (None, "anomaly"):
+            continue  # a root_cause record completes a verdict: no finding of its own
         dep = r.get("deploy_id")
         if not dep:
             continue  # not this deploy's (shared with other services, or outside any deploy)
