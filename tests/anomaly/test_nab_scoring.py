@@ -77,3 +77,17 @@ def test_short_nab_run_through_replay(tmp_path):
     assert shipped["standard"] > 80
     assert rows["null"]["standard"] == 0.0
     assert (tmp_path / "detector" / "realTraffic" / "detector_speed_t4013.csv").exists()
+
+
+def test_dev_and_holdout_halves_split_every_file_once():
+    """The split is fixed by the file names: both halves non-empty, disjoint, covering NAB, stable."""
+    import json
+
+    import nab
+
+    names = sorted(json.loads((nab.DATA / "labels" / "combined_windows.json").read_text()))
+    dev = [r for r in names if nab.split_of(r) == "dev"]
+    holdout = [r for r in names if nab.split_of(r) == "holdout"]
+    assert len(dev) == 32 and len(holdout) == 26 and not set(dev) & set(holdout)
+    assert nab.split_of("realTweets/Twitter_volume_IBM.csv") == "dev"
+    assert nab.split_of("realKnownCause/nyc_taxi.csv") == "holdout"
