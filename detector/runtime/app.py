@@ -50,6 +50,7 @@ from detector.runtime.logsetup import configure, redact
 from detector.ingest.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
 from detector.runtime.readback import ids_in, record_id
+from detector.runtime.scores import ScoresTopic
 from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics
 from detector.sinks import build_sinks, encode_action
 from detector.smoke.prober import SmokeProber
@@ -140,6 +141,7 @@ class Sidecar:
         self._check_producer = None
         self.prober = SmokeProber(pipeline.smoke, pipeline.prober, self._publish_check) if pipeline.smoke else None
         self.status = StatusPages(pipeline)  # the status page at / of the HTTP port
+        self.scores = ScoresTopic(pipeline)  # [metrics] scores_topic: live score rows (off by default)
 
     # --- clients ---
 
@@ -291,7 +293,8 @@ class Sidecar:
         self.log.info("starting", bootstrap=self.bootstrap, inputs=self.inputs, settings=redact(vars(self.k)))
         give_up_at = time.monotonic() + self.k.connect_timeout_s
         counts = await self._retry("ensure topics", ensure_topics, self.bootstrap,
-                                   {name: self.k.partitions for name in self.inputs + [t.alerts, t.dlq, t.state]},
+                                   {name: self.k.partitions
+                                    for name in self.inputs + [t.alerts, t.dlq, t.state] + self.scores.topics()},
                                    self.k.partitions, give_up_at=give_up_at)
         self._state_partitions = counts.get(t.state, self.k.partitions)
         self._input_partitions = {n: counts[n] for n in self.inputs if n in counts}
@@ -450,6 +453,7 @@ class Sidecar:
                     st.last_seen.setdefault(topic, now)
                 self.parts[p] = st
                 self.status.attach(p, st.core)
+                self.scores.attach(st.core)
             self.metrics.partitions.set(len(self.parts))
 
     # --- processing ---
@@ -510,6 +514,7 @@ class Sidecar:
                     self.summary["rejected"] += 1
                 for rec in records:
                     await self._emit(rec)
+                await self.scores.publish(st.core, self._send)
                 st.offsets[tp.topic] = msgs[-1].offset + 1
                 st.last_seen[tp.topic] = now
                 st.dirty = True
@@ -659,6 +664,7 @@ class Sidecar:
                     wm.pop(s, None)
                 for rec in st.core.process(DecodedBatch()):
                     await self._emit(rec)
+                await self.scores.publish(st.core, self._send)
 
     async def _checkpoint_due(self) -> None:
         now = time.monotonic()
