@@ -320,7 +320,8 @@ def main(argv: list[str] | None = None) -> int:
     n_windows = sum(len(windows[r]) for r in names)
     rows = table(files, detectors, profiles, n_windows)
     rows.insert(1, threshold_sweep(files, det_score, det_starts, det_dec, pipeline.metrics, profiles, n_windows))
-    print(f"NAB v1.1, split {args.split}, {len(names)} files, {sum(f.n_rows for f in files.values()):,} rows, {n_windows} windows; "
+    print(f"NAB v1.1, split {args.split}, {len(names)} files, {sum(f.n_rows for f in files.values()):,} rows, "
+          f"{n_windows} windows; "
           f"{machine()}")
     print(f"detector {seconds['detector']:.0f} s, river {seconds['river']:.0f} s (replay path incl. JSONL)")
     print(f"{'detector':<48} {'standard':>8} {'low FP':>7} {'low FN':>7}  windows  FP rows  threshold (standard)")
