@@ -330,13 +330,24 @@ def main(argv: list[str] | None = None) -> int:
               "grid": f"score_threshold {r.get('standard_threshold', 0):g} (tuned on labels)"}[r["threshold"]]
         print(f"{r['detector']:<48} {r['standard']:8.1f} {r['reward_low_FP_rate']:7.1f} {r['reward_low_FN_rate']:7.1f}"
               f"  {r['windows_detected']:>3}/{r['windows']:<3}  {r['fp_rows']:>7}  {th}")
+    halves = {}
+    for half in ("dev", "holdout"):
+        sel = [rel for rel in names if split_of(rel) == half]
+        if sel and len(sel) < len(names):
+            sub = {rel: files[rel] for rel in sel}
+            halves[half] = table(sub, {"detector, shipped threshold (records)": (det_dec, "fixed")}, profiles,
+                                 sum(len(windows[r]) for r in sel))[0]
+            r = halves[half]
+            print(f"  shipped threshold, {half} half ({len(sel)} files): standard {r['standard']:.1f}, "
+                  f"low FP {r['reward_low_FP_rate']:.1f}, low FN {r['reward_low_FN_rate']:.1f}, "
+                  f"windows {r['windows_detected']}/{r['windows']}, FP rows {r['fp_rows']}")
     if args.per_file:
         std = profiles[[p.name for p in profiles].index("standard")]
         for rel in names:
             r = ns.score_file(files[rel], det_dec[rel], 0.5, std)
             print(f"  {rel:<60} {r['score']:6.2f}  windows {r['windows_detected']}/{r['windows']}  FP {r['fp']}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "split": args.split, "files": names,
+        Path(args.json).write_text(json.dumps({"rows": rows, "split": args.split, "halves": halves, "files": names,
                                                "seconds": seconds}, indent=1))
     return 0
 
