@@ -8,6 +8,7 @@ environment: it receives a `Pipeline`.
 
 from __future__ import annotations
 
+import re
 import tomllib
 import typing
 from dataclasses import MISSING, dataclass, field, fields
@@ -43,6 +44,13 @@ class Topics:
     metrics: str = "metrics"
     deploys: str = "deploys"
     checks: str = "checks"  # smoke check results (a control stream, like deploys)
+    incidents: str = "incidents"  # what people found: read by `detector tune` and the live rule counters
+
+    def check(self) -> None:
+        # the incidents topic is only read, never created, so nothing else would check its name
+        _require(type(self.incidents) is str and re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", self.incidents) is not None
+                 and self.incidents not in (".", ".."), "topics.incidents", self.incidents,
+                 "a Kafka topic name: 1-249 characters from a-z A-Z 0-9 . _ -")
     alerts: str = "alerts"
     dlq: str = "detector.dlq"
     state: str = "detector.state"
@@ -400,7 +408,8 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
                              f"{', '.join(SMOKE_RULE_KEYS)})")
         rules = tuple(_coerce(Rule, r, f"rules[{i}]") for i, r in enumerate(rules_raw))
         for section in (pipeline.windows, pipeline.limits, pipeline.baselines, pipeline.metrics, pipeline.tests,
-                        pipeline.verification, pipeline.sinks, pipeline.kafka, pipeline.prober, pipeline.fleet):
+                        pipeline.verification, pipeline.sinks, pipeline.kafka, pipeline.prober, pipeline.fleet,
+                        pipeline.topics):
             section.check()
         taken = {f.name: getattr(pipeline.topics, f.name) for f in fields(Topics)}
         _require(pipeline.metrics.scores_topic not in taken.values(), "metrics.scores_topic",

@@ -76,6 +76,10 @@ class Core:
         horizon_s = max([pipeline.verification.baseline_s] + [r.duration_s for r in pipeline.rules]) \
             + 2 * pipeline.windows.width_s
         self.history: deque[WindowFacts] = deque(maxlen=int(horizon_s // pipeline.windows.width_s) + 2)
+        # A version silent for longer than every window held (and those still open) gives its
+        # series to a new version of its service once the service is at its version cap.
+        self.requests.retire_after_s = (self.history.maxlen + 2) * pipeline.windows.width_s \
+            + pipeline.windows.lateness_s
         self.stats = CoreStats()
         self._pending_deploys: list = []
         self._pending_checks: list = []  # smoke check results, handed to the judge as their window closes
@@ -242,17 +246,16 @@ class Core:
         return state.snapshot(self)
 
     @classmethod
-    def restore(cls, pipeline: Pipeline, data: bytes) -> "Core":
-        """A core that continues exactly where the one that wrote `data` stopped.
+    def restore(cls, pipeline: Pipeline, data: bytes, partition: int = 0, partitions: int = 1) -> "Core":
+        """A core that continues exactly where the one that wrote `data` stopped (as partition
+        `partition` of `partitions`: the fleet view's shape is the live topic's, not the checkpoint's).
 
         Raises `state.StateError` when `data` is truncated, corrupt, of another
         format version or written under incompatible pipeline settings.
         """
-        core = state.restore(cls, pipeline, data)
+        core = state.restore(cls, pipeline, data, partition, partitions)
         if core.gate is not None:
             # This partition's part of the fleet view, from the windows the checkpoint holds
             # (other partitions' parts come back from the fleet topic).
-            for w in core.history:
-                core.gate.publish(core.gate.summary(core, w))
-            core.gate.take()
+            core.gate.republish(core, core.history)
         return core

@@ -125,6 +125,7 @@ def snapshot(core: Core) -> bytes:
         "seasonal": {"bank": w.blob(seasonal["bank"]), "episodes": seasonal["episodes"]},
         "metricwatch": _metricwatch_state(w, core.metricwatch.to_state()),
         "logs": None if core.logs is None else w.blob(core.logs.to_bytes()),
+        "gate": None if core.gate is None else _gate_state(w, core.gate),
         "judge": {
             "verifications": [[sid, _verification_state(v, pops)] for sid, v in judge.verifications.items()],
             "done": list(judge.done),
@@ -143,8 +144,10 @@ def snapshot(core: Core) -> bytes:
     return _PREFIX.pack(MAGIC, FORMAT_VERSION, zlib.crc32(payload), len(payload), len(raw)) + payload
 
 
-def restore(core_class: type[Core], pipeline: Pipeline, data: bytes) -> Core:
-    """A new core, built for `pipeline`, holding exactly the state `snapshot` wrote into `data`."""
+def restore(core_class: type[Core], pipeline: Pipeline, data: bytes, partition: int = 0,
+            partitions: int = 1) -> Core:
+    """A new core, built for `pipeline` as partition `partition` of `partitions`, holding exactly
+    the state `snapshot` wrote into `data`."""
     header, arrays = _open(data)
     _check_pipeline(header.get("pipeline"), pipeline)
     r = _Reader(header.get("arrays"), arrays)
@@ -153,7 +156,7 @@ def restore(core_class: type[Core], pipeline: Pipeline, data: bytes) -> Core:
         raise StateError(f"core state snapshot has no state tree (got {type(state).__name__}); {_START_COLD}")
     with _section("interner"):
         interner = _restore_interner(state["interner"], pipeline)
-    core = core_class(pipeline, interner=interner)
+    core = core_class(pipeline, interner=interner, partition=partition, partitions=partitions)
     with _section("requests"):
         _restore_table(r, state["requests"], core.requests, len(interner))
     with _section("metrics"):
@@ -195,7 +198,49 @@ def restore(core_class: type[Core], pipeline: Pipeline, data: bytes) -> Core:
         _restore_logs(r, state["logs"], core)
     with _section("judge"):
         _restore_judge(r, state["judge"], core)
+    with _section("gate"):
+        # absent from snapshots written before the live fleet view: no window was waiting
+        if core.gate is not None and state.get("gate"):
+            _restore_gate(r, state["gate"], core)
     return core
+
+
+def _gate_state(w: _Writer, gate: Any) -> dict:
+    """The fleet gate: closed windows still waiting for the fleet (their facts exist nowhere
+    else), the horizons queued between them, and what was already published."""
+    facts = _Rows(w, _fact_fields())
+    order = []
+    for item in gate.queue:
+        if isinstance(item, WindowFacts):
+            facts.add(item)
+            order.append(None)
+        else:
+            order.append(float(item))
+    return {"order": order, "facts": facts.write(), "head_ready": gate.head_ready,
+            "published_end": None if not np.isfinite(gate._published_end) else gate._published_end,
+            "templates_sent": sorted(gate._templates_sent)}
+
+
+def _restore_gate(r: _Reader, saved: dict, core: Core) -> None:
+    facts = [_fact_from_row(row, start, end) for row, (start, end) in _read_rows(r, saved["facts"], _fact_fields())]
+    _check_facts(facts, len(core.requests), len(core.metrics))
+    order = saved["order"]
+    if sum(1 for o in order if o is None) != len(facts):
+        raise ValueError("gate queue order does not match its windows")
+    head_ready = bool(saved["head_ready"])
+    if head_ready and not (facts and order[0] is None and core.history and core.history[-1].end == facts[0].end):
+        raise ValueError("the gate's prepared window is not the newest of the history")
+    it = iter(facts)
+    queue = [next(it) if o is None else float(o) for o in order]
+    if head_ready:
+        queue[0] = core.history[-1]  # the prepared head is the history's newest window, one object
+    gate = core.gate
+    gate.queue.clear()
+    gate.queue.extend(queue)
+    gate.head_ready = head_ready
+    gate._templates_sent = set(saved["templates_sent"])
+    if saved["published_end"] is not None:
+        gate._published_end = float(saved["published_end"])
 
 
 # --------------------------------------------------------------------------- container

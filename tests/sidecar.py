@@ -32,7 +32,9 @@ def pipeline_for_test(prefix: str, period_s: float, **kafka) -> Pipeline:
                             heartbeat_interval_ms=500, checkpoint_interval_s=1.0, op_timeout_s=10.0,
                             http_port=0, partitions=PARTITIONS, **kafka)
     ver = dataclasses.replace(p.verification, period_s=period_s)
-    return dataclasses.replace(p, topics=topics, kafka=k, verification=ver)
+    # the fleet topic too: summaries of another test's run must not complete this one's windows
+    fleet = dataclasses.replace(p.fleet, topic=f"{prefix}.{p.fleet.topic}")
+    return dataclasses.replace(p, topics=topics, kafka=k, verification=ver, fleet=fleet)
 
 
 def write_pipeline(tmp_path: Path, pipeline: Pipeline) -> Path:

@@ -256,7 +256,7 @@ class WindowStore:
         w, ok = self._split(r.ts)
         if not ok.all():
             r, w = r.take(ok), w[ok]
-        s = self.requests.map(r.service, r.endpoint, r.version)
+        s = self.requests.map(r.service, r.endpoint, r.version, now=float(r.ts.max()) if len(r.ts) else None)
         n_series = len(self.requests)
         err = r.status >= 500
         buckets = sketch.bucket_index(r.latency_ms).astype(np.int64)

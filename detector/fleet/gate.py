@@ -71,6 +71,17 @@ class FleetGate:
     def summary(self, core: "Core", w: WindowFacts) -> WindowSummary:
         return summarize(core, w, self.partition, self.partitions, self._templates_sent)
 
+    def republish(self, core: "Core", windows: Iterable[WindowFacts]) -> None:
+        """After a restore: this partition's part of the view again, from the windows the
+        checkpoint holds (not for the outbox: the fleet topic has them). The templates already
+        published stay as the checkpoint recorded them, when it did."""
+        sent: set[str] = set()
+        for w in windows:
+            self.publish(summarize(core, w, self.partition, self.partitions, sent))
+        self.outbox.clear()
+        if not self._templates_sent:
+            self._templates_sent = sent
+
     def publish(self, s: WindowSummary) -> None:
         self._published_end = max(self._published_end, s.end)
         self.view.add(s)

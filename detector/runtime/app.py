@@ -44,14 +44,16 @@ from detector.core import Core
 from detector.records import Record, Verdict, encode
 from detector.runtime.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoints, save_checkpoint
 from detector.runtime.copartition import CoPartitionWatch
+from detector.runtime.fleetlink import FleetLink
 from detector.report.live import StatusPages
 from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import configure, redact
 from detector.ingest.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
 from detector.runtime.readback import ids_in, record_id
+from detector.runtime.rulecounters import RuleCounters, follow_incidents
 from detector.runtime.scores import ScoresTopic
-from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics
+from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics, fleet_topic_configs
 from detector.sinks import build_sinks, encode_action
 from detector.smoke.prober import SmokeProber
 from detector.smoke.settings import SmokeSettingError, resolve_env
@@ -141,6 +143,9 @@ class Sidecar:
         self._check_producer = None
         self.prober = SmokeProber(pipeline.smoke, pipeline.prober, self._publish_check) if pipeline.smoke else None
         self.status = StatusPages(pipeline)  # the status page at / of the HTTP port
+        self.fleet: FleetLink | None = None  # the live fleet topic (runtime/fleetlink.py), with [fleet] on
+        self._fleet_task: asyncio.Task | None = None
+        self.rule_counters = RuleCounters(pipeline, self.metrics.registry)  # per-rule hits vs incidents, /metrics
         self.scores = ScoresTopic(pipeline)  # [metrics] scores_topic: live score rows (off by default)
 
     # --- clients ---
@@ -268,6 +273,8 @@ class Sidecar:
             self.log.info("health endpoint", url=f"http://{self.k.http_host}:{self.http_port}")
         self.producer = self.consumer = None
         probe_task = asyncio.create_task(self.probe.run(self.stopping))
+        incidents_task = asyncio.create_task(follow_incidents(self._client_kwargs(), self.p.topics.incidents,
+                                                              self.rule_counters, self.stopping, self.log))
         try:
             try:
                 await self._start_clients()
@@ -282,8 +289,11 @@ class Sidecar:
                 await self._shutdown()
             finally:
                 probe_task.cancel()
+                incidents_task.cancel()
                 with contextlib.suppress(BaseException):
                     await probe_task
+                with contextlib.suppress(BaseException):
+                    await incidents_task
                 if health is not None:
                     await health.stop()
         return 130 if self.hurry.is_set() else 1 if self.failed else 0
@@ -292,10 +302,12 @@ class Sidecar:
         t = self.p.topics
         self.log.info("starting", bootstrap=self.bootstrap, inputs=self.inputs, settings=redact(vars(self.k)))
         give_up_at = time.monotonic() + self.k.connect_timeout_s
+        fl = self.p.fleet
         counts = await self._retry("ensure topics", ensure_topics, self.bootstrap,
-                                   {name: self.k.partitions
-                                    for name in self.inputs + [t.alerts, t.dlq, t.state] + self.scores.topics()},
-                                   self.k.partitions, give_up_at=give_up_at)
+                                   {name: self.k.partitions for name in self.inputs + [t.alerts, t.dlq, t.state]
+                                    + ([fl.topic] if fl.enabled else []) + self.scores.topics()}, self.k.partitions,
+                                   {fl.topic: fleet_topic_configs(fl.retention_h)} if fl.enabled else None,
+                                   give_up_at=give_up_at)
         self._state_partitions = counts.get(t.state, self.k.partitions)
         self._input_partitions = {n: counts[n] for n in self.inputs if n in counts}
         self._topic_partitions = dict(counts)
@@ -306,6 +318,12 @@ class Sidecar:
         self.producer = self._new_producer()
         await self._retry("producer start", self.producer.start, give_up_at=give_up_at)
         await self.sinks.start()
+        if self.p.fleet.enabled:
+            self.fleet = FleetLink(self.p, self._client_kwargs(), counts.get(t.requests, self.k.partitions),
+                                   counts[self.p.fleet.topic], lambda: {p: st.core for p, st in self.parts.items()},
+                                   self._send, self._emit, self._lock, self.k.op_timeout_s)
+            await self._retry("fleet topic", self.fleet.start, give_up_at=give_up_at)
+            self._fleet_task = asyncio.create_task(self.fleet.run(self.stopping))
         if self.prober is not None:
             self._check_producer = self._new_producer()
             await self._retry("producer start", self._check_producer.start)
@@ -331,6 +349,8 @@ class Sidecar:
                         await self._process(batch)
                     await self._publish_actions()
                     await self._idle_sources()
+                    if self.fleet is not None:
+                        await self.fleet.flush()
                     await self._checkpoint_due()
                 self._gauges()
         except Stopped:
@@ -377,12 +397,17 @@ class Sidecar:
         # does not answer or the user asked twice.
         sinks_s = 0.5 if self.hurry.is_set() else max(1.0, min(2.0, deadline - time.monotonic()))
         close_s = 0.5 if not self.probe.reachable else sinks_s
+        if self._fleet_task is not None:
+            self._fleet_task.cancel()
+            await self._close("fleet reader", asyncio.wait({self._fleet_task}), close_s)
         await asyncio.gather(*(self._close(what, op, t) for what, op, t in
-                               (("consumer stop", self.consumer and self.consumer.stop, close_s),
+                               (("fleet consumer stop", self.fleet and self.fleet.stop, close_s),
+                                ("consumer stop", self.consumer and self.consumer.stop, close_s),
                                 ("producer stop", self.producer and self.producer.stop, close_s),
                                 ("sinks", self.sinks.close(sinks_s), sinks_s + 0.5))))
         self.summary.update(final_checkpoint=final, uptime_s=round(time.monotonic() - self._t_start, 1))
-        self.log.info("stopped", **self.summary, sinks=self.sinks.stats())
+        self.log.info("stopped", **self.summary, sinks=self.sinks.stats(),
+                      **({"fleet": self.fleet.stats} if self.fleet is not None else {}))
 
     def done_line(self) -> str:
         """What this run did, in one line for the terminal."""
@@ -435,7 +460,7 @@ class Sidecar:
             for p in new:
                 ck = ckpts.get(p)
                 if ck is not None:
-                    core = await asyncio.to_thread(Core.restore, self.p, ck.state)
+                    core = await asyncio.to_thread(Core.restore, self.p, ck.state, p, self._fleet_partitions())
                     st = PartitionState(core, dict(ck.offsets), last_checkpoint=now)
                     for topic, offset in ck.offsets.items():
                         tp = TopicPartition(topic, p)
@@ -443,7 +468,8 @@ class Sidecar:
                             self.consumer.seek(tp, offset)
                     self.log.info("partition restored", partition=p, offsets=ck.offsets, state_bytes=len(ck.state))
                 else:
-                    st = PartitionState(Core(self.p), last_checkpoint=now)
+                    st = PartitionState(Core(self.p, partition=p, partitions=self._fleet_partitions()),
+                                        last_checkpoint=now)
                     self.log.info("partition started cold", partition=p)
                 # Until an input topic delivers (or stays silent with nothing to read for
                 # source_idle_s) it holds the watermark back: at start the fetcher may
@@ -452,9 +478,15 @@ class Sidecar:
                     st.core.windows.max_ts.setdefault(topic, float("-inf"))
                     st.last_seen.setdefault(topic, now)
                 self.parts[p] = st
+                if self.fleet is not None:
+                    self.fleet.attach(st.core)
                 self.status.attach(p, st.core)
                 self.scores.attach(st.core)
             self.metrics.partitions.set(len(self.parts))
+
+    def _fleet_partitions(self) -> int:
+        """The fleet view's partition count: the input topics' (1 without the fleet view)."""
+        return self.fleet.partitions if self.fleet is not None else 1
 
     # --- processing ---
 
@@ -503,6 +535,7 @@ class Sidecar:
             await asyncio.sleep(0)  # let the heartbeat and the fetcher run between partitions
             for tp, (decoded, records) in zip(tps, results):
                 msgs = batch[tp]
+                self.rule_counters.observe(decoded.deploys, records)
                 self._watch_copartition(tp, decoded, st.core)
                 for r in decoded.rejected:
                     m = msgs[r.pos]
@@ -665,6 +698,16 @@ class Sidecar:
                 for rec in st.core.process(DecodedBatch()):
                     await self._emit(rec)
                 await self.scores.publish(st.core, self._send)
+            elif self.fleet is not None and (idle or self._never_fed(p)):
+                await self.fleet.follow(p, st.core)  # all silent: keep up with the fleet's windows
+                await self.scores.publish(st.core, self._send)
+
+    def _never_fed(self, p: int) -> bool:
+        """No input topic of partition `p` ever held an event (a fetch said so): it has no windows
+        of its own to wait for, and closes the fleet's, as a replay's core without services does."""
+        st = self.parts[p]
+        return all(st.offsets.get(t, 0) == 0 and self.consumer.highwater(TopicPartition(t, p)) == 0
+                   for t in self.inputs)
 
     async def _checkpoint_due(self) -> None:
         now = time.monotonic()
@@ -680,6 +723,8 @@ class Sidecar:
             self.log.warning("checkpoint skipped: a batch was interrupted half applied; the next owner "
                              "re-reads it from the previous checkpoint", partition=p)
             return
+        if self.fleet is not None:
+            await self.fleet.flush()  # the summaries this checkpoint covers go out before it
         await self._drain()
         state = await asyncio.to_thread(st.core.snapshot)
         size = await self._retry("checkpoint", save_checkpoint, self.producer, self.p.topics.state,
@@ -701,6 +746,7 @@ class Sidecar:
 
     def _gauges(self) -> None:
         now = time.monotonic()
+        self.rule_counters.export()
         t0, n0 = self._rate_mark
         if now - t0 >= 5.0:
             self.metrics.events_per_s.set((self._events - n0) / (now - t0))

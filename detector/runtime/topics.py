@@ -75,6 +75,12 @@ def topic_configs(name: str, retention_ms: int = DEFAULT_RETENTION_MS) -> dict[s
     return {"cleanup.policy": "delete", "retention.ms": str(retention_ms)}
 
 
+def fleet_topic_configs(retention_h: float) -> dict[str, str]:
+    """The fleet topic (``[fleet] topic``): summaries deleted by age after ``fleet.retention_h``,
+    long enough for a restarted sidecar to rebuild its view, short enough to stay small."""
+    return {"cleanup.policy": "delete", "retention.ms": str(max(1, int(retention_h * 3600 * 1000)))}
+
+
 def _check_topic_name(name: object) -> str:
     if not isinstance(name, str) or not _TOPIC_NAME.fullmatch(name) or name in {".", ".."}:
         raise ValueError(

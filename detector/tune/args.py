@@ -6,7 +6,12 @@ DEFAULT_MATCH_WINDOW_S = 24 * 3600.0  # an incident opened more than a day after
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--input", action="append", required=True, help="JSONL history of contract events (repeatable)")
+    p.add_argument("--input", action="append", default=[],
+                   help="JSONL history of contract events (repeatable); or read the topics with --bootstrap-servers")
+    p.add_argument("--bootstrap-servers", help="read the history from the pipeline's input topics and its incidents "
+                                               "topic (no consumer group, nothing committed); needs --since/--until")
+    p.add_argument("--since", help="start of the event-time range read from Kafka (Unix seconds or RFC 3339)")
+    p.add_argument("--until", help="end of the event-time range read from Kafka (Unix seconds or RFC 3339)")
     p.add_argument("--incidents", action="append", default=[],
                    help="JSONL file of incident events (repeatable; incidents in --input count too)")
     p.add_argument("--out", required=True, help="folder for rules.json, patterns.json, delivery.json, tuned.toml, "

@@ -8,6 +8,7 @@ before it opened, if that deploy started at most `match_window_s` earlier.
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -131,18 +132,34 @@ def merge_incidents(events: list[IncidentEvent]) -> list[IncidentEvent]:
 
 def match(h: History, window_s: float) -> None:
     ids = {d.deploy_id for d in h.deploys}
-    by_service: dict[str, list[DeployEvent]] = {}
-    for d in h.deploys:
-        by_service.setdefault(d.service, []).append(d)
+    by_service = deploys_by_service(h.deploys)
     for inc in h.incidents:
-        if inc.deploy_id:
-            if inc.deploy_id in ids:
-                h.deploy_of[inc.incident_id] = inc.deploy_id
-            else:
-                h.unmatched.append(inc)
-            continue
-        before = [d for d in by_service.get(inc.service, []) if d.ts <= inc.ts]
-        if before and inc.ts - before[-1].ts <= window_s:
-            h.deploy_of[inc.incident_id] = before[-1].deploy_id
-        else:
+        dep = match_incident(inc, ids, by_service, window_s)
+        if dep is None:
             h.unmatched.append(inc)
+        else:
+            h.deploy_of[inc.incident_id] = dep
+
+
+def deploys_by_service(deploys) -> dict[str, tuple[list[float], list[str]]]:
+    """service -> (start times, deploy ids), by start time: the index `match_incident` searches."""
+    out: dict[str, tuple[list[float], list[str]]] = {}
+    for d in sorted(deploys, key=lambda d: d.ts):
+        ts, ids = out.setdefault(d.service, ([], []))
+        ts.append(d.ts)
+        ids.append(d.deploy_id)
+    return out
+
+
+def match_incident(inc: IncidentEvent, ids, by_service: dict[str, tuple[list[float], list[str]]],
+                   window_s: float) -> str | None:
+    """The deploy an incident belongs to: its own `deploy_id` when that deploy is known (in `ids`),
+    else its service's deploy most recently started at or before it opened, at most `window_s`
+    earlier; None when neither. `detector tune` and the live rule counters both decide with this."""
+    if inc.deploy_id:
+        return inc.deploy_id if inc.deploy_id in ids else None
+    ts, dep_ids = by_service.get(inc.service, ((), ()))
+    i = bisect.bisect_right(ts, inc.ts)
+    if i and inc.ts - ts[i - 1] <= window_s:
+        return dep_ids[i - 1]
+    return None

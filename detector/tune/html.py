@@ -82,5 +82,13 @@ def render(rules: dict, patterns: dict, delivery: dict, tuning: dict, signals: d
                          for p in ("default", "tuned")],
                         ["split", "policy", "deploys", "incidents", "caught", "caught_rollback_or_page",
                          "false_rollback_or_page", "false_tickets"]))
+    loo = tuning.get("leave_one_incident_out") or {}
+    if loo.get("folds"):
+        parts.append(f"<h3>Leave one incident out ({loo['folds']} folds; in sample: fitted and scored on every "
+                     f"deploy; out of sample: each fold's held-out deploys, pooled)</h3>")
+        parts.append(_table([{"split": s, "policy": p, **loo[s][p]} for s in ("in_sample", "out_of_sample")
+                             for p in ("default", "tuned")],
+                            ["split", "policy", "deploys", "incidents", "caught", "caught_rollback_or_page",
+                             "false_rollback_or_page", "false_tickets"]))
     parts.append("<pre>" + escape("\n".join(tuning["diff"]) or "no change") + "</pre></body></html>")
     return "\n".join(parts)

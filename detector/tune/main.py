@@ -16,7 +16,7 @@ from detector.outfiles import check_input
 from detector.tune import html
 from detector.tune.effectiveness import delivery_report, rules_report
 from detector.tune.history import load_history
-from detector.tune.outcomes import outcomes, replay_records
+from detector.tune.outcomes import Bar, outcomes, replay_records
 from detector.tune.patterns import find_patterns
 from detector.tune.policy import Choice, score, tune
 
@@ -56,7 +56,23 @@ def run_tune(args) -> int:
         raise UsageError(f"--out {out}: exists and is not a folder")
     out.mkdir(parents=True, exist_ok=True)
     pipeline = load_pipeline(args.pipeline)
-    history = load_history(args.input, args.incidents, args.match_window_s)
+    topic_incidents: list[str] = []
+    if args.bootstrap_servers:
+        if args.input:
+            raise UsageError("--input and --bootstrap-servers: give one history, a file or the topics")
+        if not (args.since and args.until):
+            raise UsageError("--bootstrap-servers needs --since and --until (the event-time range to read)")
+        from detector.tune.kafka_history import fetch_history, parse_time
+
+        events, incs = fetch_history(pipeline, args.bootstrap_servers, parse_time("--since", args.since),
+                                     parse_time("--until", args.until), out / "cache", args.match_window_s,
+                                     quiet=args.quiet)
+        args.input, topic_incidents = [str(events)], [str(incs)]
+    elif not args.input:
+        raise UsageError("no history: give --input FILE or --bootstrap-servers with --since/--until")
+    elif args.since or args.until:
+        raise UsageError("--since/--until select a range of the topics; they need --bootstrap-servers")
+    history = load_history([*args.input, *topic_incidents], args.incidents, args.match_window_s)
     if not history.deploys:
         raise UsageError(f"{', '.join(args.input)}: no deploy events with phase started; nothing to tune")
     records, cached = replay_records(args.input, pipeline, out / "cache", quiet=args.quiet)
@@ -67,7 +83,9 @@ def run_tune(args) -> int:
     patterns = find_patterns(history.deploys, failed, tz, args.alpha)
     delivery = delivery_report(history, outs)
     t1 = time.perf_counter()
-    tuning = tune(pipeline, [d.deploy_id for d in history.deploys], dict(incidents_per_deploy), outs)
+    bar = Bar("leave one incident out", 1, enabled=None if not args.quiet else False)
+    tuning = tune(pipeline, [d.deploy_id for d in history.deploys], dict(incidents_per_deploy), outs, bar)
+    bar.done()
     rejudge_s = time.perf_counter() - t1
     toml = tuning.pop("toml")
     tuning["rejudge_s"] = round(rejudge_s, 4)

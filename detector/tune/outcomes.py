@@ -71,7 +71,7 @@ class Bar:
         sys.stderr.flush()
 
     def done(self) -> None:
-        if self.on:
+        if self.on and self.last > 0:  # drawn at least once
             sys.stderr.write("\n")
 
 

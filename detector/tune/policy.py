@@ -17,14 +17,23 @@ cap at ticket, and promote a ticket rule to page when it caught at least
 `PROMOTE_MIN` incidents and fired on no deploy without one. A policy is
 better when it has fewer false rollbacks/pages, then catches more
 incidents, then more of them at rollback/page, then fewer false tickets.
-Validation: fitted on the earliest 2/3 of deploys, scored on the rest,
-next to the shipped pipeline on the same deploys.
+Validation, both reported next to the shipped pipeline on the same deploys:
+a time-ordered split (fitted on the earliest 2/3 of deploys, scored on the
+rest), and leave one incident out: one fold per deploy with an incident,
+which holds out that deploy and every k-th deploy without one (round robin in
+time order, k = number of folds), so every deploy is held out exactly once;
+the policy fitted on the other folds decides the held-out deploys and the
+pooled held-out figures are the out-of-sample score (in sample: fitted on
+every deploy, scored on every deploy). Beyond `MAX_FOLDS` deploys with an
+incident, fold j holds out the j-th, (j+MAX_FOLDS)-th, ... of them (a fit
+costs ~0.3 s on a month of ten services; 165 folds would take a minute).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import time
 
 from detector.config import Pipeline, Rule, to_toml
 from detector.tune.outcomes import Outcome
@@ -34,6 +43,7 @@ NAMES = {v: k for k, v in RANK.items()}
 TUNABLE_EFFECT = ("error_rate", "latency", "transactions", "volume")
 PROMOTE_MIN = 3
 TRAIN_SHARE = 2 / 3
+MAX_FOLDS = 30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,7 +154,44 @@ def apply(pipeline: Pipeline, policy: dict[str, Choice]) -> tuple[Pipeline, list
     return tuned, diff
 
 
-def tune(pipeline: Pipeline, deploy_order: list[str], incidents: dict[str, int], outs: dict[str, Outcome]) -> dict:
+def _add(a: dict, b: dict) -> dict:
+    return {k: a.get(k, 0) + v for k, v in b.items()}
+
+
+def leave_one_incident_out(pipeline: Pipeline, deploy_order: list[str], incidents: dict[str, int],
+                           outs: dict[str, Outcome], progress=None) -> dict:
+    """`progress(folds done, seconds)` after each fold, when given (with a `total` attribute set here)."""
+    failing = [d for d in deploy_order if incidents.get(d)]
+    default = {r.name: Choice() for r in pipeline.rules}
+    if len(failing) < 2:
+        return {"folds": 0, "why": "needs at least two deploys with an incident"}
+    benign = [d for d in deploy_order if not incidents.get(d)]
+    k = min(len(failing), MAX_FOLDS)
+    held_default: dict = {}
+    held_tuned: dict = {}
+    changed = 0
+    final = fit(pipeline, deploy_order, incidents, outs)
+    if progress is not None:
+        progress.total = k
+    t0 = time.perf_counter()
+    for i in range(k):
+        test = {*failing[i::k], *benign[i::k]}
+        train = [d for d in deploy_order if d not in test]
+        fitted = fit(pipeline, train, incidents, outs)
+        changed += fitted != final
+        held = [d for d in deploy_order if d in test]
+        held_default = _add(held_default, score(held, incidents, outs, default))
+        held_tuned = _add(held_tuned, score(held, incidents, outs, fitted))
+        if progress is not None:
+            progress(i + 1, time.perf_counter() - t0)
+    return {"folds": k, "incidents_held_out_per_fold": round(len(failing) / k, 2), "folds_fitting_another_policy_than_all_deploys": changed,
+            "in_sample": {"default": score(deploy_order, incidents, outs, default),
+                          "tuned": score(deploy_order, incidents, outs, final)},
+            "out_of_sample": {"default": held_default, "tuned": held_tuned}}
+
+
+def tune(pipeline: Pipeline, deploy_order: list[str], incidents: dict[str, int], outs: dict[str, Outcome],
+         progress=None) -> dict:
     """Fit on the earliest 2/3 of deploys and score both halves; then fit on all of them for tuned.toml."""
     cut = int(math.ceil(len(deploy_order) * TRAIN_SHARE))
     train, test = deploy_order[:cut], deploy_order[cut:]
@@ -160,6 +207,7 @@ def tune(pipeline: Pipeline, deploy_order: list[str], incidents: dict[str, int],
                           "tuned": score(test, incidents, outs, fitted)},
         "all": {"default": score(deploy_order, incidents, outs, default),
                 "tuned": score(deploy_order, incidents, outs, final)},
+        "leave_one_incident_out": leave_one_incident_out(pipeline, deploy_order, incidents, outs, progress),
         "diff": diff,
         "toml": to_toml(tuned),
     }

@@ -21,6 +21,7 @@ def test_the_shipped_default_pipeline_loads_with_its_rules():
     ("[[rules]]\nname='x'\nsignal='error_rate'\naction='explode'\n", "rules[0].action must be one of"),
     ("[[rules]]\nname='x'\nsignal='error_rate'\n", "rules[0].action must be a value (this key is required)"),
     ("[tests]\nsignificance = 2\n", "tests.significance must be a p-value in (0, 0.5) (got 2"),
+    ("[topics]\nincidents = 'bad name'\n", "topics.incidents must be a Kafka topic name"),
     ("[windows\n", "not valid TOML"),
 ])
 def test_bad_config_fails_fast_naming_file_key_value_and_expectation(text, message):

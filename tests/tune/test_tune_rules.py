@@ -101,6 +101,13 @@ def test_tuning_removes_false_pages_and_keeps_every_catch_out_of_sample():
         assert res[split]["default"]["false_rollback_or_page"] > 0
         assert res[split]["tuned"]["false_rollback_or_page"] == 0
         assert res[split]["tuned"]["caught"] == res[split]["default"]["caught"]
+    loo = res["leave_one_incident_out"]
+    assert loo["folds"] == 11  # one per deploy with an incident: the ten caught ones and d1 (missed)
+    for split in ("in_sample", "out_of_sample"):
+        assert loo[split]["default"]["deploys"] == loo[split]["tuned"]["deploys"] == 30   # each held out once
+        assert loo[split]["default"]["false_rollback_or_page"] == 4
+        assert loo[split]["tuned"]["false_rollback_or_page"] == 0
+        assert loo[split]["tuned"]["caught"] == loo[split]["default"]["caught"] == 10
     assert any(line.startswith("rules.traffic-lost.") for line in res["diff"])
     assert not any(line.startswith("rules.errors-everywhere.") for line in res["diff"])
     tuned = parse_pipeline(res["toml"], "tuned.toml")

@@ -1,0 +1,206 @@
+"""The live fleet topic: sidecars that split the services judge as one sidecar and as replay do.
+
+Scenario `shared_db_three_services`: a benign deploy of `ledger` just before a
+shared database slows down `ledger`, `statements` and `limits`. Over 4
+partitions `limits` lands on 0, `ledger` on 2, `statements` on 3 (1 is empty):
+two sidecars in one group (range assignor: 0-1 and 2-3) each see part of the
+incident, and only the fleet topic tells them it is shared.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import time
+
+import orjson
+import pytest
+from sidecar import (PARTITIONS, SidecarProcess, pipeline_for_test, produce_scenario, read_topic, scenario_events,
+                     verdicts, write_pipeline)
+
+from detector.ingest.partitioning import partition_of
+from detector.records import encode
+from detector.replay import replay
+
+pytestmark = pytest.mark.kafka
+
+SCENARIO = "shared_db_three_services"
+RATE = 0.5
+
+
+def _pipeline(topic_prefix, truth, max_wait_s: float):
+    base = pipeline_for_test(topic_prefix, truth["verification_s"])
+    return dataclasses.replace(base, fleet=dataclasses.replace(base.fleet, max_wait_s=max_wait_s))
+
+
+@pytest.fixture
+def setup(tmp_path, kafka_bootstrap, topic_prefix):
+    truth, services, sc = scenario_events(SCENARIO, tmp_path / "events.jsonl", rate_scale=RATE)
+    procs: list[SidecarProcess] = []
+    env = {"truth": truth, "services": services, "sc": sc, "tmp": tmp_path, "bootstrap": kafka_bootstrap}
+
+    def configure(max_wait_s: float = 30.0):
+        env["pipeline"] = _pipeline(topic_prefix, truth, max_wait_s)
+        env["path"] = write_pipeline(tmp_path, env["pipeline"])
+
+    def start(name: str) -> SidecarProcess:
+        p = SidecarProcess(kafka_bootstrap, env["path"], tmp_path / f"detector-{name}.log")
+        procs.append(p)
+        return p
+
+    env.update(configure=configure, start=start)
+    yield env
+    for p in procs:
+        if p.proc.poll() is None:
+            with _suppress():
+                os.kill(p.proc.pid, signal.SIGCONT)
+        p.close()
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return exc[0] is not None and issubclass(exc[0], ProcessLookupError)
+
+
+def _replayed(setup, partitions: int) -> dict[str, dict]:
+    out = {}
+
+    def emit(rec):
+        d = orjson.loads(encode(rec))
+        if d["type"] == "verdict":
+            out[d["id"]] = d
+
+    replay([setup["tmp"] / "events.jsonl"], setup["pipeline"], emit, partitions=partitions)
+    return out
+
+
+def _owned(p: SidecarProcess) -> set[int]:
+    lines = p.log_lines()
+    got = {r["partition"] for r in lines if r.get("event") in ("partition started cold", "partition restored")}
+    return got - {r["partition"] for r in lines if r.get("event") == "partition released"}
+
+
+def _split(a: SidecarProcess, b: SidecarProcess, timeout_s: float = 45.0) -> dict[str, set[int]]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        owned = {"a": _owned(a), "b": _owned(b)}
+        if owned["a"] and owned["b"] and owned["a"] | owned["b"] == set(range(PARTITIONS)) \
+                and not owned["a"] & owned["b"]:
+            return owned
+        time.sleep(0.5)
+    raise AssertionError(f"partitions not split between the two sidecars: {owned}")
+
+
+def _key(v: dict) -> tuple:
+    return v["decision"], tuple(v["reasons"]), orjson.dumps(v["root_cause"], option=orjson.OPT_SORT_KEYS)
+
+
+def _same(live: dict[str, list[dict]], expected: dict[str, dict]) -> None:
+    assert set(live) == set(expected)
+    for vid, copies in live.items():
+        for c in copies:  # duplicates after a restart must be the same verdict
+            assert c == expected[vid], (c, expected[vid])
+
+
+def test_two_sidecars_that_split_the_services_judge_a_shared_incident_as_one_sidecar_and_replay_do(setup):
+    """Services on two sidecars: verdicts equal replay at 4 partitions (whole records) and at 1 (decision,
+    reasons, root cause), and no window was judged without a partition's summary."""
+    setup["configure"](max_wait_s=60.0)
+    a, b = setup["start"]("a"), setup["start"]("b")
+    owned = _split(a, b)
+    homes = {s: partition_of(s, PARTITIONS) for s in setup["services"]}
+    assert any(p in owned["a"] for p in homes.values()) and any(p in owned["b"] for p in homes.values()), \
+        (homes, owned)  # the incident's services really are split between the sidecars
+    asyncio.run(produce_scenario(setup["sc"], setup["bootstrap"], setup["pipeline"]))
+    expected = _replayed(setup, PARTITIONS)
+    assert expected
+    msgs = asyncio.run(read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
+                                  lambda m: set(verdicts(m)) >= set(expected), 90))
+    live = verdicts(msgs)
+    _same(live, expected)
+    one = _replayed(setup, 1)
+    assert {k: _key(v) for k, v in one.items()} == {k: _key(c[0]) for k, c in live.items()}
+    assert not any("fleet_missing" in orjson.loads(m.value).get("detail", {}) for m in msgs)
+    for p in (a, b):
+        assert not [r for r in p.log_lines() if r.get("event", "").startswith("judging without partitions")]
+
+
+def test_a_sidecar_killed_and_started_again_rebuilds_its_fleet_view_from_the_topic(setup):
+    """SIGKILL mid-stream, then start again: the new process reads the retained summaries back,
+    restores its cores and ends with exactly replay's verdicts."""
+    setup["configure"](max_wait_s=60.0)
+    first = setup["start"]("first")
+    first.wait_for_log("partition started cold", 30)
+
+    async def stream_and_kill():
+        task = asyncio.create_task(produce_scenario(setup["sc"], setup["bootstrap"], setup["pipeline"], speed=150))
+        await asyncio.sleep(6)
+        first.kill()
+        await task
+
+    asyncio.run(stream_and_kill())
+    second = setup["start"]("second")
+    rebuilt = second.wait_for_log("fleet view rebuilt from the topic", 60)
+    assert rebuilt["summaries"] > 0 and rebuilt["windows"] > 0, rebuilt  # the first run's summaries, retained
+    second.wait_for_log("partition restored", 60)
+    expected = _replayed(setup, PARTITIONS)
+    msgs = asyncio.run(read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
+                                  lambda m: set(verdicts(m)) >= set(expected), 90))
+    _same(verdicts(msgs), expected)
+    assert not [r for r in second.log_lines() if r.get("event", "").startswith("judging without partitions")]
+
+
+def test_a_member_that_stops_publishing_holds_the_other_back_at_most_max_wait_s_and_records_name_its_partitions(
+        setup):
+    """A group member that holds half the partitions and publishes nothing (a sidecar frozen while
+    its heartbeats go on: here a bare consumer of the test): the sidecar beside it waits
+    max_wait_s once, then judges without those partitions, and its records name them."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+    max_wait_s = 3.0
+    setup["configure"](max_wait_s=max_wait_s)
+    pl = setup["pipeline"]
+    t = pl.topics
+
+    async def run():
+        frozen = AIOKafkaConsumer(*sorted({t.requests, t.logs, t.metrics, t.deploys, t.checks}),
+                                  bootstrap_servers=setup["bootstrap"], group_id=pl.kafka.group_id,
+                                  session_timeout_ms=2000, heartbeat_interval_ms=500, enable_auto_commit=False,
+                                  partition_assignment_strategy=(RangePartitionAssignor,))
+        await frozen.start()
+        try:
+            judge = setup["start"]("judge")
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                await frozen.getmany(timeout_ms=200, max_records=1)  # never processes, never publishes
+                held = sorted({tp.partition for tp in frozen.assignment()})
+                mine = _owned(judge)
+                if held and mine and set(held) | mine == set(range(PARTITIONS)) and not set(held) & mine:
+                    break
+            else:
+                raise AssertionError(f"no split: frozen {frozen.assignment()}, judge {_owned(judge)}")
+            await produce_scenario(setup["sc"], setup["bootstrap"], pl)
+            task = asyncio.create_task(read_topic(
+                setup["bootstrap"], t.alerts,
+                lambda m: any("fleet_missing" in orjson.loads(x.value).get("detail", {}) for x in m), 60,
+                settle_s=3.0))
+            while not task.done():  # heartbeats go on: the member stays in the group
+                await frozen.getmany(timeout_ms=200, max_records=1)
+            return judge, held, task.result()
+        finally:
+            await frozen.stop()
+
+    judge, held, msgs = asyncio.run(run())
+    named = [orjson.loads(m.value)["detail"]["fleet_missing"] for m in msgs
+             if "fleet_missing" in orjson.loads(m.value).get("detail", {})]
+    assert named and all(n == held for n in named), (named, held)
+    forced = [r for r in judge.log_lines() if r.get("event", "").startswith("judging without partitions")]
+    assert forced and all(r["missing"] == held for r in forced), forced
+    assert all(r["waited_s"] <= max_wait_s + 2.0 for r in forced), forced  # tick and lock granularity
+    assert len(forced) <= len(_owned(judge))  # once per waiting core: later windows are not held again
