@@ -127,6 +127,7 @@ class Metrics:
     shift_adopt_samples: int = 12  # a one-sided departure this long becomes the new level
     seasonality: str = "auto"  # auto: daily / weekly profiles where they explain the series; off
     season_min_gain: float = 0.2  # a profile must remove this share of the residual variance
+    scores_topic: str = ""  # live: every series-window's score row to this topic (empty: off)
 
     def check(self) -> None:
         _require(self.score_threshold > 0, "metrics.score_threshold", self.score_threshold,
@@ -138,6 +139,8 @@ class Metrics:
         _require(self.seasonality in ("auto", "off"), "metrics.seasonality", self.seasonality, "auto or off")
         _require(0 <= self.season_min_gain < 1, "metrics.season_min_gain", self.season_min_gain,
                  "a share of variance in [0, 1)")
+        _require(self.scores_topic == self.scores_topic.strip() and " " not in self.scores_topic,
+                 "metrics.scores_topic", self.scores_topic, "a topic name without spaces, or empty (off)")
 
 
 @dataclass(frozen=True)
@@ -424,6 +427,9 @@ def parse_pipeline(text: str, source: str = "<string>") -> Pipeline:
                         pipeline.verification, pipeline.sinks, pipeline.kafka, pipeline.prober, pipeline.fleet,
                         pipeline.topics):
             section.check()
+        taken = {f.name: getattr(pipeline.topics, f.name) for f in fields(Topics)}
+        _require(pipeline.metrics.scores_topic not in taken.values(), "metrics.scores_topic",
+                 pipeline.metrics.scores_topic, f"a topic of its own, not one of [topics] ({', '.join(taken)})")
         names = set()
         for i, r in enumerate(rules):
             r.check(f"rules[{i}]")

@@ -61,6 +61,8 @@ class Core:
             baselines = BaselineBank.load(pipeline.baselines.warm_start, configs=bank_configs(pipeline))
         self.seasonal = SeasonalWatch(pipeline, self.interner, self.requests, self.metrics, baselines)
         self.metricwatch = MetricWatch(pipeline, self.interner, self.metrics)
+        if baselines is not None:
+            self.metricwatch.warm_from(baselines, pipeline.baselines.warm_start or "warm-start baselines")
         self.logs: LogTemplates | None = None
         if pipeline.logs.enabled:
             ver = pipeline.verification

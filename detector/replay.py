@@ -184,6 +184,7 @@ def replay(
                 path = Path(save_baselines)
                 if partitions > 1:
                     path = path.with_name(f"{path.stem}-p{i}{path.suffix}")
+                c.metricwatch.save_into(c.seasonal.bank)  # the metric detectors' state travels in the file too
                 c.seasonal.bank.save(path)
     finally:
         for h in handles:

@@ -88,6 +88,29 @@ class MetricDetector:
                 "sustained": self.sustained.cols.to_state(), "episodes": self.episodes.cols.to_state(),
                 "detector": self.cols.to_state()}
 
+    # parts that carry what a series has learnt (an open episode is not carried to another process)
+    WARM_PARTS = ("baseline", "point", "sustained", "detector")
+
+    def series_rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
+        """What series `rows` have learnt, as flat "part/column" arrays (a warm-start file's content)."""
+        state = self.to_state()
+        return {f"{part}/{name}": state[part][name][rows] for part in self.WARM_PARTS for name in state[part]}
+
+    def load_series_rows(self, dst: np.ndarray, arrays: dict[str, np.ndarray], src: np.ndarray, source: str) -> None:
+        """Series `dst` take what saved series `src` learnt (`series_rows` output), shapes checked."""
+        self.ensure(int(dst.max()) + 1 if len(dst) else 0)
+        parts = {"baseline": self.baseline.cols, "point": self.point.cols, "sustained": self.sustained.cols,
+                 "detector": self.cols}
+        for part in self.WARM_PARTS:
+            cols = parts[part]
+            for name, (width, _fill) in cols.spec.items():
+                a = arrays.get(f"{part}/{name}")
+                if a is None or a.ndim != (2 if width else 1) or (width and a.shape[1] != width) \
+                        or (len(src) and int(src.max()) >= len(a)):
+                    raise ValueError(f"{source}: metric detector array {part}/{name} is missing or has the wrong "
+                                     f"shape ({None if a is None else a.shape})")
+                cols[name][dst] = a[src]
+
     def load_state(self, state: dict, source: str) -> None:
         parts = {"baseline": self.baseline.cols, "point": self.point.cols, "sustained": self.sustained.cols,
                  "episodes": self.episodes.cols, "detector": self.cols}

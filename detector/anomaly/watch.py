@@ -31,6 +31,8 @@ from detector.anomaly.detector import MetricDetector, Scored
 from detector.config import Pipeline
 from detector.ingest.interner import Interner
 from detector.records import Anomaly
+from detector.baselines.bank import BaselineBank
+from detector.baselines.files import BaselineFormatError
 from detector.baselines.watch import ServiceRollup
 from detector.aggregate.series import MetricSeries
 from detector.aggregate.windows import WindowFacts
@@ -44,6 +46,7 @@ SERVICE_SIGNALS = ("error_rate", "latency")
 _TO_MODEL = {"error_rate": np.sqrt, "latency": np.log}
 _FROM_MODEL = {"error_rate": np.square, "latency": np.exp}
 _SEP = "\x1f"  # cannot occur in names on the wire
+WARM = "metric_detector"  # the attachment of a warm-start baselines file that holds what the detectors learnt
 
 
 class MetricWatch:
@@ -58,6 +61,9 @@ class MetricWatch:
         self._service_index: dict[str, int] = {}
         self.collect_scores = False
         self._scores: list[dict] = []
+        # warm start: family -> (series key -> row of the saved arrays, saved arrays), consumed as series appear
+        self._warm: dict[str, tuple[dict[str, int], dict[str, np.ndarray]]] = {}
+        self._warm_source = "warm-start baselines file"
 
     def observe(self, w: WindowFacts, rollup: ServiceRollup | None = None,
                 verifying: Collection[int] = ()) -> list[Anomaly]:
@@ -78,6 +84,10 @@ class MetricWatch:
         if not len(m):
             return []
         y = w.metric_sum[m] / w.metric_n[m]
+        if self._warm.get("metrics"):
+            new = self._unseen(self.detector, m)
+            if len(new):
+                self._warm_start("metrics", self.detector, new, self._metric_keys(new))
         r = self.detector.step(m, np.full(len(m), w.start), y)
         out: list[Anomaly] = []
         if not (r.onset.any() or self.collect_scores):
@@ -110,6 +120,10 @@ class MetricWatch:
         if not keys:
             return []
         idx = np.asarray([self._key_index(k) for k in keys], dtype=np.int64)
+        if self._warm.get("services"):
+            new = self._unseen(self.service_detector, idx)
+            if len(new):
+                self._warm_start("services", self.service_detector, new, [self.service_keys[i] for i in new])
         y = np.asarray(values)
         signals = [s for _name, s in names]
         model_y = np.asarray([_TO_MODEL[s](v) for s, v in zip(signals, values)])
@@ -150,6 +164,62 @@ class MetricWatch:
                                  "metric": name, "labels": labels, "value": value,
                                  "expected": float(r.expected[j]), "z": float(r.z[j]), "score": float(r.score[j]),
                                  "ready": bool(r.ready[j]), "anomaly": bool(r.open[j])})
+
+    def _metric_keys(self, rows) -> list[str]:
+        ms, mn, ml = self.metrics.arrays()
+        look = self.interner.lookup
+        return [_SEP.join((look(int(ms[i])), look(int(mn[i])), look(int(ml[i])) or "")) for i in rows]
+
+    @staticmethod
+    def _unseen(detector: MetricDetector, rows: np.ndarray) -> np.ndarray:
+        """The series among `rows` that have not learnt a single value yet."""
+        detector.ensure(int(rows.max()) + 1)
+        return rows[detector.baseline.cols["n"][rows] == 0]
+
+    def _warm_start(self, family: str, detector: MetricDetector, rows: np.ndarray, keys: list[str]) -> None:
+        """New series found in the warm-start file take what they learnt there (once)."""
+        index, arrays = self._warm[family]
+        found = [(int(r), index.pop(k)) for r, k in zip(rows.tolist(), keys) if k in index]
+        if found:
+            dst, src = (np.asarray(v, dtype=np.int64) for v in zip(*found))
+            detector.load_series_rows(dst, arrays, src, self._warm_source)
+
+    def save_into(self, bank: BaselineBank) -> None:
+        """Put what both detectors learnt, keyed by series names, into a warm-start baselines file."""
+        header: dict = {"version": 1}
+        arrays: dict[str, np.ndarray] = {}
+        services = self.service_keys[:self.service_detector.cols.n]
+        for family, det, keys in (("metrics", self.detector, self._metric_keys(range(self.detector.cols.n))),
+                                  ("services", self.service_detector, services)):
+            header[family] = list(keys)
+            rows = np.arange(len(keys), dtype=np.int64)
+            arrays.update({f"{family}/{k}": v for k, v in det.series_rows(rows).items()})
+        bank.attachments[WARM] = (header, arrays)
+
+    def warm_from(self, bank: BaselineBank, source: str) -> None:
+        """Series of a warm-start file are judged from their first window, with what they learnt there."""
+        attached = bank.attachments.pop(WARM, None)  # held here, not in every checkpoint of the bank
+        if attached is None:
+            return
+        header, arrays = attached
+        self._warm_source = source
+        for family in ("metrics", "services"):
+            keys = header.get(family)
+            if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys) and len(set(keys)) == len(keys)):
+                raise BaselineFormatError(f"{source}: the metric detector's {family} keys should be a list of "
+                                          "distinct strings; the file is damaged: delete it to start cold")
+            part = {k[len(family) + 1:]: a for k, a in arrays.items() if k.startswith(f"{family}/")}
+            if any(len(a) != len(keys) for a in part.values()):
+                raise BaselineFormatError(f"{source}: the metric detector's {family} arrays do not have one row "
+                                          f"per key ({len(keys)}); the file is damaged: delete it to start cold")
+            self._warm[family] = ({k: i for i, k in enumerate(keys)}, part)
+        # every array present with the right width, checked now rather than at a series' first window
+        none = np.zeros(0, dtype=np.int64)
+        for family in ("metrics", "services"):
+            try:
+                MetricDetector(self.settings).load_series_rows(none, self._warm[family][1], none, source)
+            except ValueError as e:
+                raise BaselineFormatError(f"{e}; delete the file to start cold") from None
 
     def take_scores(self) -> list[dict]:
         """Score rows collected since the last call (one per series-window), in window order."""

@@ -50,6 +50,9 @@ class BaselineBank:
         self.baselines: dict[str, SeasonalBaseline] = {name: SeasonalBaseline(cfg) for name, cfg in configs.items()}
         self._keys: list[str] = []
         self._index: dict[str, int] = {}
+        # Learnt state of other detectors that travels in the same warm-start file (the metric
+        # detector's per-series state): name -> (JSON-able header, float64 arrays). Opaque here.
+        self.attachments: dict[str, tuple[dict, dict[str, np.ndarray]]] = {}
 
     @classmethod
     def for_signals(cls, latency_quantiles: Iterable[float] = (0.5, 0.95, 0.99), **settings) -> "BaselineBank":
@@ -95,6 +98,10 @@ class BaselineBank:
         arrays: dict[str, np.ndarray] = {}
         for name, b in self.baselines.items():
             arrays.update(b._arrays(prefix=f"{name}/"))
+        if self.attachments:
+            header["attachments"] = {name: h for name, (h, _a) in self.attachments.items()}
+            for name, (_h, a) in self.attachments.items():
+                arrays.update({f"@{name}/{k}": v for k, v in a.items()})
         return _write_npz(header, arrays)
 
     @classmethod
@@ -143,6 +150,12 @@ class BaselineBank:
                 bank.baselines[name] = old
         bank._keys = list(keys)
         bank._index = {k: i for i, k in enumerate(keys)}
+        attached = header.get("attachments", {})
+        if not (isinstance(attached, dict) and all(isinstance(h, dict) for h in attached.values())):
+            raise BaselineFormatError(f"{source}: header's attachments should be a table of tables; "
+                                      "the file is damaged: delete it to start cold")
+        bank.attachments = {name: (h, {k[len(name) + 2:]: a for k, a in arrays.items() if k.startswith(f"@{name}/")})
+                            for name, h in attached.items()}
         return bank
 
     def save(self, path: str | os.PathLike) -> None:

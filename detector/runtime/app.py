@@ -52,6 +52,7 @@ from detector.ingest.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
 from detector.runtime.readback import ids_in, record_id
 from detector.runtime.rulecounters import RuleCounters, follow_incidents
+from detector.runtime.scores import ScoresTopic
 from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics, fleet_topic_configs
 from detector.sinks import build_sinks, encode_action
 from detector.smoke.prober import SmokeProber
@@ -145,6 +146,7 @@ class Sidecar:
         self.fleet: FleetLink | None = None  # the live fleet topic (runtime/fleetlink.py), with [fleet] on
         self._fleet_task: asyncio.Task | None = None
         self.rule_counters = RuleCounters(pipeline, self.metrics.registry)  # per-rule hits vs incidents, /metrics
+        self.scores = ScoresTopic(pipeline)  # [metrics] scores_topic: live score rows (off by default)
 
     # --- clients ---
 
@@ -303,7 +305,7 @@ class Sidecar:
         fl = self.p.fleet
         counts = await self._retry("ensure topics", ensure_topics, self.bootstrap,
                                    {name: self.k.partitions for name in self.inputs + [t.alerts, t.dlq, t.state]
-                                    + ([fl.topic] if fl.enabled else [])}, self.k.partitions,
+                                    + ([fl.topic] if fl.enabled else []) + self.scores.topics()}, self.k.partitions,
                                    {fl.topic: fleet_topic_configs(fl.retention_h)} if fl.enabled else None,
                                    give_up_at=give_up_at)
         self._state_partitions = counts.get(t.state, self.k.partitions)
@@ -479,6 +481,7 @@ class Sidecar:
                 if self.fleet is not None:
                     self.fleet.attach(st.core)
                 self.status.attach(p, st.core)
+                self.scores.attach(st.core)
             self.metrics.partitions.set(len(self.parts))
 
     def _fleet_partitions(self) -> int:
@@ -544,6 +547,7 @@ class Sidecar:
                     self.summary["rejected"] += 1
                 for rec in records:
                     await self._emit(rec)
+                await self.scores.publish(st.core, self._send)
                 st.offsets[tp.topic] = msgs[-1].offset + 1
                 st.last_seen[tp.topic] = now
                 st.dirty = True
@@ -695,8 +699,10 @@ class Sidecar:
                     wm.pop(s, None)
                 for rec in st.core.process(DecodedBatch()):
                     await self._emit(rec)
+                await self.scores.publish(st.core, self._send)
             elif self.fleet is not None and (idle or self._never_fed(p)):
                 await self.fleet.follow(p, st.core)  # all silent: keep up with the fleet's windows
+                await self.scores.publish(st.core, self._send)
 
     def _never_fed(self, p: int) -> bool:
         """No input topic of partition `p` ever held an event (a fetch said so): it has no windows

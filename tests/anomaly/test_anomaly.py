@@ -244,3 +244,50 @@ def test_a_series_that_never_exceeds_keeps_a_finite_tail():
     assert np.all(np.isfinite(lp))
     assert -lp[0] < 2.0  # half a sigma stays far below any sensible threshold
     assert -lp[1] > 4.0  # three sigma, never seen in 30,000 values, is rare
+
+
+def test_warm_start_file_carries_the_metric_detector(tmp_path):
+    """--save-baselines then [baselines] warm_start: metric series are judged from their first window,
+    with exactly the scores of a detector that never stopped; a cold one is still warming up."""
+    lines = _metric_lines(300, 250)
+    history, future = tmp_path / "history.jsonl", tmp_path / "future.jsonl"
+    history.write_bytes(b"\n".join(lines[:400]) + b"\n")
+    future.write_bytes(b"\n".join(lines[400:]) + b"\n")
+    (tmp_path / "all.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    pipeline = load_pipeline()
+    bank = tmp_path / "baselines.npz"
+    run_replay([str(history)], str(tmp_path / "h.jsonl"), pipeline, quiet=True, save_baselines=str(bank))
+
+    def scores(src, p):
+        out = tmp_path / "s.jsonl"
+        run_replay([str(src)], str(tmp_path / "o.jsonl"), p, quiet=True, scores=str(out))
+        return [orjson.loads(x) for x in out.read_bytes().splitlines()]
+
+    whole = [r for r in scores(tmp_path / "all.jsonl", pipeline) if r["window_start"] >= 1_700_000_000 + 60 * 200]
+    warm_pipeline = dataclasses.replace(pipeline, baselines=dataclasses.replace(pipeline.baselines,
+                                                                                warm_start=str(bank)))
+    warm = scores(future, warm_pipeline)
+    cold = scores(future, pipeline)
+    assert len(warm) == len(whole) == 200
+    assert warm == whole
+    assert all(r["ready"] for r in warm)
+    assert not any(r["ready"] for r in cold[:20])
+    assert any(r["anomaly"] for r in warm if r["metric"] == "queue_depth")
+
+
+def test_damaged_metric_state_in_a_warm_start_file_is_refused(tmp_path):
+    from detector.baselines import BaselineBank, BaselineFormatError
+
+    lines = _metric_lines(100, 99)
+    src, bank_path = tmp_path / "in.jsonl", tmp_path / "b.npz"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    run_replay([str(src)], str(tmp_path / "o.jsonl"), load_pipeline(), quiet=True, save_baselines=str(bank_path))
+    bank = BaselineBank.load(bank_path)
+    header, arrays = bank.attachments["metric_detector"]
+    assert header["metrics"] == ["db\x1fqueue_depth\x1f", "db\x1fcpu\x1f"]
+    del arrays["metrics/baseline/level"]
+    bank.save(bank_path)
+    p = load_pipeline()
+    p = dataclasses.replace(p, baselines=dataclasses.replace(p.baselines, warm_start=str(bank_path)))
+    with pytest.raises(BaselineFormatError, match=r"b\.npz: metric detector array baseline/level is missing"):
+        Core(p)

@@ -77,3 +77,37 @@ def test_short_nab_run_through_replay(tmp_path):
     assert shipped["standard"] > 80
     assert rows["null"]["standard"] == 0.0
     assert (tmp_path / "detector" / "realTraffic" / "detector_speed_t4013.csv").exists()
+
+
+def test_dev_and_holdout_halves_split_every_file_once():
+    """The split is fixed by the file names: both halves non-empty, disjoint, covering NAB, stable."""
+    import json
+
+    import nab
+
+    names = sorted(json.loads((nab.DATA / "labels" / "combined_windows.json").read_text()))
+    dev = [r for r in names if nab.split_of(r) == "dev"]
+    holdout = [r for r in names if nab.split_of(r) == "holdout"]
+    assert len(dev) == 32 and len(holdout) == 26 and not set(dev) & set(holdout)
+    assert nab.split_of("realTweets/Twitter_volume_IBM.csv") == "dev"
+    assert nab.split_of("realKnownCause/nyc_taxi.csv") == "holdout"
+
+
+def test_fast_design_harness_gives_the_records_of_the_replay_path(tmp_path):
+    """benchmarks/nab_dev.py (the detector stepped without events) emits exactly replay's records."""
+    import nab
+    import nab_dev
+
+    from detector.config import load_pipeline
+
+    rels = ["realKnownCause/ec2_request_latency_system_failure.csv", "artificialWithAnomaly/art_daily_jumpsup.csv"]
+    series = {}
+    for rel in rels:
+        ts, values = nab.read_series(nab.DATA / "data" / rel)
+        series[rel] = (nab.to_seconds(ns.parse_times(ts)), values)
+    pipeline = load_pipeline()
+    fast = nab_dev.records(rels, series, pipeline.metrics)
+    for rel in rels:
+        decision, _score, _starts = nab.run_detector(rel, *series[rel], pipeline, tmp_path)
+        assert decision.sum() >= 1
+        np.testing.assert_array_equal(fast[rel], decision)
