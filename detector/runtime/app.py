@@ -314,7 +314,9 @@ class Sidecar:
                                    counts[self.p.fleet.topic], lambda: {p: st.core for p, st in self.parts.items()},
                                    self._send, self._emit, self._lock, self.k.op_timeout_s)
             await self._retry("fleet topic", self.fleet.start, give_up_at=give_up_at)
+            await self._unless_stopping(self.fleet.catch_up(), "fleet topic catch-up")
             self._fleet_task = asyncio.create_task(self.fleet.run(self.stopping))
+            self._fleet_task.add_done_callback(self._fleet_ended)
         if self.prober is not None:
             self._check_producer = self._new_producer()
             await self._retry("producer start", self._check_producer.start)
@@ -474,6 +476,16 @@ class Sidecar:
                 self.status.attach(p, st.core)
             self.metrics.partitions.set(len(self.parts))
 
+    def _fleet_ended(self, task: asyncio.Task) -> None:
+        """The fleet reader ends with the run; ending before it, it failed: stop, and let the
+        supervisor restart from the last checkpoint (windows would otherwise wait forever)."""
+        error = None if task.cancelled() else task.exception()
+        if self.stopping.is_set() or error is None:
+            return
+        self.log.error("fleet topic reader failed; stopping", error=repr(error))
+        self.failed = True
+        self.stopping.set()
+
     def _fleet_partitions(self) -> int:
         """The fleet view's partition count: the input topics' (1 without the fleet view)."""
         return self.fleet.partitions if self.fleet is not None else 1
@@ -508,6 +520,14 @@ class Sidecar:
         await self._hold_back()
         by_partition: dict[int, list] = {}
         for tp in sorted(batch, key=lambda tp: (tp.partition, tp.topic)):
+            st = self.parts.get(tp.partition)
+            if st is not None and batch[tp] and batch[tp][0].offset < st.offsets.get(tp.topic, 0):
+                # Fetched before a restore moved the position back to its checkpoint's offsets (the
+                # fetcher had started from the committed ones): already in the core, never twice.
+                kept = [m for m in batch[tp] if m.offset >= st.offsets[tp.topic]]
+                self.log.warning("messages read twice dropped", topic=tp.topic, partition=tp.partition,
+                                 dropped=len(batch[tp]) - len(kept), next_offset=st.offsets[tp.topic])
+                batch[tp] = kept
             if batch[tp] and tp.partition in self.parts:  # else revoked meanwhile: the new owner re-reads
                 by_partition.setdefault(tp.partition, []).append(tp)
         for p, tps in by_partition.items():
@@ -671,6 +691,7 @@ class Sidecar:
         if not self.probe.reachable:
             return
         now = time.monotonic()
+        following = set()
         for p, st in self.parts.items():
             wm = st.core.windows.max_ts
             idle = []
@@ -686,7 +707,9 @@ class Sidecar:
                 for rec in st.core.process(DecodedBatch()):
                     await self._emit(rec)
             elif self.fleet is not None and (idle or self._never_fed(p)):
-                await self.fleet.follow(p, st.core)  # all silent: keep up with the fleet's windows
+                following.add(p)  # all silent: it keeps up with the fleet's windows
+        if self.fleet is not None:
+            await self.fleet.follow(following)
 
     def _never_fed(self, p: int) -> bool:
         """No input topic of partition `p` ever held an event (a fetch said so): it has no windows

@@ -138,8 +138,13 @@ def test_a_sidecar_killed_and_started_again_rebuilds_its_fleet_view_from_the_top
     first.wait_for_log("partition started cold", 30)
 
     async def stream_and_kill():
+        # Killed once the deploy is judged (its anomalies are out) and a checkpoint (every second)
+        # holds it: a deploy read again after the restart, behind the windows it belongs to, takes
+        # the judge's late-deploy path, which is not what this test is about.
         task = asyncio.create_task(produce_scenario(setup["sc"], setup["bootstrap"], setup["pipeline"], speed=150))
-        await asyncio.sleep(6)
+        await read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
+                         lambda m: any(orjson.loads(x.value).get("deploy_id") == "d-shared-db" for x in m), 60)
+        await asyncio.sleep(2.5)
         first.kill()
         await task
 
@@ -152,6 +157,7 @@ def test_a_sidecar_killed_and_started_again_rebuilds_its_fleet_view_from_the_top
     msgs = asyncio.run(read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
                                   lambda m: set(verdicts(m)) >= set(expected), 90))
     _same(verdicts(msgs), expected)
+    assert second.wait_for_log("verdict", 30)["deploy_id"] == "d-shared-db"  # judged after the restart
     assert not [r for r in second.log_lines() if r.get("event", "").startswith("judging without partitions")]
 
 
