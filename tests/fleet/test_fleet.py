@@ -98,7 +98,7 @@ def test_fleet_settings_are_validated_strictly():
     p = parse_pipeline("[fleet]\nmax_wait_s = 12\nwindows_kept = 400\n")
     assert p.fleet.max_wait_s == 12.0 and p.fleet.windows_kept == 400 and p.fleet.topic == "detector.fleet"
     for bad in ("[fleet]\nmax_wait_s = 0\n", "[fleet]\nwindows_kept = 0\n", "[fleet]\nwait = 3\n",
-                "[fleet]\nenabled = 1\n"):
+                "[fleet]\nenabled = 1\n", "[fleet]\ntopic = \"fleet summaries\"\n", "[fleet]\ntopic = \"\"\n"):
         with pytest.raises(ConfigError):
             parse_pipeline(bad)
     assert load_pipeline().fleet.enabled

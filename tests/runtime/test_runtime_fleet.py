@@ -96,6 +96,20 @@ def _split(a: SidecarProcess, b: SidecarProcess, timeout_s: float = 45.0) -> dic
     raise AssertionError(f"partitions not split between the two sidecars: {owned}")
 
 
+async def _topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    try:
+        await admin.start()
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    return {e[0]: e[1] for r in responses for res in r.resources for e in res[4]
+            if e[0] in ("cleanup.policy", "retention.ms")}
+
+
 def _key(v: dict) -> tuple:
     return v["decision"], tuple(v["reasons"]), orjson.dumps(v["root_cause"], option=orjson.OPT_SORT_KEYS)
 
@@ -203,6 +217,8 @@ def test_a_member_that_stops_publishing_holds_the_other_back_at_most_max_wait_s_
             await frozen.stop()
 
     judge, held, msgs = asyncio.run(run())
+    assert asyncio.run(_topic_configs(setup["bootstrap"], pl.fleet.topic)) == {
+        "cleanup.policy": "delete", "retention.ms": str(int(pl.fleet.retention_h * 3600 * 1000))}
     named = [orjson.loads(m.value)["detail"]["fleet_missing"] for m in msgs
              if "fleet_missing" in orjson.loads(m.value).get("detail", {})]
     assert named and all(n == held for n in named), (named, held)
