@@ -70,7 +70,8 @@ class FleetLink:
         self._waiting: dict[int, tuple[float, float]] = {}  # core partition -> (head window end, since)
         self.absent: set[int] = set()  # partitions judged without after max_wait_s, until they publish
         self.following: set[int] = set()  # local partitions with silent inputs: they close the fleet's windows
-        self.stats = {"published": 0, "published_bytes": 0, "published_keys_bytes": 0, "received": 0, "ignored": 0, "bad": 0, "forced": 0}
+        self.stats = {"published": 0, "published_bytes": 0, "published_keys_bytes": 0, "received": 0,
+                      "ignored": 0, "bad": 0, "forced": 0}
         self.log = log.bind(topic=self.topic, partitions=partitions)
 
     # --- in ---
