@@ -755,6 +755,11 @@ class Sidecar:
 
     def _gauges(self) -> None:
         now = time.monotonic()
+        if self.fleet is not None:
+            self.metrics.fleet_absent.set(len(self.fleet.absent))
+            self.metrics.fleet_forced.set(self.fleet.stats["forced"])
+            for direction in ("published", "received"):
+                self.metrics.fleet_summaries.labels(direction).set(self.fleet.stats[direction])
         t0, n0 = self._rate_mark
         if now - t0 >= 5.0:
             self.metrics.events_per_s.set((self._events - n0) / (now - t0))
@@ -765,6 +770,9 @@ class Sidecar:
             self.metrics.late.labels(label).set(st.core.late_events)
             self.metrics.windows_open.labels(label).set(len(st.core.windows.open))
             self.metrics.series.labels(label).set(len(st.core.requests))
+            if st.core.gate is not None:
+                self.metrics.fleet_waiting.labels(label).set(sum(1 for w in st.core.gate.queue
+                                                                 if not isinstance(w, float)))
             for topic, offset in st.offsets.items():
                 hw = self.consumer.highwater(TopicPartition(topic, p))
                 if hw is not None:

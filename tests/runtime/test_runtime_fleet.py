@@ -212,11 +212,13 @@ def test_a_member_that_stops_publishing_holds_the_other_back_at_most_max_wait_s_
                 settle_s=3.0))
             while not task.done():  # heartbeats go on: the member stays in the group
                 await frozen.getmany(timeout_ms=200, max_records=1)
-            return judge, held, task.result()
+            absent = await asyncio.to_thread(judge.metric, "detector_fleet_partitions_absent")
+            return judge, held, task.result(), absent
         finally:
             await frozen.stop()
 
-    judge, held, msgs = asyncio.run(run())
+    judge, held, msgs, absent = asyncio.run(run())
+    assert absent == len(held)  # /metrics says so while the member is silent
     assert asyncio.run(_topic_configs(setup["bootstrap"], pl.fleet.topic)) == {
         "cleanup.policy": "delete", "retention.ms": str(int(pl.fleet.retention_h * 3600 * 1000))}
     named = [orjson.loads(m.value)["detail"]["fleet_missing"] for m in msgs
