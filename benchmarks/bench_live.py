@@ -10,9 +10,12 @@ topics (4 partitions), then measures in the same run:
    checkpoints, alerts and dead letters included.
 
 Prints events/s of both and the ratio (target >= 0.6), and the sidecar's lag
-after the run (must be zero).
+after the run (must be zero), and what the live fleet topic carried: bytes of
+summaries (values and keys) per million input events. With `--fleet`, the
+sidecar also runs with `[fleet] enabled = false` (its own group, same run), so
+the fleet's cost in throughput is a ratio of the two.
 
-    python benchmarks/bench_live.py [--quick] [--scenario NAME] [--rate-scale X]
+    python benchmarks/bench_live.py [--quick] [--scenario NAME] [--rate-scale X] [--fleet]
 """
 
 from __future__ import annotations
@@ -66,8 +69,9 @@ async def bare(bootstrap: str, topics: list[str], total: int) -> float:
         await consumer.stop()
 
 
-async def sidecar_rate(bootstrap: str, pipeline, total: int) -> tuple[float, int, dict]:
-    sc = Sidecar(pipeline, bootstrap, group_id="bench-detector", http_port=-1)
+async def sidecar_rate(bootstrap: str, pipeline, total: int, group_id: str = "bench-detector"
+                       ) -> tuple[float, int, dict]:
+    sc = Sidecar(pipeline, bootstrap, group_id=group_id, http_port=-1)
     task = asyncio.create_task(sc.run())
     t0 = None
     try:
@@ -88,13 +92,19 @@ async def sidecar_rate(bootstrap: str, pipeline, total: int) -> tuple[float, int
                 lag += max(0, (hw or 0) - offset)
         stats = {"records_out": sum(s.core.stats.anomalies + s.core.stats.verdicts for s in sc.parts.values()),
                  "late": sum(s.core.late_events for s in sc.parts.values())}
+        if sc.fleet is not None:
+            await asyncio.sleep(1.0)  # the summaries of the last windows closed
+            async with sc._lock:
+                await sc.fleet.flush()
+            stats.update(fleet_messages=sc.fleet.stats["published"],
+                         fleet_bytes=sc.fleet.stats["published_bytes"] + sc.fleet.stats["published_keys_bytes"])
         return read / elapsed, lag, stats
     finally:
         sc.stopping.set()
         await asyncio.wait_for(task, 60)
 
 
-async def run(scenario: str, rate_scale: float | None) -> dict:
+async def run(scenario: str, rate_scale: float | None, fleet_off_too: bool = False) -> dict:
     configure("error")
     sc = load_scenario(resolve_scenario(scenario), rate_scale=rate_scale)
     base = load_pipeline()
@@ -111,6 +121,10 @@ async def run(scenario: str, rate_scale: float | None) -> dict:
         inputs = [topics.requests, topics.logs, topics.metrics, topics.deploys]
         baseline = await bare(broker.bootstrap, inputs, counts.total)
         rate, lag, stats = await sidecar_rate(broker.bootstrap, pipeline, counts.total)
+        if fleet_off_too:
+            off = dataclasses.replace(pipeline, fleet=dataclasses.replace(pipeline.fleet, enabled=False))
+            stats["fleet_off_events_per_s"] = (await sidecar_rate(broker.bootstrap, off, counts.total,
+                                                                  "bench-detector-fleet-off"))[0]
     return {"events": counts.total, "produce_s": produce_s, "bare_events_per_s": baseline,
             "detector_events_per_s": rate, "ratio": rate / baseline, "lag_after": lag, **stats}
 
@@ -120,10 +134,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--quick", action="store_true", help="a smaller scenario")
     ap.add_argument("--scenario", default="config_fault")
     ap.add_argument("--rate-scale", type=float, default=None)
+    ap.add_argument("--fleet", action="store_true", help="also run the sidecar with the fleet view off")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     rate_scale = args.rate_scale if args.rate_scale is not None else (0.3 if args.quick else None)
-    res = asyncio.run(run(args.scenario, rate_scale))
+    res = asyncio.run(run(args.scenario, rate_scale, args.fleet))
     if args.json:
         print(orjson.dumps(res).decode())
         return res
@@ -136,6 +151,13 @@ def main(argv: list[str] | None = None) -> dict:
     met = "met" if res["ratio"] >= 0.6 else "NOT MET"
     print(f"ratio {res['ratio']:.2f} (target >= 0.6: {met}); lag after the run: {res['lag_after']} "
           f"(must be 0); records out {res['records_out']}, late events {res['late']}")
+    if "fleet_bytes" in res:
+        per_m = res["fleet_bytes"] / res["events"] * 1e6
+        print(f"fleet topic: {res['fleet_messages']:,} summaries, {res['fleet_bytes']:,} bytes "
+              f"({per_m / 1e6:.2f} MB per million input events)")
+    if "fleet_off_events_per_s" in res:
+        print(f"{'detector run, fleet off':28}{res['fleet_off_events_per_s']:>14,.0f}  "
+              f"(fleet on / off: {res['detector_events_per_s'] / res['fleet_off_events_per_s']:.2f})")
     return res
 
 

@@ -246,7 +246,8 @@ class Fleet:
     retention_h: float = 6.0  # the topic's retention.ms
 
     def check(self) -> None:
-        _require(bool(self.topic.strip()), "fleet.topic", self.topic, "a topic name")
+        _require(re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", self.topic) is not None and self.topic not in (".", ".."),
+                 "fleet.topic", self.topic, "a Kafka topic name (1-249 of a-z A-Z 0-9 . _ -)")
         _require(self.max_wait_s > 0, "fleet.max_wait_s", self.max_wait_s, "a number of seconds > 0")
         _require(self.windows_kept >= 1, "fleet.windows_kept", self.windows_kept, "an integer >= 1")
         _require(self.retention_h > 0, "fleet.retention_h", self.retention_h, "a number of hours > 0")

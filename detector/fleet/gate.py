@@ -57,7 +57,11 @@ class FleetGate:
             missing = self.view.missing(head.end)
             if missing and not force:
                 break
-            recs = core.judge.on_window(head, core.history)
+            self.view.upto = head.end  # what the fleet published beyond this window stays unseen
+            try:
+                recs = core.judge.on_window(head, core.history)
+            finally:
+                self.view.upto = float("inf")
             if missing:
                 for r in recs:
                     if isinstance(getattr(r, "detail", None), dict):

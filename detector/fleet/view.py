@@ -36,6 +36,10 @@ class FleetView:
         self.windows_kept = windows_kept
         self._windows: dict[float, dict[int, WindowSummary]] = {}  # window end -> partition -> summary
         self.horizon: dict[int, float] = {}  # partition -> newest window end summarised
+        # The newest window end readers see: while the judge looks at a window, the end of that
+        # window. Partitions that went on (live: another sidecar ahead, or the retained topic
+        # after a restart) must not change what it decides; a replay never holds them.
+        self.upto = float("inf")
 
     def add(self, s: WindowSummary) -> bool:
         """Take one summary (idempotent: the same one twice is one). False when it is for
@@ -64,6 +68,7 @@ class FleetView:
 
     def summaries(self, start: float, end: float) -> Iterator[ServiceSummary]:
         """Every service summary of windows inside [start, end), oldest window first."""
+        end = min(end, self.upto)
         for e in sorted(self._windows):
             if e <= end and e > start:
                 parts = self._windows[e]

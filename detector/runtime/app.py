@@ -323,7 +323,9 @@ class Sidecar:
                                    counts[self.p.fleet.topic], lambda: {p: st.core for p, st in self.parts.items()},
                                    self._send, self._emit, self._lock, self.k.op_timeout_s)
             await self._retry("fleet topic", self.fleet.start, give_up_at=give_up_at)
+            await self._unless_stopping(self.fleet.catch_up(), "fleet topic catch-up")
             self._fleet_task = asyncio.create_task(self.fleet.run(self.stopping))
+            self._fleet_task.add_done_callback(self._fleet_ended)
         if self.prober is not None:
             self._check_producer = self._new_producer()
             await self._retry("producer start", self._check_producer.start)
@@ -484,6 +486,16 @@ class Sidecar:
                 self.scores.attach(st.core)
             self.metrics.partitions.set(len(self.parts))
 
+    def _fleet_ended(self, task: asyncio.Task) -> None:
+        """The fleet reader ends with the run; ending before it, it failed: stop, and let the
+        supervisor restart from the last checkpoint (windows would otherwise wait forever)."""
+        error = None if task.cancelled() else task.exception()
+        if self.stopping.is_set() or error is None:
+            return
+        self.log.error("fleet topic reader failed; stopping", error=repr(error))
+        self.failed = True
+        self.stopping.set()
+
     def _fleet_partitions(self) -> int:
         """The fleet view's partition count: the input topics' (1 without the fleet view)."""
         return self.fleet.partitions if self.fleet is not None else 1
@@ -518,6 +530,14 @@ class Sidecar:
         await self._hold_back()
         by_partition: dict[int, list] = {}
         for tp in sorted(batch, key=lambda tp: (tp.partition, tp.topic)):
+            st = self.parts.get(tp.partition)
+            if st is not None and batch[tp] and batch[tp][0].offset < st.offsets.get(tp.topic, 0):
+                # Fetched before a restore moved the position back to its checkpoint's offsets (the
+                # fetcher had started from the committed ones): already in the core, never twice.
+                kept = [m for m in batch[tp] if m.offset >= st.offsets[tp.topic]]
+                self.log.warning("messages read twice dropped", topic=tp.topic, partition=tp.partition,
+                                 dropped=len(batch[tp]) - len(kept), next_offset=st.offsets[tp.topic])
+                batch[tp] = kept
             if batch[tp] and tp.partition in self.parts:  # else revoked meanwhile: the new owner re-reads
                 by_partition.setdefault(tp.partition, []).append(tp)
         for p, tps in by_partition.items():
@@ -685,6 +705,7 @@ class Sidecar:
         if not self.probe.reachable:
             return
         now = time.monotonic()
+        following = set()
         for p, st in self.parts.items():
             wm = st.core.windows.max_ts
             idle = []
@@ -701,8 +722,11 @@ class Sidecar:
                     await self._emit(rec)
                 await self.scores.publish(st.core, self._send)
             elif self.fleet is not None and (idle or self._never_fed(p)):
-                await self.fleet.follow(p, st.core)  # all silent: keep up with the fleet's windows
-                await self.scores.publish(st.core, self._send)
+                following.add(p)  # all silent: it keeps up with the fleet's windows
+        if self.fleet is not None:
+            await self.fleet.follow(following)
+            for p in sorted(following):
+                await self.scores.publish(self.parts[p].core, self._send)
 
     def _never_fed(self, p: int) -> bool:
         """No input topic of partition `p` ever held an event (a fetch said so): it has no windows
@@ -727,6 +751,7 @@ class Sidecar:
             return
         if self.fleet is not None:
             await self.fleet.flush()  # the summaries this checkpoint covers go out before it
+        await self.scores.publish(st.core, self._send)  # rows of windows judged as the fleet completed them
         await self._drain()
         state = await asyncio.to_thread(st.core.snapshot)
         size = await self._retry("checkpoint", save_checkpoint, self.producer, self.p.topics.state,
@@ -749,6 +774,11 @@ class Sidecar:
     def _gauges(self) -> None:
         now = time.monotonic()
         self.rule_counters.export()
+        if self.fleet is not None:
+            self.metrics.fleet_absent.set(len(self.fleet.absent))
+            self.metrics.fleet_forced.set(self.fleet.stats["forced"])
+            for direction in ("published", "received"):
+                self.metrics.fleet_summaries.labels(direction).set(self.fleet.stats[direction])
         t0, n0 = self._rate_mark
         if now - t0 >= 5.0:
             self.metrics.events_per_s.set((self._events - n0) / (now - t0))
@@ -759,6 +789,9 @@ class Sidecar:
             self.metrics.late.labels(label).set(st.core.late_events)
             self.metrics.windows_open.labels(label).set(len(st.core.windows.open))
             self.metrics.series.labels(label).set(len(st.core.requests))
+            if st.core.gate is not None:
+                self.metrics.fleet_waiting.labels(label).set(sum(1 for w in st.core.gate.queue
+                                                                 if not isinstance(w, float)))
             for topic, offset in st.offsets.items():
                 hw = self.consumer.highwater(TopicPartition(topic, p))
                 if hw is not None:

@@ -69,34 +69,52 @@ class FleetLink:
         self._recent: dict[float, dict[int, WindowSummary]] = {}  # window end -> partition -> summary
         self._waiting: dict[int, tuple[float, float]] = {}  # core partition -> (head window end, since)
         self.absent: set[int] = set()  # partitions judged without after max_wait_s, until they publish
-        self.stats = {"published": 0, "published_bytes": 0, "received": 0, "ignored": 0, "bad": 0, "forced": 0}
+        self.following: set[int] = set()  # local partitions with silent inputs: they close the fleet's windows
+        self.stats = {"published": 0, "published_bytes": 0, "published_keys_bytes": 0, "received": 0,
+                      "ignored": 0, "bad": 0, "forced": 0}
         self.log = log.bind(topic=self.topic, partitions=partitions)
 
     # --- in ---
 
     async def start(self) -> None:
-        """Assign every partition of the fleet topic and read its retained summaries to the end."""
+        """Assign every partition of the fleet topic, from its beginning (bounded by the caller)."""
         if self.consumer is not None:  # a retry after a timeout: start over
             await self.stop()
             self._recent.clear()
         self.consumer = AIOKafkaConsumer(**self._client_kwargs, group_id=None, enable_auto_commit=False,
                                          auto_offset_reset="earliest")
-        await asyncio.wait_for(self.consumer.start(), self._op_timeout_s)
+        await self.consumer.start()
         tps = [TopicPartition(self.topic, p) for p in range(self.topic_partitions)]
         self.consumer.assign(tps)
         await self.consumer.seek_to_beginning(*tps)
-        t0 = time.monotonic()
+
+    async def catch_up(self) -> None:
+        """Read the retained summaries to the end of the topic, before the cores judge anything.
+        Bounded by progress, not size: a read that stalls for op_timeout_s goes on in `run`
+        (the cores wait for what they lack; nothing is judged on a partial view before max_wait_s)."""
+        tps = [TopicPartition(self.topic, p) for p in range(self.topic_partitions)]
+        t0 = last = time.monotonic()
         done: set[TopicPartition] = set()
         while len(done) < len(tps):
-            self._take(await self.consumer.getmany(timeout_ms=300))
+            try:
+                got = await self.consumer.getmany(timeout_ms=300)
+            except (KafkaError, OSError) as e:
+                self.log.warning("fleet topic fetch failed; reading on later", error=repr(e))
+                break
+            if self._take(got):
+                last = time.monotonic()
             for tp in tps:
                 # the end is the high watermark a fetch reports (exact), not ListOffsets (can be short)
                 hw = self.consumer.highwater(tp)
                 if tp not in done and hw is not None and await self.consumer.position(tp) >= hw:
                     done.add(tp)
-        windows = len(self._recent)
-        self.log.info("fleet view rebuilt from the topic", summaries=self.stats["received"], windows=windows,
-                      newest_window_end=max(self._recent, default=None), seconds=round(time.monotonic() - t0, 2))
+            if time.monotonic() - last > self._op_timeout_s:
+                self.log.warning("fleet topic not read to its end; going on", read=self.stats["received"],
+                                 partitions_done=len(done), stalled_s=self._op_timeout_s)
+                break
+        self.log.info("fleet view rebuilt from the topic", summaries=self.stats["received"],
+                      windows=len(self._recent), newest_window_end=max(self._recent, default=None),
+                      seconds=round(time.monotonic() - t0, 2))
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Until `stopping`: read summaries into every local core's view, judge what is complete,
@@ -163,14 +181,17 @@ class FleetLink:
         what that completes; until no core writes anything new. The caller holds the lock."""
         cores = self._cores()
         while True:
+            await self._follow(cores)
             written = [(p, s) for p, core in sorted(cores.items()) for s in core.take_fleet()]
             if not written:
                 return
             for p, s in written:
                 data = wire.encode(s)
-                await self._send(self.topic, data, str(p).encode(), None)
+                key = str(p).encode()
+                await self._send(self.topic, data, key, None)
                 self.stats["published"] += 1
                 self.stats["published_bytes"] += len(data)
+                self.stats["published_keys_bytes"] += len(key)
                 s = wire.decode(data)
                 self._keep(s)
                 for q, core in cores.items():
@@ -224,17 +245,22 @@ class FleetLink:
 
     # --- silent partitions ---
 
-    async def follow(self, p: int, core: Core) -> None:
-        """A partition whose inputs are all silent, with nothing left to read, closes its windows up
-        to the newest window the rest of the fleet closed (a replay's idle core does the same)."""
-        if core.fleet is None:
-            return
-        others = [e for q, e in core.fleet.horizon.items() if q != p]
-        cb = core.windows.closed_before
-        own = float("-inf") if cb is None else cb * self.width_s
-        if others and max(others) > own:
-            for rec in core.finish(max(others), final=False):
-                await self._emit(rec)
+    async def follow(self, partitions: set[int]) -> None:
+        """Partitions whose inputs are all silent, with nothing left to read, close their windows up
+        to the newest window the rest of the fleet closed (a replay's idle core does the same), now
+        and while `flush` moves the fleet on, until the next call says otherwise. Lock held."""
+        self.following = set(partitions)
+        await self._follow(self._cores())
+
+    async def _follow(self, cores: dict[int, Core]) -> None:
+        for p in sorted(self.following & set(cores)):
+            core = cores[p]
+            others = [e for q, e in core.fleet.horizon.items() if q != p]
+            cb = core.windows.closed_before
+            own = float("-inf") if cb is None else cb * self.width_s
+            if others and max(others) > own:
+                for rec in core.finish(max(others), final=False):
+                    await self._emit(rec)
 
     async def stop(self) -> None:
         consumer, self.consumer = self.consumer, None

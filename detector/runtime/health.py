@@ -48,6 +48,17 @@ class Metrics:
                                           "service key gives (Kafka's default partitioner)", registry=r)
         self.broker_errors = Counter("detector_broker_errors", "Broker operations that failed and were retried",
                                      ["operation"], registry=r)
+        # the live fleet view (runtime/fleetlink.py)
+        self.fleet_waiting = Gauge("detector_fleet_windows_waiting",
+                                   "Closed windows held back until every partition summarised them", ["partition"],
+                                   registry=r)
+        self.fleet_absent = Gauge("detector_fleet_partitions_absent",
+                                  "Partitions judged without after fleet.max_wait_s, until they publish again",
+                                  registry=r)
+        self.fleet_summaries = Gauge("detector_fleet_summaries", "Fleet summaries since start",
+                                     ["direction"], registry=r)
+        self.fleet_forced = Gauge("detector_fleet_windows_forced",
+                                  "Windows judged without some partitions' summaries since start", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

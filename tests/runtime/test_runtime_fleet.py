@@ -96,6 +96,20 @@ def _split(a: SidecarProcess, b: SidecarProcess, timeout_s: float = 45.0) -> dic
     raise AssertionError(f"partitions not split between the two sidecars: {owned}")
 
 
+async def _topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
+    from aiokafka.admin import AIOKafkaAdminClient
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5_000)
+    try:
+        await admin.start()
+        responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+    finally:
+        await admin.close()
+    return {e[0]: e[1] for r in responses for res in r.resources for e in res[4]
+            if e[0] in ("cleanup.policy", "retention.ms")}
+
+
 def _key(v: dict) -> tuple:
     return v["decision"], tuple(v["reasons"]), orjson.dumps(v["root_cause"], option=orjson.OPT_SORT_KEYS)
 
@@ -138,8 +152,13 @@ def test_a_sidecar_killed_and_started_again_rebuilds_its_fleet_view_from_the_top
     first.wait_for_log("partition started cold", 30)
 
     async def stream_and_kill():
+        # Killed once the deploy is judged (its anomalies are out) and a checkpoint (every second)
+        # holds it: a deploy read again after the restart, behind the windows it belongs to, takes
+        # the judge's late-deploy path, which is not what this test is about.
         task = asyncio.create_task(produce_scenario(setup["sc"], setup["bootstrap"], setup["pipeline"], speed=150))
-        await asyncio.sleep(6)
+        await read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
+                         lambda m: any(orjson.loads(x.value).get("deploy_id") == "d-shared-db" for x in m), 60)
+        await asyncio.sleep(2.5)
         first.kill()
         await task
 
@@ -152,6 +171,7 @@ def test_a_sidecar_killed_and_started_again_rebuilds_its_fleet_view_from_the_top
     msgs = asyncio.run(read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
                                   lambda m: set(verdicts(m)) >= set(expected), 90))
     _same(verdicts(msgs), expected)
+    assert second.wait_for_log("verdict", 30)["deploy_id"] == "d-shared-db"  # judged after the restart
     assert not [r for r in second.log_lines() if r.get("event", "").startswith("judging without partitions")]
 
 
@@ -192,11 +212,15 @@ def test_a_member_that_stops_publishing_holds_the_other_back_at_most_max_wait_s_
                 settle_s=3.0))
             while not task.done():  # heartbeats go on: the member stays in the group
                 await frozen.getmany(timeout_ms=200, max_records=1)
-            return judge, held, task.result()
+            absent = await asyncio.to_thread(judge.metric, "detector_fleet_partitions_absent")
+            return judge, held, task.result(), absent
         finally:
             await frozen.stop()
 
-    judge, held, msgs = asyncio.run(run())
+    judge, held, msgs, absent = asyncio.run(run())
+    assert absent == len(held)  # /metrics says so while the member is silent
+    assert asyncio.run(_topic_configs(setup["bootstrap"], pl.fleet.topic)) == {
+        "cleanup.policy": "delete", "retention.ms": str(int(pl.fleet.retention_h * 3600 * 1000))}
     named = [orjson.loads(m.value)["detail"]["fleet_missing"] for m in msgs
              if "fleet_missing" in orjson.loads(m.value).get("detail", {})]
     assert named and all(n == held for n in named), (named, held)
