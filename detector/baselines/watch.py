@@ -63,6 +63,9 @@ class SeasonalWatch:
         self._episodes: dict[tuple[str, str], _Episode] = {}
         # memo (derived data, rebuilt after a restore): interned id -> bank index
         self._svc_index: dict[int, int] = {}
+        # memo (derived, dropped whenever the bank learns): the volume expected at one window
+        # start for every known service, from one vectorised `expect` (see `_volume_at`)
+        self._volume_memo: tuple[float, dict[int, int], object, np.ndarray] | None = None
         self.rollup: ServiceRollup | None = None  # the last window's, derived (not part of the state)
 
     def to_state(self) -> dict:
@@ -80,6 +83,7 @@ class SeasonalWatch:
         self.bank = BaselineBank.from_bytes(state["bank"], source="seasonal baselines in the core snapshot")
         self._episodes = episodes
         self._svc_index = {}
+        self._volume_memo = None
 
     def _service_keys(self, services: np.ndarray) -> np.ndarray:
         """Bank index of each service (interned id), memoised: names are built once per service."""
@@ -99,6 +103,7 @@ class SeasonalWatch:
         judged against."""
         out: list[Anomaly] = []
         self.rollup = None
+        self._volume_memo = None  # the bank learns below
         k = len(w.count)
         svc_of = self.requests.service[:k].astype(np.int64)
         services = np.unique(svc_of[w.count > 0]) if k else np.empty(0, np.int64)
@@ -185,8 +190,33 @@ class SeasonalWatch:
 
     def expected_volume_detail(self, service: int, starts: list[float]) -> tuple[float, float, bool, bool]:
         """As `expected_volume`, plus whether the time-of-day profile (not only recent level) was used."""
+        if len(starts) == 1 and service in self._svc_index:
+            return self._volume_at(service, float(starts[0]))
+        return self._volume_over(service, starts)
+
+    def _volume_over(self, service: int, starts: list[float]) -> tuple[float, float, bool, bool]:
+        """`expected_volume_detail` asked of the bank for this service alone."""
         idx = self._service_keys(np.array([service]))
         exp = self.bank["volume"].expect(np.repeat(idx, len(starts)), np.asarray(starts))
         if not exp.ready.all():
             return float("nan"), float("nan"), False, False
         return float(exp.mean.sum()), float((exp.std ** 2).sum()), True, bool(exp.seasonal.all())
+
+    def _volume_at(self, service: int, start: float) -> tuple[float, float, bool, bool]:
+        """`expected_volume_detail` of one window start, answered for every known service at once.
+
+        The fleet summary asks each service of each closed window in turn; one `expect` over all
+        services of the partition costs about what one service's did. Rows of `expect` are
+        independent (element-wise arithmetic), so each answer is bit for bit the one-service answer.
+        """
+        memo = self._volume_memo
+        if memo is None or memo[0] != start or service not in memo[1]:
+            rows = {sid: i for i, sid in enumerate(self._svc_index)}
+            idx = np.fromiter(self._svc_index.values(), np.int64, len(rows))
+            exp = self.bank["volume"].expect(idx, np.full(len(idx), start))
+            memo = self._volume_memo = (start, rows, exp, exp.std ** 2)
+        _start, rows, exp, var = memo
+        i = rows[service]
+        if not exp.ready[i]:
+            return float("nan"), float("nan"), False, False
+        return float(exp.mean[i:i + 1].sum()), float(var[i:i + 1].sum()), True, bool(exp.seasonal[i])
