@@ -20,6 +20,7 @@ from detector import stats
 
 from detector.aggregate import sketch
 from detector.baselines.bank import BaselineBank, latency_signal
+from detector.baselines.fused import update_signals
 from detector.config import Pipeline
 from detector.ingest.interner import Interner
 from detector.records import Anomaly
@@ -123,13 +124,14 @@ class SeasonalWatch:
             self.rollup = ServiceRollup(services, n, err, p95)
             idx = self._service_keys(services)
             learn = self._learning(services, held)
-            vol = self.bank["volume"].update(idx, w.start, n, weights=learn)
-            self.bank["error_rate"].update(idx, w.start, err / np.maximum(n, 1), weights=n * learn)
-            self.bank["transactions"].update(idx, w.start, txn, weights=learn)
+            signals = [self.bank["volume"], self.bank["error_rate"], self.bank["transactions"]]
+            rows = [(idx, w.start, n, learn), (idx, w.start, err / np.maximum(n, 1), n * learn),
+                    (idx, w.start, txn, learn)]
             has_lat = np.isfinite(p95)
             if has_lat.any():
-                self.bank[latency_signal(self.quantile)].update(idx[has_lat], w.start, p95[has_lat],
-                                                                weights=learn[has_lat])
+                signals.append(self.bank[latency_signal(self.quantile)])
+                rows.append((idx[has_lat], w.start, p95[has_lat], learn[has_lat]))
+            vol = update_signals(signals, rows)[0]  # one vectorised step (fused.py), as these updates in turn
             out.extend(self._volume_anomalies(w, services, n, vol))
         return out
 
