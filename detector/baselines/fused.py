@@ -15,9 +15,11 @@ expectations). The time -> slot mapping and the profile pooling stay the
 model's own (`SeasonalBaseline._profile`, called once per signal), and so
 does the profile's learning, which writes each signal's own slot array.
 
-Only the plain case is fused: every row learns (weight > 0), every value is
-valid for its kind, no series twice in a signal. Anything else goes through
-`update`, which also raises its precise errors.
+Rows of weight 0 (a service under verification) are judged at the series'
+typical weight and not learnt, as `update` does. Only the plain case is
+fused: every value that is learnt is valid for its kind, no series twice in
+a signal. Anything else goes through `update`, which also raises its
+precise errors.
 """
 
 from __future__ import annotations
@@ -34,12 +36,13 @@ Rows = tuple[np.ndarray, float, np.ndarray, np.ndarray]  # series index, window 
 
 
 def _plain(b: SeasonalBaseline, idx: np.ndarray, y: np.ndarray, w: np.ndarray) -> bool:
-    """True when `update` would take the single-round path and learn every row without an error."""
+    """True when `update` would take the single-round path and raise no error."""
     if not len(idx):
         return False
-    if not (np.isfinite(w).all() and (w > 0).all() and np.isfinite(y).all()):
+    if not (np.isfinite(w).all() and (w >= 0).all()):
         return False
-    if b.config.multiplicative and (y < 0).any():
+    learn = w > 0
+    if not np.isfinite(y[learn]).all() or (b.config.multiplicative and (y[learn] < 0).any()):
         return False
     s = np.sort(idx)
     return bool(s[0] >= 0 and not (s[1:] == s[:-1]).any())
@@ -121,8 +124,10 @@ def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
         neff = np.where(seasonal, neff_P, neff_raw)
         nz_num, nz_den, nz_w, nz_n, _ = g[_NZ]
         coef = np.maximum(_ratio(nz_num, nz_den, 0.0), 0.0)
+        learns = w > 0
+        weight = np.where(learns, w, _ratio(nz_w, nz_n, 1.0))  # rows not learnt: the typical weight
         model = np.where(is_count, np.maximum(yhat, 0.5 / np.maximum(neff, 1.0)) + coef * yhat * yhat,
-                         np.where(is_scale, coef * yhat * yhat, _ratio(coef, w, np.inf)))
+                         np.where(is_scale, coef * yhat * yhat, _ratio(coef, weight, np.inf)))
         model = np.where(nz_den > 0, model, raw_var)
         var_noise = np.where(seasonal, model, np.maximum(model, raw_var))
         # --- SeasonalBaseline._judge_into
@@ -171,15 +176,18 @@ def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
     out = []
     for k, (b, idx, prof) in enumerate(zip(bs, idxs, profs)):
         lo, hi = int(bounds[k]), int(bounds[k + 1])
-        b._series[:, idx] = g[:, lo:hi]
+        out.append(b._finish({name: col[lo:hi] for name, col in cols.items()}))
+        keep = np.flatnonzero(learns[lo:hi])
+        if not len(keep):
+            continue
+        b._series[:, idx[keep]] = g[:, lo:hi][:, keep]
         # the profile's learning, per signal: each writes its own slot array
-        t, yk, wk = ts[lo:hi], y[lo:hi], w[lo:hi]
-        flat = prof["flat"][1:3]
-        pf_w, pf_w2, pf_m, pf_s, pf_ts = prof["cells"][:, 1:3]
-        share = _SHARE_A + _SHARE_B * prof["frac"]
+        t, yk, wk = ts[lo:hi][keep], y[lo:hi][keep], w[lo:hi][keep]
+        flat = prof["flat"][1:3][:, keep]
+        pf_w, pf_w2, pf_m, pf_s, pf_ts = prof["cells"][:, 1:3][:, :, keep]
+        share = _SHARE_A + _SHARE_B * prof["frac"][keep]
         decay = np.exp2(-np.maximum(t - pf_ts, 0.0) / b.config.profile_half_life_s)
         slots = b._slots.reshape(len(_SLOT_FIELDS), -1)
         slots[:4, flat] = np.stack(_ew_welford(pf_w, pf_w2, pf_m, pf_s, decay, wk * share, yk))
         slots[4, flat] = t
-        out.append(b._finish({name: col[lo:hi] for name, col in cols.items()}))
     return out
