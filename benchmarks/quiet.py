@@ -1,14 +1,16 @@
 """The quiet multi-day workload: production-like history of six services at low rates, with deploys.
 
-Built from `baseline_day.toml` (the demo's four services, thinned to 1/20 of
-demo volumes) plus two smaller services, over `hours` of event time, with a
-deploy every few hours (mostly good ones, one config fault that should be
-rolled back). About 12 events/s in all: a 10 s window holds ~120 events, so
-the per-window work, not the per-event work, decides the replay's speed.
+Built from `baseline_day.toml` (the demo's four services) plus two smaller
+services, thinned to `RATE_SCALE` of demo volumes, over `hours` of event
+time, with a deploy every 2.5 hours after the first 4 (good ones but the
+third, a config fault that should be rolled back). About 12 events/s in all
+(1,397,133 events in 32 hours): a 10 s window holds ~120 events, so the
+per-window work, not the per-event work, decides the replay's speed.
 
-The file is generated once per (hours, seed) into a cache directory (the
-system temporary directory unless `DETECTOR_BENCH_CACHE` names another) and
-reused by later runs; generation takes about a minute for 32 hours.
+The file is generated once per (hours, seed, scenario) into a cache
+directory (`detector-bench/` in the system temporary directory unless
+`DETECTOR_BENCH_CACHE` names another) and reused by later runs; generating
+32 hours takes a few seconds and 265 MiB.
 """
 
 from __future__ import annotations
