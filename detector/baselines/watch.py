@@ -20,6 +20,7 @@ from detector import stats
 
 from detector.aggregate import sketch
 from detector.baselines.bank import BaselineBank, latency_signal
+from detector.baselines.fused import update_signals
 from detector.baselines.model import BaselineConfig
 from detector.config import Pipeline
 from detector.ingest.interner import Interner
@@ -71,6 +72,9 @@ class SeasonalWatch:
         self._episodes: dict[tuple[str, str], _Episode] = {}
         # memo (derived data, rebuilt after a restore): interned id -> bank index
         self._svc_index: dict[int, int] = {}
+        # memo (derived, dropped whenever the bank learns): the volume expected at one window
+        # start for every known service, from one vectorised `expect` (see `_volume_at`)
+        self._volume_memo: tuple[float, dict[int, int], object, np.ndarray] | None = None
         self.rollup: ServiceRollup | None = None  # the last window's, derived (not part of the state)
 
     def to_state(self) -> dict:
@@ -92,6 +96,7 @@ class SeasonalWatch:
                                             configs=configs)
         self._episodes = episodes
         self._svc_index = {}
+        self._volume_memo = None
 
     def _service_keys(self, services: np.ndarray) -> np.ndarray:
         """Bank index of each service (interned id), memoised: names are built once per service."""
@@ -111,6 +116,7 @@ class SeasonalWatch:
         judged against."""
         out: list[Anomaly] = []
         self.rollup = None
+        self._volume_memo = None  # the bank learns below
         k = len(w.count)
         svc_of = self.requests.service[:k].astype(np.int64)
         services = np.unique(svc_of[w.count > 0]) if k else np.empty(0, np.int64)
@@ -130,13 +136,14 @@ class SeasonalWatch:
             self.rollup = ServiceRollup(services, n, err, p95)
             idx = self._service_keys(services)
             learn = self._learning(services, held)
-            vol = self.bank["volume"].update(idx, w.start, n, weights=learn)
-            self.bank["error_rate"].update(idx, w.start, err / np.maximum(n, 1), weights=n * learn)
-            self.bank["transactions"].update(idx, w.start, txn, weights=learn)
+            signals = [self.bank["volume"], self.bank["error_rate"], self.bank["transactions"]]
+            rows = [(idx, w.start, n, learn), (idx, w.start, err / np.maximum(n, 1), n * learn),
+                    (idx, w.start, txn, learn)]
             has_lat = np.isfinite(p95)
             if has_lat.any():
-                self.bank[latency_signal(self.quantile)].update(idx[has_lat], w.start, p95[has_lat],
-                                                                weights=learn[has_lat])
+                signals.append(self.bank[latency_signal(self.quantile)])
+                rows.append((idx[has_lat], w.start, p95[has_lat], learn[has_lat]))
+            vol = update_signals(signals, rows)[0]  # one vectorised step (fused.py), as these updates in turn
             out.extend(self._volume_anomalies(w, services, n, vol))
         return out
 
@@ -197,12 +204,46 @@ class SeasonalWatch:
 
     def expected_volume_detail(self, service: int, starts: list[float]) -> tuple[float, float, bool, bool]:
         """As `expected_volume`, plus whether the time-of-day profile (not only recent level) was used."""
+        if len(starts) == 1 and service in self._svc_index:
+            return self._volume_at(service, float(starts[0]))
+        return self._volume_over(service, starts)
+
+    def _volume_over(self, service: int, starts: list[float]) -> tuple[float, float, bool, bool]:
+        """`expected_volume_detail` asked of the bank for this service alone."""
         idx = self._service_keys(np.array([service]))
         exp = self.bank["volume"].expect(np.repeat(idx, len(starts)), np.asarray(starts))
         if not exp.ready.all():
             return float("nan"), float("nan"), False, False
-        # The windows' noise is independent, the uncertainty of the expectation (level, profile) is
-        # shared by all of them: the variance of the sum adds the first and the square of the summed second.
-        shared = exp.mean_std
-        noise = np.maximum(exp.std ** 2 - shared ** 2, 0.0)
-        return float(exp.mean.sum()), float(noise.sum() + shared.sum() ** 2), True, bool(exp.seasonal.all())
+        return float(exp.mean.sum()), float(_span_variance(exp.std, exp.mean_std).sum()), True, \
+            bool(exp.seasonal.all())
+
+    def _volume_at(self, service: int, start: float) -> tuple[float, float, bool, bool]:
+        """`expected_volume_detail` of one window start, answered for every known service at once.
+
+        The fleet summary asks each service of each closed window in turn; one `expect` over all
+        services of the partition costs about what one service's did. Rows of `expect` are
+        independent (element-wise arithmetic), so each answer is bit for bit the one-service answer.
+        """
+        memo = self._volume_memo
+        if memo is None or memo[0] != start or service not in memo[1]:
+            rows = {sid: i for i, sid in enumerate(self._svc_index)}
+            idx = np.fromiter(self._svc_index.values(), np.int64, len(rows))
+            exp = self.bank["volume"].expect(idx, np.full(len(idx), start))
+            memo = self._volume_memo = (start, rows, exp, None)
+        _start, rows, exp, _ = memo
+        i = rows[service]
+        if not exp.ready[i]:
+            return float("nan"), float("nan"), False, False
+        var = _span_variance(exp.std[i:i + 1], exp.mean_std[i:i + 1])
+        return float(exp.mean[i:i + 1].sum()), float(var.sum()), True, bool(exp.seasonal[i])
+
+
+def _span_variance(std: np.ndarray, mean_std: np.ndarray) -> np.ndarray:
+    """The variance of a sum over windows, as one element (an array of one).
+
+    The windows' noise is independent; the uncertainty of the expectation (level,
+    profile) is shared by all of them: the variance of the sum adds the first and the
+    square of the summed second.
+    """
+    noise = np.maximum(std ** 2 - mean_std ** 2, 0.0)
+    return np.array([noise.sum() + mean_std.sum() ** 2])

@@ -28,7 +28,7 @@ def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sen
     m_services = np.unique(ms[:m_k][w.metric_n[:m_k] > 0]).tolist() if m_k else []
     new_templates: dict[str, list[TemplateNote]] = {}
     if core.logs is not None:
-        for t in core.logs.templates():
+        for t in core.logs.templates_above_info(w.end, sent):
             if t.id in sent or t.overflow or t.first_seen_ts >= w.end \
                     or not any(n for lvl, n in t.counts_by_level.items() if lvl != "info"):
                 continue

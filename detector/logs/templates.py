@@ -212,6 +212,20 @@ class LogTemplates:
         sid = self._strings.get(service)
         return [reg.info(i) for i in range(len(reg)) if reg.service[i] == sid]
 
+    def templates_above_info(self, before_ts: float, skip_ids: set[str] | frozenset[str] = frozenset()
+                             ) -> list[TemplateInfo]:
+        """Templates first seen before `before_ts` that logged a line above INFO, but those whose id
+        is in `skip_ids`, in index order. The fleet summary asks every closed window for the few
+        it has not published yet: the candidates are picked on the registry's arrays, and only
+        theirs are described."""
+        reg = self._registry
+        n = len(reg)
+        if not n:
+            return []
+        above = np.asarray([name != "info" for name in LEVEL_NAMES])
+        hits = np.flatnonzero((reg._first[:n] < before_ts) & (reg._levels[:n, above] > 0).any(axis=1))
+        return [reg.info(i) for i in hits.tolist() if reg.tid[i] not in skip_ids and not reg.overflow[i]]
+
     def __len__(self) -> int:
         return len(self._registry)
 

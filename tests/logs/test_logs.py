@@ -732,3 +732,22 @@ def test_settings_errors_name_the_setting_and_value():
         LogSettings(window_s=0)
     with pytest.raises(ValueError, match="max_templates_per_service"):
         LogSettings(max_templates_per_service=0)
+
+
+def test_templates_above_info_picks_what_a_filter_over_every_template_picks():
+    """The fleet summary's shortcut: templates first seen before a time, logged above INFO, not yet sent."""
+    rng = random.Random(4)
+    it, lt = Interner(), LogTemplates()
+    for start in range(0, 200, 20):
+        rows = [normal_line(rng, float(start + i % 20), rng.choice(["a", "b"]), "v1") for i in range(300)]
+        rows += [(float(start + 5), "a", "v2", rng.choice([LEVEL_WARN, LEVEL_ERROR]),
+                  f"timeout {start} calling service{start % 7} after {rng.randint(1, 9)} s")]
+        lt.add_batch(columns(rows, it), it)
+    every = lt.templates()
+    assert any(t.counts_by_level["info"] for t in every) and any(t.counts_by_level["error"] for t in every)
+    sent = {t.id for t in every[::3]}
+    for before in (0.0, 50.0, 105.0, 1e9):
+        want = [t for t in every if t.id not in sent and not t.overflow and t.first_seen_ts < before
+                and any(n for lvl, n in t.counts_by_level.items() if lvl != "info")]
+        assert lt.templates_above_info(before, sent) == want
+    assert lt.templates_above_info(1e9, sent)  # the comparison is not between two empty lists

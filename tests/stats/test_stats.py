@@ -379,3 +379,26 @@ def test_latency_requires_matching_series():
     """Comparing grouped sketches with different series counts is refused."""
     with pytest.raises(ValueError, match="same series"):
         ds.latency_shift_grouped(sk.stack([sk.empty()]), sk.stack([sk.empty(), sk.empty()]))
+
+
+@pytest.mark.parametrize("case", ["all_overdispersed", "none_overdispersed", "mixed"])
+def test_count_deviation_calls_one_family_when_enough_and_answers_as_both(case):
+    """Skipping the distribution family no row needs changes no bit of the result."""
+    rng = np.random.default_rng(11)
+    mu = rng.uniform(0.0, 400.0, 64)
+    var = {"all_overdispersed": mu * 3 + 2, "none_overdispersed": mu * 0.5,
+           "mixed": mu * rng.choice([0.5, 3.0], 64)}[case]
+    x = rng.poisson(mu * rng.uniform(0.3, 2.0, 64)).astype(float)
+    mu_eff = np.maximum(mu, 0.5)
+    over = var > mu_eff
+    assert (case == "mixed") == (0 < over.sum() < len(over))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(over, mu_eff**2 / (var - mu_eff), 1.0)
+        p = np.where(over, mu_eff / var, 0.5)
+    pmf = np.where(over, sps.nbinom.logpmf(x, r, p), sps.poisson.logpmf(x, mu_eff))
+    ge = np.maximum(np.where(over, sps.nbinom.logsf(x - 1, r, p), sps.poisson.logsf(x - 1, mu_eff)), pmf)
+    le = np.maximum(np.where(over, sps.nbinom.logcdf(x, r, p), sps.poisson.logcdf(x, mu_eff)), pmf)
+    log_p = np.minimum(np.minimum(ge, le) + math.log(2.0), 0.0)
+    got = ds.count_deviation_array(x, mu, var, direction="both")
+    np.testing.assert_array_equal(got.score, -log_p / math.log(10) + 0.0)
+    assert (got.score > 6).any() and (got.score < 1).any()  # both tails and the bulk are compared
