@@ -185,8 +185,11 @@ class Judge:
             return []
         out: list[Record] = []
         hist = list(history)
+        # Windows the verification has already judged (its `started` event came in time, and this
+        # is a late `finished`, or a repeated event) are not judged twice.
+        judged_until = max(v.slices, default=-math.inf)
         for i, h in enumerate(hist):
-            if h.end <= v.started:
+            if h.end <= v.started or h.start <= judged_until:
                 continue
             if not v.open:
                 break
