@@ -25,7 +25,6 @@ import errno
 import os
 import random
 import signal
-import ssl
 import sys
 import time
 from dataclasses import dataclass, field
@@ -42,6 +41,7 @@ from detector.config import ConfigError, Pipeline, load_pipeline
 from detector.ingest.contract import decode_batch
 from detector.core import Core
 from detector.records import Record, RootCause, Verdict, encode
+from detector.runtime.clientkw import client_kwargs
 from detector.runtime.checkpoints import MAX_CHECKPOINT_BYTES, load_checkpoints, save_checkpoint
 from detector.runtime.copartition import CoPartitionWatch
 from detector.runtime.fleetlink import FleetLink
@@ -151,19 +151,7 @@ class Sidecar:
     # --- clients ---
 
     def _client_kwargs(self) -> dict:
-        k = self.k
-        kw: dict = {"bootstrap_servers": self.bootstrap, "client_id": k.client_id,
-                    "security_protocol": k.security_protocol}
-        if k.sasl_mechanism:
-            kw["sasl_mechanism"] = k.sasl_mechanism
-            kw["sasl_plain_username"] = k.sasl_username or os.environ.get("DETECTOR_KAFKA_SASL_USERNAME")
-            kw["sasl_plain_password"] = k.sasl_password or os.environ.get("DETECTOR_KAFKA_SASL_PASSWORD")
-        if k.security_protocol in ("SSL", "SASL_SSL"):
-            ctx = ssl.create_default_context(cafile=k.ssl_cafile or None)
-            if k.ssl_certfile:
-                ctx.load_cert_chain(k.ssl_certfile, k.ssl_keyfile or None)
-            kw["ssl_context"] = ctx
-        return kw
+        return client_kwargs(self.k, self.bootstrap)
 
     def _consumer_kwargs(self) -> dict:
         k = self.k

@@ -1,7 +1,7 @@
 """Connection settings of a Kafka client (address, security) from the pipeline's `[kafka]` table.
 
-Shared by the readers that are not the sidecar's consumer group: `detector tune`
-reading a history and the sidecar's incidents reader.
+Every client of `detector run` (its consumer group, producers, the fleet, incidents
+and checkpoint readers) and `detector tune` reading a history.
 """
 
 from __future__ import annotations
