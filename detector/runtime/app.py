@@ -521,11 +521,10 @@ class Sidecar:
 
     async def _process(self, batch: dict, mark: int) -> None:
         now = time.monotonic()
-        batch, dropped = self.seeks.fresh(batch, mark, lambda tp: self.parts[tp.partition].offsets.get(tp.topic)
-                                          if tp.partition in self.parts else None)
+        batch, dropped = self.seeks.fresh(batch, mark)
         if dropped:
-            self.log.info("fetched records dropped: already in the partition's state, or fetched before its "
-                          "restore (read again from the checkpoint's offsets)", records=dropped)
+            self.log.info("records fetched before a restore dropped; read again from the checkpoint's offsets",
+                          records=dropped)
         await self._hold_back()
         by_partition: dict[int, list] = {}
         for tp in sorted(batch, key=lambda tp: (tp.partition, tp.topic)):

@@ -1,4 +1,4 @@
-"""Which fetched records a partition's core has not seen yet, around a restore's seek.
+"""Fetched records that a restore's seek makes stale: a partition's core gets each record once.
 
 aiokafka makes a new assignment fetchable before it runs the rebalance
 listener, so `getmany` can hand the loop records of a partition (from its
@@ -6,13 +6,11 @@ committed offsets) while `acquire` is still loading that partition's
 checkpoint. `acquire` then restores the core and seeks to the checkpoint's
 offsets: the records already handed out are fetched again. Processing both
 copies counts those events twice (a restart after a crash then emits records
-a replay does not). This module owns the two rules that keep a core's input
-exactly once:
-
-* a batch fetched before its partition was seeked is stale: the seek
-  delivers its records again, so the stale copy is dropped whole;
-* a record below the partition's next offset is already in the core (the
-  checkpoint or an earlier batch holds it) and is dropped.
+a replay does not). The rule: a batch fetched before its partition was
+seeked is stale, and dropped whole, since the seek delivers its records
+again. (Dropping records below the core's next offset instead would lose
+events when the stale batch starts after the checkpoint's offsets, and
+would ignore a recreated topic.)
 
 >>> from aiokafka import TopicPartition
 >>> fence = SeekFence()
@@ -47,20 +45,12 @@ class SeekFence:
         """Whether `tp` was seeked after the batch with fetch mark `mark` was fetched."""
         return self._seeked_at.get(tp, 0) > mark
 
-    def fresh(self, batch: dict, mark: int, next_offset) -> tuple[dict, int]:
-        """`batch` (getmany's) without stale partitions and records already seen (`next_offset(tp)`:
-        the offset the core expects next, None when it holds nothing of `tp`); and how many were dropped."""
+    def fresh(self, batch: dict, mark: int) -> tuple[dict, int]:
+        """`batch` (getmany's, fetched at `mark`) without its stale partitions; and how many records that dropped."""
         out, dropped = {}, 0
         for tp, msgs in batch.items():
-            keep = [] if self.stale(tp, mark) else unseen(msgs, next_offset(tp))
-            dropped += len(msgs) - len(keep)
-            if keep:
-                out[tp] = keep
+            if self.stale(tp, mark):
+                dropped += len(msgs)
+            else:
+                out[tp] = msgs
         return out, dropped
-
-
-def unseen(msgs: list, next_offset: int | None) -> list:
-    """`msgs` (in offset order) without those below `next_offset`, which the core already holds."""
-    if next_offset is None or not msgs or msgs[0].offset >= next_offset:
-        return msgs
-    return [m for m in msgs if m.offset >= next_offset]

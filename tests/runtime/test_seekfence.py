@@ -1,4 +1,4 @@
-"""The seek fence: a batch fetched before its partition's seek, and records below its next offset, are dropped."""
+"""The seek fence: a batch fetched before its partition's seek is dropped (the seek reads it again)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from aiokafka import TopicPartition
 
-from detector.runtime.seekfence import SeekFence, unseen
+from detector.runtime.seekfence import SeekFence
 
 LOGS0, LOGS1 = TopicPartition("logs", 0), TopicPartition("logs", 1)
 
@@ -27,23 +27,10 @@ def test_a_batch_fetched_before_a_seek_of_its_partition_is_stale_and_others_are_
     fence.seeked(LOGS0)
     after = fence.mark()
     batch = {LOGS0: _msgs(10, 20), LOGS1: _msgs(5, 8)}
-    kept, dropped = fence.fresh(batch, before, lambda tp: None)
+    kept, dropped = fence.fresh(batch, before)
     assert kept == {LOGS1: batch[LOGS1]} and dropped == 10
-    kept, dropped = fence.fresh(batch, after, lambda tp: None)
+    kept, dropped = fence.fresh(batch, after)
     assert kept == batch and dropped == 0
-
-
-def test_records_below_the_next_offset_are_dropped_and_the_rest_kept_in_order():
-    """The core already holds offsets below its next one: a re-delivery overlapping them keeps only the new part."""
-    assert [m.offset for m in unseen(_msgs(10, 20), 15)] == list(range(15, 20))
-    assert unseen(_msgs(10, 20), 25) == []
-    assert [m.offset for m in unseen(_msgs(10, 20), 10)] == list(range(10, 20))
-    assert [m.offset for m in unseen(_msgs(10, 20), None)] == list(range(10, 20))
-    fence = SeekFence()
-    kept, dropped = fence.fresh({LOGS0: _msgs(10, 20), LOGS1: _msgs(0, 3)}, fence.mark(),
-                                {LOGS0: 18, LOGS1: None}.get)
-    assert {tp: [m.offset for m in ms] for tp, ms in kept.items()} == {LOGS0: [18, 19], LOGS1: [0, 1, 2]}
-    assert dropped == 8
 
 
 def test_a_seek_after_a_seek_still_makes_the_older_batches_stale():
