@@ -53,6 +53,7 @@ from detector.runtime.probe import BrokerProbe
 from detector.runtime.readback import ids_in, record_id
 from detector.runtime.rulecounters import RuleCounters, follow_incidents
 from detector.runtime.scores import ScoresTopic
+from detector.runtime.seekfence import SeekFence
 from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics, fleet_topic_configs
 from detector.sinks import build_sinks, encode_action
 from detector.smoke.prober import SmokeProber
@@ -126,6 +127,7 @@ class Sidecar:
         self.probe = BrokerProbe(self._client_kwargs(), interval_s=1.0, timeout_s=min(3.0, self.k.op_timeout_s),
                                  on_change=self._reachability_changed)
         self.copartition = CoPartitionWatch()
+        self.seeks = SeekFence()  # a batch fetched before a restore's seek is fetched again: processed once
         self.summary = {"events": 0, "rejected": 0, "anomalies": 0, "verdicts": 0, "checkpoints": 0}
         self._t_start = time.monotonic()
         self._lock = asyncio.Lock()
@@ -327,8 +329,7 @@ class Sidecar:
         try:
             while not self.stopping.is_set():
                 try:
-                    batch = await self._unless_stopping(
-                        self.consumer.getmany(timeout_ms=300, max_records=self.k.max_batch_records), "fetch")
+                    batch, mark = await self._unless_stopping(self._fetch(), "fetch")
                 except (KafkaError, IllegalStateError) as e:
                     self.metrics.broker_errors.labels("fetch").inc()
                     self.log.warning("fetch failed", error=repr(e))
@@ -336,7 +337,7 @@ class Sidecar:
                     continue
                 async with self._lock:
                     if batch:
-                        await self._process(batch)
+                        await self._process(batch, mark)
                     await self._publish_actions()
                     await self._idle_sources()
                     if self.fleet is not None:
@@ -345,6 +346,10 @@ class Sidecar:
                 self._gauges()
         except Stopped:
             pass
+
+    async def _fetch(self) -> tuple[dict, int]:
+        batch = await self.consumer.getmany(timeout_ms=300, max_records=self.k.max_batch_records)
+        return batch, self.seeks.mark()  # no await in between: the mark is the fetch's (see seekfence)
 
     async def _publish_check(self, key: bytes, value: bytes) -> None:
         await asyncio.wait_for(self._check_producer.send_and_wait(self.p.topics.checks, value, key=key),
@@ -456,6 +461,7 @@ class Sidecar:
                         tp = TopicPartition(topic, p)
                         if tp in self.consumer.assignment():
                             self.consumer.seek(tp, offset)
+                            self.seeks.seeked(tp)
                     self.log.info("partition restored", partition=p, offsets=ck.offsets, state_bytes=len(ck.state))
                 else:
                     st = PartitionState(Core(self.p, partition=p, partitions=self._fleet_partitions()),
@@ -513,8 +519,12 @@ class Sidecar:
         # position() waits for a committed offset when it has none: bounded, like every broker call.
         return await self._retry("position", self.consumer.position, tp)
 
-    async def _process(self, batch: dict) -> None:
+    async def _process(self, batch: dict, mark: int) -> None:
         now = time.monotonic()
+        batch, dropped = self.seeks.fresh(batch, mark)
+        if dropped:
+            self.log.info("records fetched before a restore dropped; read again from the checkpoint's offsets",
+                          records=dropped)
         await self._hold_back()
         by_partition: dict[int, list] = {}
         for tp in sorted(batch, key=lambda tp: (tp.partition, tp.topic)):
