@@ -528,14 +528,6 @@ class Sidecar:
         await self._hold_back()
         by_partition: dict[int, list] = {}
         for tp in sorted(batch, key=lambda tp: (tp.partition, tp.topic)):
-            st = self.parts.get(tp.partition)
-            if st is not None and batch[tp] and batch[tp][0].offset < st.offsets.get(tp.topic, 0):
-                # Fetched before a restore moved the position back to its checkpoint's offsets (the
-                # fetcher had started from the committed ones): already in the core, never twice.
-                kept = [m for m in batch[tp] if m.offset >= st.offsets[tp.topic]]
-                self.log.warning("messages read twice dropped", topic=tp.topic, partition=tp.partition,
-                                 dropped=len(batch[tp]) - len(kept), next_offset=st.offsets[tp.topic])
-                batch[tp] = kept
             if batch[tp] and tp.partition in self.parts:  # else revoked meanwhile: the new owner re-reads
                 by_partition.setdefault(tp.partition, []).append(tp)
         for p, tps in by_partition.items():
