@@ -164,7 +164,6 @@ def frozen(tmp_path, topic_prefix):
 
 @pytest.mark.kafka
 @pytest.mark.slow
-@pytest.mark.frozen_stop
 def test_sigterm_while_the_broker_is_frozen_exits_within_the_shutdown_budget(frozen):
     """SIGTERM while the broker does not answer: no final checkpoint is possible; exit 0 within
     kafka.shutdown_timeout_s (5 s) plus a second or two, saying the checkpoint was not written."""
@@ -176,7 +175,6 @@ def test_sigterm_while_the_broker_is_frozen_exits_within_the_shutdown_budget(fro
 
 @pytest.mark.kafka
 @pytest.mark.slow
-@pytest.mark.frozen_stop
 def test_a_second_ctrl_c_cuts_a_hanging_final_checkpoint_short(frozen):
     """Ctrl-C while the broker is frozen starts a final checkpoint that cannot finish (it would give up
     after about 4 s); a second Ctrl-C to the whole process group ends it at once: exit 130, the
