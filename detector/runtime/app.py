@@ -238,18 +238,14 @@ class Sidecar:
             return task.result()
         raise Stopped(what)
 
-    async def _until_stop(self, aw, what: str):
-        """Await `aw`; before shutdown a stop request interrupts it (`Stopped`), so a broker that does
-        not answer cannot hold the main loop for an operation timeout after the user asked to stop."""
+    async def _until_stop(self, make, what: str):
+        """Await `make()`; before shutdown a stop request interrupts it (`Stopped`), so a broker that
+        does not answer cannot hold the main loop for an operation timeout after the user asked to stop."""
         if self._closing:
-            return await aw
+            return await make()
         if self.stopping.is_set():
-            if asyncio.isfuture(aw):
-                aw.cancel()
-            else:
-                aw.close()
-            raise Stopped(what)
-        return await self._unless_stopping(aw, what)
+            raise Stopped(what)  # before make(): no coroutine is left never awaited
+        return await self._unless_stopping(make(), what)
 
     def _reachability_changed(self, reachable: bool, lasted_s: float) -> None:
         self.metrics.broker_reachable.set(1 if reachable else 0)
@@ -647,9 +643,9 @@ class Sidecar:
         while self._unacked:
             pending = self._unacked
             # shield: a stop request cancels the wait, not the records' delivery futures
-            acks = asyncio.gather(*(asyncio.wait_for(asyncio.shield(f), self.k.op_timeout_s) if f is not None
-                                    else _no_future() for f, _ in pending), return_exceptions=True)
-            done = await self._until_stop(acks, "produce ack")
+            done = await self._until_stop(lambda: asyncio.gather(
+                *(asyncio.wait_for(asyncio.shield(f), self.k.op_timeout_s) if f is not None else _no_future()
+                  for f, _ in pending), return_exceptions=True), "produce ack")
             failed = []
             for (_, msg), res in zip(pending, done):
                 if isinstance(res, BaseException):
@@ -756,7 +752,7 @@ class Sidecar:
         commit = {TopicPartition(t, p): o for t, o in st.offsets.items() if TopicPartition(t, p) in owned}
         if commit:
             try:
-                await self._until_stop(asyncio.wait_for(self.consumer.commit(commit), self.k.op_timeout_s),
+                await self._until_stop(lambda: asyncio.wait_for(self.consumer.commit(commit), self.k.op_timeout_s),
                                        "commit")
             except (CommitFailedError, IllegalStateError, KafkaError, asyncio.TimeoutError) as e:
                 # The checkpoint holds the offsets too: a restart resumes from it.
