@@ -26,10 +26,8 @@ system-deps:
 	@bash scripts/install-alertmanager.sh || [ -z "$$CI" ]
 	@bash scripts/install-chromium.sh || [ -z "$$CI" ]
 
-# frozen_stop: two stop-while-frozen tests that pass alone but not yet inside the whole suite;
-# run them with `.venv/bin/python -m pytest -m frozen_stop`.
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q -m "not frozen_stop"
+	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
 	$(BIN)/python -m detector.demo

@@ -122,6 +122,7 @@ class Sidecar:
         self.metrics = Metrics()
         self.stopping = asyncio.Event()
         self.hurry = asyncio.Event()  # a second stop signal: skip the final checkpoint
+        self._closing = False  # in _shutdown: broker waits run to their own timeouts, within its budget
         self.started = False
         self.failed = False
         self.probe = BrokerProbe(self._client_kwargs(), interval_s=1.0, timeout_s=min(3.0, self.k.op_timeout_s),
@@ -173,12 +174,15 @@ class Sidecar:
     async def _retry(self, what: str, op, *args, give_up_at: float | None = None):
         """Run a broker operation until it succeeds; backoff with jitter.
 
-        While running, a stop request interrupts the wait (`Stopped`). During
-        shutdown (already stopping) an operation gets one attempt. With
-        `give_up_at` (monotonic), retrying ends there with `RunFailure`.
+        Before shutdown, a stop request interrupts the wait (`Stopped`), also one
+        made before the call. During shutdown (the final checkpoint) an operation
+        gets one attempt. With `give_up_at` (monotonic), retrying ends there with
+        `RunFailure`.
         """
         delay = 0.5
-        interruptible = not self.stopping.is_set()
+        interruptible = not self._closing
+        if interruptible and self.stopping.is_set():
+            raise Stopped(what)
         while True:
             try:
                 attempt = asyncio.wait_for(op(*args), self.k.op_timeout_s)
@@ -223,6 +227,15 @@ class Sidecar:
         if task in done:
             return task.result()
         raise Stopped(what)
+
+    async def _until_stop(self, make, what: str):
+        """Await `make()`; before shutdown a stop request interrupts it (`Stopped`), so a broker that
+        does not answer cannot hold the main loop for an operation timeout after the user asked to stop."""
+        if self._closing:
+            return await make()
+        if self.stopping.is_set():
+            raise Stopped(what)  # before make(): no coroutine is left never awaited
+        return await self._unless_stopping(make(), what)
 
     def _reachability_changed(self, reachable: bool, lasted_s: float) -> None:
         self.metrics.broker_reachable.set(1 if reachable else 0)
@@ -358,6 +371,7 @@ class Sidecar:
     async def _shutdown(self) -> None:
         """Final checkpoint and commit within kafka.shutdown_timeout_s (none when hurried), then close."""
         deadline = time.monotonic() + self.k.shutdown_timeout_s
+        self._closing = True
         final = "not needed"
         if self.prober is not None:
             # the prober first: no new check results while the last checkpoint is written
@@ -638,8 +652,10 @@ class Sidecar:
         produced again, so an interrupted drain loses nothing and no checkpoint passes them."""
         while self._unacked:
             pending = self._unacked
-            done = await asyncio.gather(*(asyncio.wait_for(f, self.k.op_timeout_s) if f is not None
-                                          else _no_future() for f, _ in pending), return_exceptions=True)
+            # shield: a stop request cancels the wait, not the records' delivery futures
+            done = await self._until_stop(lambda: asyncio.gather(
+                *(asyncio.wait_for(asyncio.shield(f), self.k.op_timeout_s) if f is not None else _no_future()
+                  for f, _ in pending), return_exceptions=True), "produce ack")
             failed = []
             for (_, msg), res in zip(pending, done):
                 if isinstance(res, BaseException):
@@ -751,7 +767,8 @@ class Sidecar:
         commit = {TopicPartition(t, p): o for t, o in st.offsets.items() if TopicPartition(t, p) in owned}
         if commit:
             try:
-                await asyncio.wait_for(self.consumer.commit(commit), self.k.op_timeout_s)
+                await self._until_stop(lambda: asyncio.wait_for(self.consumer.commit(commit), self.k.op_timeout_s),
+                                       "commit")
             except (CommitFailedError, IllegalStateError, KafkaError, asyncio.TimeoutError) as e:
                 # The checkpoint holds the offsets too: a restart resumes from it.
                 self.log.warning("commit failed after checkpoint", partition=p, error=repr(e))
