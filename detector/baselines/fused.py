@@ -30,7 +30,7 @@ import numpy as np
 
 from detector.baselines.model import (_FIRST_TS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B, _SLOT_FIELDS, DAY_S,
                                       KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation, SeasonalBaseline,
-                                      _ew_welford, _ratio)
+                                      _ew_welford, _ratio, learn_level)
 
 Rows = tuple[np.ndarray, float, np.ndarray, np.ndarray]  # series index, window start, values, weights
 
@@ -71,7 +71,6 @@ def update_signals(baselines: Sequence[SeasonalBaseline], rows: Sequence[Rows]) 
 def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
     sizes = [len(i) for i in idxs]
     bounds = np.cumsum([0] + sizes)
-    n = int(bounds[-1])
 
     def per_row(values) -> np.ndarray:
         return np.repeat(np.asarray(values, dtype=np.float64), sizes)
@@ -152,16 +151,7 @@ def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
         num_x = np.where(mult, w * y, w * (y - P))
         den_x = np.where(mult, w * P, w)
         sq_x = np.where(mult, w * (y - L * P) ** 2, w * (y - P - L) ** 2)
-        lv = g[_LV]
-        decay = np.exp2(-np.maximum(ts - lv[5], window_s) / level_hl)
-        decay = np.where(learn, decay, 1.0)
-        learn_w = np.where(learn, w, 0.0)
-        lv[0] = lv[0] * decay + np.where(learn, num_x, 0.0)
-        lv[1] = lv[1] * decay + np.where(learn, den_x, 0.0)
-        lv[2] = lv[2] * decay + np.where(learn, sq_x, 0.0)
-        lv[3] = lv[3] * decay + learn_w
-        lv[4] = lv[4] * decay * decay + learn_w * learn_w
-        lv[5] = np.where(learn, ts, lv[5])
+        learn_level(g[_LV], ts, learn, w, num_x, den_x, sq_x, window_s, level_hl)
         num_x = np.where(is_count, e * e - yhat - var_mean, np.where(is_scale, e * e - var_mean, w * (e * e - var_mean)))
         den_x = np.where(mult, yhat * yhat, 1.0)
         nz = g[_NZ]

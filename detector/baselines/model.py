@@ -384,16 +384,7 @@ class SeasonalBaseline:
             num_x, den_x, sq_x = w * y, w * P, w * (y - L * P) ** 2
         else:
             num_x, den_x, sq_x = w * (y - P), w, w * (y - P - L) ** 2
-        lv = g[_LV]  # a view: rows lv_num, lv_den, lv_sq, lv_w, lv_w2, lv_ts
-        decay = np.exp2(-np.maximum(ts - lv[5], c.window_s) / c.level_half_life_s)
-        decay = np.where(learn, decay, 1.0)  # rows that do not learn keep their level as it was
-        learn_w = np.where(learn, w, 0.0)
-        lv[0] = lv[0] * decay + np.where(learn, num_x, 0.0)
-        lv[1] = lv[1] * decay + np.where(learn, den_x, 0.0)
-        lv[2] = lv[2] * decay + np.where(learn, sq_x, 0.0)
-        lv[3] = lv[3] * decay + learn_w
-        lv[4] = lv[4] * decay * decay + learn_w * learn_w
-        lv[5] = np.where(learn, ts, lv[5])
+        learn_level(g[_LV], ts, learn, w, num_x, den_x, sq_x, c.window_s, c.level_half_life_s)
 
         # Noise: moment estimates from the one-step residual, minus what the
         # uncertainty of the expectation itself explains.
@@ -674,3 +665,18 @@ def _n_series_from(header: dict, source: str) -> int:
     if not (isinstance(n, int) and n >= 0):
         raise BaselineFormatError(f"{source}: n_series should be an int >= 0, got {n!r}")
     return n
+
+
+def learn_level(lv: np.ndarray, ts: np.ndarray, learn: np.ndarray, w: np.ndarray, num_x: np.ndarray,
+                den_x: np.ndarray, sq_x: np.ndarray, window_s: float, level_half_life_s) -> None:
+    """Decay the level moments `lv` (a view: rows lv_num, lv_den, lv_sq, lv_w, lv_w2, lv_ts) to `ts`
+    and add this window's, in place; rows that do not learn keep their level as it was."""
+    decay = np.exp2(-np.maximum(ts - lv[5], window_s) / level_half_life_s)
+    decay = np.where(learn, decay, 1.0)
+    learn_w = np.where(learn, w, 0.0)
+    lv[0] = lv[0] * decay + np.where(learn, num_x, 0.0)
+    lv[1] = lv[1] * decay + np.where(learn, den_x, 0.0)
+    lv[2] = lv[2] * decay + np.where(learn, sq_x, 0.0)
+    lv[3] = lv[3] * decay + learn_w
+    lv[4] = lv[4] * decay * decay + learn_w * learn_w
+    lv[5] = np.where(learn, ts, lv[5])
