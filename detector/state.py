@@ -67,7 +67,7 @@ if TYPE_CHECKING:
     from detector.core import Core
 
 FORMAT_NAME = "detector.core-state"
-FORMAT_VERSION = 2  # 2: verifications keep accumulated evidence
+FORMAT_VERSION = 3  # 2: verifications keep accumulated evidence; 3: metric series remember recurring excursions
 MAGIC = b"DETSTATE"
 _PREFIX = struct.Struct("<8sIIQQ")
 _COMPRESS_LEVEL = 3  # demo-sized state: 8 ms, 9 % larger than level 6 at a third of its time

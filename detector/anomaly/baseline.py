@@ -20,6 +20,10 @@ For each series, with y the mean of its samples in a closed window at time t:
   It never falls below `SPREAD_FLOOR` of the series' long-run standard
   deviation, so a noise-free or mostly-constant series is not infinitely
   surprised by its first wiggle.
+* **Recurring excursions** (`recurring.RecurringExcursions`, with seasonality
+  on): a residual like the ones the last two days had near this time of day
+  is expected; the scored z is only what exceeds them (`Step.z`), while
+  everything here learns from the raw residual (`Step.z_raw`).
 * **Level shifts**: a run of `shift_adopt_samples` consecutive residuals
   beyond `SHIFT_Z` sigma on the same side is a new normal: the level jumps to
   the run's mean instead of alarming forever.
@@ -36,6 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.anomaly.columns import SeriesColumns
+from detector.anomaly.recurring import COLUMNS as RECURRING_COLUMNS
+from detector.anomaly.recurring import RecurringExcursions
 
 DAY_S = 86400.0
 WEEK_S = 7 * DAY_S
@@ -54,7 +60,8 @@ class Step:
     """What the baseline said about each series' value before learning it."""
 
     expected: np.ndarray  # L + S of the chosen model
-    z: np.ndarray  # residual / sigma (0 while warming up)
+    z: np.ndarray  # residual / sigma beyond what recurs at this time of day (0 while warming up): scored
+    z_raw: np.ndarray  # residual / sigma (0 while warming up): learnt
     ready: np.ndarray  # bool: past warm-up
     seasonal: np.ndarray  # 0 none, 1 daily, 2 weekly
     shifted: np.ndarray  # bool: a level shift was adopted at this value
@@ -83,7 +90,9 @@ class Baseline:
             "run": (0, 0.0), "run_sum": (0, 0.0),
             "day_num": (DAY_BINS, 0.0), "day_den": (DAY_BINS, 0.0),
             "week_num": (WEEK_BINS, 0.0), "week_den": (WEEK_BINS, 0.0),
+            **RECURRING_COLUMNS,
         })
+        self.recurring = RecurringExcursions(self.cols)
 
     # ------------------------------------------------------------ seasonal profiles
 
@@ -131,12 +140,20 @@ class Baseline:
         season = np.where(mode == 2, s_week, np.where(mode == 1, s_day, 0.0))
         expected = level + season
         sigma = np.sqrt(np.where(mode == 2, var[2], np.where(mode == 1, var[1], var[0])))
-        resid = y - expected
+        resid_raw = y - expected
         ready = n >= self.warmup
         # a residual scale that collapses (noise-free or mostly-constant series) would make any wiggle
         # infinitely surprising: it is never taken below a share of the series' long-run spread
         scale_floor = 1e-9 + 1e-6 * np.abs(level) + SPREAD_FLOOR * np.sqrt(c["spread"][idx])
-        z = np.where(ready, resid / np.maximum(sigma, scale_floor), 0.0)
+        z_raw = np.where(ready, resid_raw / np.maximum(sigma, scale_floor), 0.0)
+        # an excursion that recurred at this time of day on the last two days is expected today: only what
+        # exceeds it is scored (everything is learnt from the raw residual, as without it)
+        if self.seasonality:
+            lo, hi, phase_bin = self.recurring.allowance(idx, t)
+            z = np.where(ready, (resid_raw - np.clip(resid_raw, lo, hi)) / np.maximum(sigma, scale_floor), 0.0)
+        else:
+            z = z_raw
+        resid = resid_raw
 
         # learning: running means during warm-up, clipped (bounded-influence) updates after
         a = np.maximum(self.alpha, 1.0 / (n + 1.0))
@@ -154,8 +171,11 @@ class Baseline:
         self._learn_profile("day", idx, dt, DAY_S, where_day, dev)
         self._learn_profile("week", idx, dt, WEEK_S, where_week, dev)
 
+        if self.seasonality:
+            self.recurring.record(idx[ready], phase_bin[ready], resid_raw[ready], z_raw[ready])
+
         # level shift: a persistent one-sided departure becomes the new level
-        side = np.where(ready & (np.abs(z) >= SHIFT_Z), np.sign(z), 0.0)
+        side = np.where(ready & (np.abs(z_raw) >= SHIFT_Z), np.sign(z_raw), 0.0)
         run = c["run"][idx]
         same = (side != 0) & (np.sign(run) == side)
         run = np.where(side == 0, 0.0, np.where(same, run + side, side))
@@ -172,4 +192,4 @@ class Baseline:
         c["level"][idx] = new_level
         c["n"][idx] = n + 1
         c["t_last"][idx] = t
-        return Step(expected=expected, z=z, ready=ready, seasonal=mode, shifted=shifted)
+        return Step(expected=expected, z=z, z_raw=z_raw, ready=ready, seasonal=mode, shifted=shifted)

@@ -3,8 +3,10 @@
 Each closed window's value of a series is scored against the baseline's
 prediction made before the value was seen, with two calibrated tests:
 
-* **point**: |z|, the residual in robust standard deviations;
-* **sustained**: the exponentially weighted mean of z (clipped at 6, half-life
+* **point**: |z|, the residual in robust standard deviations, beyond what
+  recurred at this time of day on the last two days (its tail is learnt from
+  the raw residual, so what the allowance hides does not thin the tail);
+* **sustained**: the exponentially weighted mean of the raw z (clipped at 6, half-life
   `sustained_half_life_samples`), standardised by its stationary standard
   deviation under independence; it finds a shift too small for any one value
   to stand out but too long to be noise.
@@ -68,14 +70,14 @@ class MetricDetector:
         idx = np.asarray(idx, dtype=np.int64)
         self.ensure(int(idx.max()) + 1 if len(idx) else 0)
         b = self.baseline.step(idx, np.asarray(t, np.float64), np.asarray(y, np.float64))
-        zc = np.clip(b.z, -Z_CLIP_SUSTAINED, Z_CLIP_SUSTAINED)
+        zc = np.clip(b.z_raw, -Z_CLIP_SUSTAINED, Z_CLIP_SUSTAINED)
         zbar = np.where(b.ready, (1 - self.gamma) * self.cols["zbar"][idx] + self.gamma * zc, 0.0)
         u = zbar / np.sqrt(self.gamma / (2 - self.gamma))
         lp = np.minimum(self.point.log10_p(idx, b.z), self.sustained.log10_p(idx, u))
         score = np.where(b.ready, np.clip(-(lp + _LOG10_2), 0.0, SCORE_CAP), 0.0)
         hit = b.ready & (score >= self.settings.score_threshold)
         learn = b.ready.astype(np.float64)
-        self.point.learn(idx, b.z, learn)
+        self.point.learn(idx, b.z_raw, learn)
         self.sustained.learn(idx, u, learn)
         # an adopted level shift starts the sustained statistic afresh
         self.cols["zbar"][idx] = np.where(b.shifted, 0.0, zbar)
