@@ -24,6 +24,9 @@ For each series, with y the mean of its samples in a closed window at time t:
   on): a residual like the ones the last two days had near this time of day
   is expected; the scored z is only what exceeds them (`Step.z`), while
   everything here learns from the raw residual (`Step.z_raw`).
+* **Two regimes** (`regimes.Regimes`): a series that has gone back and forth
+  between the same two levels twice is judged against the level its value
+  is nearer to, and switches at once.
 * **Level shifts**: a run of `shift_adopt_samples` consecutive residuals
   beyond `SHIFT_Z` sigma on the same side is a new normal: the level jumps to
   the run's mean instead of alarming forever.
@@ -42,6 +45,8 @@ import numpy as np
 from detector.anomaly.columns import SeriesColumns
 from detector.anomaly.recurring import COLUMNS as RECURRING_COLUMNS
 from detector.anomaly.recurring import RecurringExcursions
+from detector.anomaly.regimes import COLUMNS as REGIME_COLUMNS
+from detector.anomaly.regimes import Regimes
 
 DAY_S = 86400.0
 WEEK_S = 7 * DAY_S
@@ -90,9 +95,10 @@ class Baseline:
             "run": (0, 0.0), "run_sum": (0, 0.0),
             "day_num": (DAY_BINS, 0.0), "day_den": (DAY_BINS, 0.0),
             "week_num": (WEEK_BINS, 0.0), "week_den": (WEEK_BINS, 0.0),
-            **RECURRING_COLUMNS,
+            **RECURRING_COLUMNS, **REGIME_COLUMNS,
         })
         self.recurring = RecurringExcursions(self.cols)
+        self.regimes = Regimes(self.cols)
 
     # ------------------------------------------------------------ seasonal profiles
 
@@ -138,10 +144,12 @@ class Baseline:
             week_ok = (history >= 2 * WEEK_S) & (var[2] < (1 - self.gain) * np.where(day_ok, var[1], var[0]))
             mode = np.where(week_ok, 2, np.where(day_ok, 1, 0))
         season = np.where(mode == 2, s_week, np.where(mode == 1, s_day, 0.0))
+        ready = n >= self.warmup
+        # a series that routinely switches between two levels is judged against the one y is nearer
+        level, switched = self.regimes.choose(idx, level, season, y, ready)
         expected = level + season
         sigma = np.sqrt(np.where(mode == 2, var[2], np.where(mode == 1, var[1], var[0])))
         resid_raw = y - expected
-        ready = n >= self.warmup
         # a residual scale that collapses (noise-free or mostly-constant series) would make any wiggle
         # infinitely surprising: it is never taken below a share of the series' long-run spread
         scale_floor = 1e-9 + 1e-6 * np.abs(level) + SPREAD_FLOOR * np.sqrt(c["spread"][idx])
@@ -176,12 +184,13 @@ class Baseline:
 
         # level shift: a persistent one-sided departure becomes the new level
         side = np.where(ready & (np.abs(z_raw) >= SHIFT_Z), np.sign(z_raw), 0.0)
-        run = c["run"][idx]
+        run = np.where(switched, 0.0, c["run"][idx])
         same = (side != 0) & (np.sign(run) == side)
         run = np.where(side == 0, 0.0, np.where(same, run + side, side))
         run_sum = np.where(side == 0, 0.0, np.where(same, c["run_sum"][idx], 0.0) + (y - season))
         shifted = np.abs(run) >= self.adopt
         new_level = np.where(shifted, run_sum / np.maximum(np.abs(run), 1.0), new_level)
+        self.regimes.shifted(idx, shifted, level, new_level, np.maximum(sigma, scale_floor))
         c["run"][idx] = np.where(shifted, 0.0, run)
         c["run_sum"][idx] = np.where(shifted, 0.0, run_sum)
         # long-run spread of the raw values (4 x the scale's half-life), for the scale floor
