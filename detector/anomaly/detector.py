@@ -28,11 +28,15 @@ from detector.anomaly.baseline import Baseline
 from detector.anomaly.calibration import TailCalibration
 from detector.anomaly.columns import SeriesColumns
 from detector.anomaly.episodes import Episodes
+from detector.anomaly.recurring import COLUMNS as RECURRING_COLUMNS
+from detector.anomaly.regimes import COLUMNS as REGIME_COLUMNS
 from detector.config import Metrics
 
 Z_CLIP_SUSTAINED = 6.0
 SCORE_CAP = 50.0  # p < 1e-50 says nothing more; keeps scores finite when a flat series moves
 _LOG10_2 = float(np.log10(2.0))
+# columns added after warm-start files were first written: a file without them gives them their initial values
+ADDED_COLUMNS = frozenset(f"baseline/{name}" for name in (*RECURRING_COLUMNS, *REGIME_COLUMNS))
 
 
 @dataclass(frozen=True)
@@ -105,8 +109,11 @@ class MetricDetector:
                  "detector": self.cols}
         for part in self.WARM_PARTS:
             cols = parts[part]
-            for name, (width, _fill) in cols.spec.items():
+            for name, (width, fill) in cols.spec.items():
                 a = arrays.get(f"{part}/{name}")
+                if a is None and f"{part}/{name}" in ADDED_COLUMNS:
+                    cols[name][dst] = fill
+                    continue
                 if a is None or a.ndim != (2 if width else 1) or (width and a.shape[1] != width) \
                         or (len(src) and int(src.max()) >= len(a)):
                     raise ValueError(f"{source}: metric detector array {part}/{name} is missing or has the wrong "

@@ -291,3 +291,33 @@ def test_damaged_metric_state_in_a_warm_start_file_is_refused(tmp_path):
     p = dataclasses.replace(p, baselines=dataclasses.replace(p.baselines, warm_start=str(bank_path)))
     with pytest.raises(BaselineFormatError, match=r"b\.npz: metric detector array baseline/level is missing"):
         Core(p)
+
+
+def test_a_warm_start_file_without_the_newer_columns_still_loads(tmp_path):
+    """A file written before the recurring-excursion and regime columns existed warms its series the same
+    (those columns start empty, as in a detector that has not seen either yet); other arrays stay required."""
+    from detector.anomaly.detector import ADDED_COLUMNS
+    from detector.baselines import BaselineBank
+
+    lines = _metric_lines(300, 250)
+    history, future = tmp_path / "history.jsonl", tmp_path / "future.jsonl"
+    history.write_bytes(b"\n".join(lines[:400]) + b"\n")
+    future.write_bytes(b"\n".join(lines[400:]) + b"\n")
+    full, old = tmp_path / "full.npz", tmp_path / "old.npz"
+    run_replay([str(history)], str(tmp_path / "h.jsonl"), load_pipeline(), quiet=True, save_baselines=str(full))
+    bank = BaselineBank.load(full)
+    _, arrays = bank.attachments["metric_detector"]
+    for key in ADDED_COLUMNS:
+        del arrays[f"metrics/{key}"]
+    bank.save(old)
+
+    def scores(bank_path):
+        p = load_pipeline()
+        p = dataclasses.replace(p, baselines=dataclasses.replace(p.baselines, warm_start=str(bank_path)))
+        out = tmp_path / "s.jsonl"
+        run_replay([str(future)], str(tmp_path / "o.jsonl"), p, quiet=True, scores=str(out))
+        return [orjson.loads(x) for x in out.read_bytes().splitlines()]
+
+    warm_old, warm_full = scores(old), scores(full)
+    assert len(warm_old) == 200 and all(r["ready"] for r in warm_old)
+    assert warm_old == warm_full
