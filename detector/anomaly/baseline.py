@@ -161,13 +161,12 @@ class Baseline:
             z = np.where(ready, (resid_raw - np.clip(resid_raw, lo, hi)) / np.maximum(sigma, scale_floor), 0.0)
         else:
             z = z_raw
-        resid = resid_raw
 
         # learning: running means during warm-up, clipped (bounded-influence) updates after
         a = np.maximum(self.alpha, 1.0 / (n + 1.0))
         b = np.maximum(self.beta, 1.0 / (n + 1.0))
         lim = np.where(ready, CLIP * np.maximum(sigma, scale_floor), np.inf)
-        r_clip = np.clip(resid, -lim, lim)
+        r_clip = np.clip(resid_raw, -lim, lim)
         new_level = level + a * r_clip
         for k, s_k in enumerate((0.0, s_day, s_week)):
             e = y - level - s_k

@@ -12,8 +12,8 @@ deviations, for today and the two days before. An excursion that both of the
 last two days had near the same phase (within `NEAR` bins, so a job that
 wanders by up to an hour still counts) is expected today up to `MARGIN` times
 the smaller of the two: the residual is judged only by what it exceeds that
-allowance by. A recurring spike is learnt after two days, a spike twice its
-usual size still stands out, and a spike at a new time of day is judged as
+allowance by. A recurring spike is learnt after two days, a spike far above
+its usual size still stands out, and a spike at a new time of day is judged as
 before. Nothing is allowed until excursions have recurred, so a series
 without them scores exactly as without this module.
 """
