@@ -1,4 +1,12 @@
-"""A core's closed window -> its partition's `WindowSummary` (pure: reads the core's state)."""
+"""A core's closed window -> its partition's `WindowSummary` (pure: reads the core's state).
+
+Every service's totals come from one grouped pass over the window's series
+(the same integers and latency sketch as `judge.evidence.population` per
+service, without its per-endpoint breakdown, which no reader of a summary
+needs). Latency quantiles and the expected requests are read only on the
+wire (other partitions, dashboards): a core that is the whole fleet publishes
+nothing, so it does not compute them.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +15,22 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from detector.aggregate import sketch
 from detector.fleet.summary import MetricLevel, ServiceSummary, TemplateNote, WindowSummary, quantiles_of
-from detector.judge.evidence import population, window_sums
+from detector.judge.evidence import WindowSums, window_sums
 from detector.aggregate.windows import WindowFacts
 
 if TYPE_CHECKING:
     from detector.core import Core
 
 
-def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sent: set[str]) -> WindowSummary:
+def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sent: set[str],
+              wire: bool = True) -> WindowSummary:
     """What partition `partition` publishes for `w`: one summary per service it saw in the window
     (requests or metric samples or new log templates). `sent`: template ids already published
-    (updated here; each template is published once, when first logged above INFO)."""
+    (updated here; each template is published once, when first logged above INFO). Without
+    `wire` (the summary stays in this core's own view) the quantiles are NaN and the expected
+    requests None: only the wire carries them."""
     lookup = core.interner.lookup
     rs = core.requests
     k = len(w.count)
@@ -38,18 +50,18 @@ def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sen
     for svc in new_templates:
         names.setdefault(svc, -1)
     verifying = {o.service: (o.version,) for o in core.judge.verifications.values() if o.open}
-    sums = window_sums([w], len(rs))
+    totals = _service_totals(window_sums([w], len(rs)), rs.service, rs.version, req_services, verifying)
+    nan3 = (float("nan"),) * 3
     out = []
     for name in sorted(names):
         sid = names[name]
-        if sid in req_services:
-            pop = population(sums, rs.service, rs.endpoint, rs.version, sid, exclude_versions=verifying.get(sid, ()))
-            n, err, txn, lat = pop.total_n, pop.total_errors, pop.total_txn, pop.whole
+        if sid in totals:
+            n, err, txn, lat = totals[sid]
         else:
             n = err = txn = 0
             lat = None
         expected = None
-        if sid >= 0 and core.seasonal is not None:
+        if wire and sid >= 0 and core.seasonal is not None:
             mean, _var, ready = core.seasonal.expected_volume(sid, [w.start])
             expected = float(mean) if ready and math.isfinite(mean) else None
         metrics = []
@@ -62,8 +74,35 @@ def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sen
             service=name, requests=n, errors=err, txn=txn,
             lat_buckets=lat.buckets if lat is not None else empty,
             lat_counts=lat.counts if lat is not None else empty.astype(np.int64),
-            quantiles=quantiles_of(lat) if lat is not None else (float("nan"),) * 3,
+            quantiles=quantiles_of(lat) if wire and lat is not None else nan3,
             expected_requests=expected, metrics=tuple(metrics),
             templates=tuple(sorted(new_templates.get(name, ()), key=lambda t: t.id))))
     return WindowSummary(partition=partition, partitions=partitions, start=w.start, end=w.end,
                          services=tuple(out))
+
+
+def _service_totals(sums: WindowSums, series_service: np.ndarray, series_version: np.ndarray,
+                    services: list[int], verifying: dict[int, tuple[int, ...]],
+                    ) -> dict[int, tuple[int, int, int, sketch.Sketch]]:
+    """Requests, errors, completed transactions and latency of each of `services` (sorted ids),
+    over the series of its established versions (those in `verifying[service]` left out), in one
+    grouped pass: per service what `population(..., exclude_versions=...)` totals, exactly."""
+    if not services:
+        return {}
+    ids = np.asarray(services, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(ids, series_service), len(ids) - 1)
+    row = np.where(ids[pos] == series_service, pos, -1)
+    for sid, versions in verifying.items():
+        for v in versions:
+            row[(series_service == sid) & (series_version == v)] = -1
+    on = row >= 0
+    n_rows = len(ids)
+    n = np.bincount(row[on], weights=sums.count[on], minlength=n_rows).astype(np.int64)
+    err = np.bincount(row[on], weights=sums.errors[on], minlength=n_rows).astype(np.int64)
+    t_row = np.where(sums.txn_inside, row[sums.txn_series], -1)
+    t_on = t_row >= 0
+    txn = np.bincount(t_row[t_on], weights=sums.txn_count[t_on], minlength=n_rows).astype(np.int64)
+    l_row = row[sums.lat_series]
+    l_on = l_row >= 0
+    lat = sketch.group_codes(sketch.encode(l_row[l_on], sums.lat_buckets[l_on]), n_rows, sums.lat_counts[l_on])
+    return {int(sid): (int(n[i]), int(err[i]), int(txn[i]), sketch.select(lat, i)) for i, sid in enumerate(services)}
