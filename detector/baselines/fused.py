@@ -25,6 +25,7 @@ precise errors.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
@@ -68,29 +69,69 @@ def update_signals(baselines: Sequence[SeasonalBaseline], rows: Sequence[Rows]) 
                   [p[2] for p in prepared], [p[3] for p in prepared])
 
 
-def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
-    sizes = [len(i) for i in idxs]
-    bounds = np.cumsum([0] + sizes)
+class _RowSettings(NamedTuple):
+    """Each row's settings as columns, for one (configs, rows per signal) layout."""
+
+    bounds: np.ndarray
+    mult: np.ndarray
+    is_count: np.ndarray
+    is_scale: np.ndarray
+    window_s: np.ndarray
+    level_hl: np.ndarray
+    noise_hl: np.ndarray
+    min_obs: np.ndarray
+    min_hist: np.ndarray
+    min_slot: np.ndarray
+    season_hist: np.ndarray
+    fallback: np.ndarray
+    min_std: np.ndarray
+
+
+# A watch updates the same signals with the same number of rows window after window: their
+# settings columns are built once per layout. Keyed by the configs' ids; each entry holds its
+# configs, so no id is reused while it is cached. Read only.
+_LAYOUTS: dict[tuple, tuple[tuple, _RowSettings]] = {}
+_MAX_LAYOUTS = 256
+
+
+def _row_settings(cfgs: list, sizes: list[int]) -> _RowSettings:
+    key = (tuple(map(id, cfgs)), tuple(sizes))
+    hit = _LAYOUTS.get(key)
+    if hit is not None:
+        return hit[1]
 
     def per_row(values) -> np.ndarray:
         return np.repeat(np.asarray(values, dtype=np.float64), sizes)
 
+    kind = np.repeat(np.asarray([c.kind for c in cfgs]), sizes)
+    rows = _RowSettings(
+        bounds=np.cumsum([0] + sizes), mult=kind != KIND_ADDITIVE, is_count=kind == KIND_COUNT,
+        is_scale=kind == KIND_SCALE,
+        window_s=per_row([c.window_s for c in cfgs]),
+        level_hl=per_row([c.level_half_life_s for c in cfgs]),
+        noise_hl=per_row([c.noise_half_life_s for c in cfgs]),
+        min_obs=per_row([max(c.min_obs, 1) for c in cfgs]),
+        min_hist=per_row([c.min_history_s for c in cfgs]),
+        min_slot=per_row([c.min_slot_obs for c in cfgs]),
+        season_hist=per_row([c.seasonal_min_days * DAY_S for c in cfgs]),
+        fallback=per_row([c.fallback_std_factor for c in cfgs]),
+        min_std=per_row([c.min_std for c in cfgs]))
+    for a in rows:
+        a.flags.writeable = False
+    if len(_LAYOUTS) >= _MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = (tuple(cfgs), rows)
+    return rows
+
+
+def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
+    sizes = [len(i) for i in idxs]
     cfgs = [b.config for b in bs]
-    ts = np.concatenate([np.full(k, float(t)) for k, t in zip(sizes, tss)])
+    (bounds, mult, is_count, is_scale, window_s, level_hl, noise_hl, min_obs, min_hist, min_slot, season_hist,
+     fallback, min_std) = _row_settings(cfgs, sizes)
+    ts = np.repeat(np.asarray(tss, dtype=np.float64), sizes)
     y = np.concatenate(ys)
     w = np.concatenate(ws)
-    kind = np.repeat(np.asarray([c.kind for c in cfgs]), sizes)
-    mult = kind != KIND_ADDITIVE
-    is_count, is_scale = kind == KIND_COUNT, kind == KIND_SCALE
-    window_s = per_row([c.window_s for c in cfgs])
-    level_hl = per_row([c.level_half_life_s for c in cfgs])
-    noise_hl = per_row([c.noise_half_life_s for c in cfgs])
-    min_obs = per_row([max(c.min_obs, 1) for c in cfgs])
-    min_hist = per_row([c.min_history_s for c in cfgs])
-    min_slot = per_row([c.min_slot_obs for c in cfgs])
-    season_hist = per_row([c.seasonal_min_days * DAY_S for c in cfgs])
-    fallback = per_row([c.fallback_std_factor for c in cfgs])
-    min_std = per_row([c.min_std for c in cfgs])
 
     for b, idx in zip(bs, idxs):
         b._ensure(int(idx.max()) + 1)
