@@ -42,7 +42,8 @@ def _run(truth, events, check) -> None:
 
 
 def test_each_services_totals_equal_its_population_with_versions_under_verification_left_out(shared_db):
-    seen = {"services": 0, "excluded": 0}
+    """Also: its metric levels are its own metric series with samples, in series order."""
+    seen = {"services": 0, "excluded": 0, "metrics": 0}
 
     def check(core: Core, w) -> None:
         rs = core.requests
@@ -56,12 +57,20 @@ def test_each_services_totals_equal_its_population_with_versions_under_verificat
             assert svc.lat_buckets.dtype == pop.whole.buckets.dtype and svc.lat_counts.dtype == pop.whole.counts.dtype
             assert np.array_equal(svc.lat_buckets, pop.whole.buckets)
             assert np.array_equal(svc.lat_counts, pop.whole.counts)
+            ms, mn, ml = core.metrics.arrays()
+            m_k = min(len(w.metric_n), len(ms))
+            levels = tuple((core.interner.lookup(int(mn[m])), core.interner.lookup(int(ml[m])) if ml[m] >= 0 else "",
+                            float(w.metric_sum[m]), int(w.metric_n[m]))
+                           for m in np.flatnonzero((ms[:m_k] == sid) & (w.metric_n[:m_k] > 0)))
+            assert tuple((m.name, m.labels, m.total, m.samples) for m in svc.metrics) == levels
             seen["services"] += 1
+            seen["metrics"] += len(levels)
             if sid in verifying and pop.total_n < int(sums.count[rs.service == sid].sum()):
                 seen["excluded"] += 1  # the new version's own traffic was left out of this total
 
     _run(*shared_db, check)
     assert seen["services"] > 100 and seen["excluded"] > 10  # the case that matters was met
+    assert seen["metrics"] > 100
 
 
 def test_a_summary_kept_off_the_wire_differs_only_in_its_quantiles_and_expected_requests(shared_db):
