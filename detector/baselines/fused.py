@@ -33,8 +33,8 @@ from typing import NamedTuple
 import numpy as np
 
 from detector.baselines.model import (_FIRST_TS, _KERNEL_OFFSETS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B,
-                                      _SLOT_FIELDS, DAY_S, KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation, SeasonalBaseline,
-                                      _ew_welford, _ratio, learn_level)
+                                      _SLOT_FIELDS, DAY_S, KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation,
+                                      SeasonalBaseline, _ew_welford, _ratio, learn_level)
 
 Rows = tuple[np.ndarray, float, np.ndarray, np.ndarray]  # series index, window start, values, weights
 

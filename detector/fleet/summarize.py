@@ -4,9 +4,9 @@ Every service's totals come from one grouped pass over the window's series
 (the same integers and latency sketch as `judge.evidence.population` per
 service, without its per-endpoint breakdown, which no reader of a summary
 needs), and every service's metric levels from one pass over the metric
-series with samples. Latency quantiles and the expected requests are read only on the
-wire (other partitions, dashboards): a core that is the whole fleet publishes
-nothing, so it does not compute them.
+series with samples. Latency quantiles and the expected requests are read
+only on the wire (other partitions, dashboards): a core that is the whole
+fleet publishes nothing, so it does not compute them.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import special
 from scipy import stats
 
-try:  # what scipy.stats.nbinom's _cdf and _sf evaluate (SciPy >= 1.12)
+try:  # what scipy.stats.nbinom's _cdf and _sf evaluate (Boost, in the SciPy releases this runs on)
     from scipy.special._ufuncs import _nbinom_cdf, _nbinom_sf
 except ImportError:  # pragma: no cover - another scipy layout: its public path
     _nbinom_cdf = _nbinom_sf = None

@@ -80,7 +80,8 @@ def test_banks_of_different_settings_with_the_same_layout_each_get_their_own_set
     rng = np.random.default_rng(9)
     other = dict(slot_s=3600.0, window_s=60.0, min_history_s=1200.0, seasonal_min_days=0.5, min_slot_obs=3.0,
                  level_half_life_s=900.0)
-    banks = [(_bank(), _bank()), (BaselineBank.for_signals((0.95,), **other), BaselineBank.for_signals((0.95,), **other))]
+    banks = [(_bank(), _bank()),
+             (BaselineBank.for_signals((0.95,), **other), BaselineBank.for_signals((0.95,), **other))]
     for step in range(400):
         rows = _window_rows(rng, 5, 8, T0 + step * 300.0)
         rows[3] = (rows[0][0], rows[3][1], np.full(5, 80.0), np.ones(5))  # same row counts every window

@@ -47,9 +47,11 @@ def test_negative_binomial_tails_equal_scipy_stats_bit_for_bit():
     assert _same_bits(ge, stats.nbinom.logsf(x - 1, r, p))
     assert _same_bits(le, stats.nbinom.logcdf(x, r, p))
     assert _same_bits(pmf, stats.nbinom.logpmf(x, r, p))
-    bad = np.array([0.0, -1.0, 2.0])  # invalid parameters: nan, as scipy.stats gives
-    assert _same_bits(nbinom_log_tails(np.array([3.0, 3.0, 3.0]), bad + 1.0 * (bad == 2.0), np.array([0.5, 0.5, 1.5]))[0],
-                      stats.nbinom.logsf(np.array([2.0, 2.0, 2.0]), bad + 1.0 * (bad == 2.0), np.array([0.5, 0.5, 1.5])))
+    x3, n_bad, p_bad = np.full(3, 3.0), np.array([0.0, -1.0, 3.0]), np.array([0.5, 0.5, 1.5])  # nan, as scipy gives
+    want = (stats.nbinom.logsf(x3 - 1, n_bad, p_bad), stats.nbinom.logcdf(x3, n_bad, p_bad),
+            stats.nbinom.logpmf(x3, n_bad, p_bad))
+    for got, expected in zip(nbinom_log_tails(x3, n_bad, p_bad), want):
+        assert _same_bits(got, expected)
 
 
 def _reference(x, mu, var, floor=0.5):
