@@ -11,9 +11,12 @@ and the learning of `SeasonalBaseline._update_round` run once over all of them.
 The arithmetic is the model's, operation for operation, with the kinds'
 branches selected per row (`np.where`): each row's result is bit for bit what
 `update` returns and learns (a test holds the two paths equal, state and
-expectations). The time -> slot mapping and the profile pooling stay the
-model's own (`SeasonalBaseline._profile`, called once per signal), and so
-does the profile's learning, which writes each signal's own slot array.
+expectations). The time -> slot mapping and the gather of the profile cells
+stay per signal (each has its own calendar and slot array); the pooling of
+the cells (`SeasonalBaseline._profile`) runs once over every row, each with
+its signal's kernel; the profile's learning writes each signal's own slot
+array. The per-row settings of a layout (which signals, how many rows each)
+are built once and kept.
 
 Rows of weight 0 (a service under verification) are judged at the series'
 typical weight and not learnt, as `update` does. Only the plain case is
@@ -25,12 +28,13 @@ precise errors.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 
-from detector.baselines.model import (_FIRST_TS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B, _SLOT_FIELDS, DAY_S,
-                                      KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation, SeasonalBaseline,
-                                      _ew_welford, _ratio, learn_level)
+from detector.baselines.model import (_FIRST_TS, _KERNEL_OFFSETS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B,
+                                      _SLOT_FIELDS, DAY_S, KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation,
+                                      SeasonalBaseline, _ew_welford, _ratio, learn_level)
 
 Rows = tuple[np.ndarray, float, np.ndarray, np.ndarray]  # series index, window start, values, weights
 
@@ -68,38 +72,118 @@ def update_signals(baselines: Sequence[SeasonalBaseline], rows: Sequence[Rows]) 
                   [p[2] for p in prepared], [p[3] for p in prepared])
 
 
-def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
-    sizes = [len(i) for i in idxs]
-    bounds = np.cumsum([0] + sizes)
+class _RowSettings(NamedTuple):
+    """Each row's settings as columns, for one (configs, rows per signal) layout."""
+
+    bounds: np.ndarray
+    mult: np.ndarray
+    is_count: np.ndarray
+    is_scale: np.ndarray
+    window_s: np.ndarray
+    level_hl: np.ndarray
+    noise_hl: np.ndarray
+    min_obs: np.ndarray
+    min_hist: np.ndarray
+    min_slot: np.ndarray
+    season_hist: np.ndarray
+    fallback: np.ndarray
+    min_std: np.ndarray
+    profile_hl: np.ndarray
+    kern_a: np.ndarray  # [4, rows]: each row's signal's soft-binning kernel (SeasonalBaseline._set_kernel)
+    kern_b: np.ndarray
+
+
+# A watch updates the same signals with the same number of rows window after window: their
+# settings columns are built once per layout. Keyed by the configs' ids; each entry holds its
+# configs, so no id is reused while it is cached. Read only.
+_LAYOUTS: dict[tuple, tuple[tuple, _RowSettings]] = {}
+_MAX_LAYOUTS = 256
+
+
+def _row_settings(bs: list[SeasonalBaseline], sizes: list[int]) -> _RowSettings:
+    cfgs = [b.config for b in bs]
+    key = (tuple(map(id, cfgs)), tuple(sizes))
+    hit = _LAYOUTS.get(key)
+    if hit is not None:
+        return hit[1]
 
     def per_row(values) -> np.ndarray:
         return np.repeat(np.asarray(values, dtype=np.float64), sizes)
 
-    cfgs = [b.config for b in bs]
-    ts = np.concatenate([np.full(k, float(t)) for k, t in zip(sizes, tss)])
+    kind = np.repeat(np.asarray([c.kind for c in cfgs]), sizes)
+    rows = _RowSettings(
+        bounds=np.cumsum([0] + sizes), mult=kind != KIND_ADDITIVE, is_count=kind == KIND_COUNT,
+        is_scale=kind == KIND_SCALE,
+        window_s=per_row([c.window_s for c in cfgs]),
+        level_hl=per_row([c.level_half_life_s for c in cfgs]),
+        noise_hl=per_row([c.noise_half_life_s for c in cfgs]),
+        min_obs=per_row([max(c.min_obs, 1) for c in cfgs]),
+        min_hist=per_row([c.min_history_s for c in cfgs]),
+        min_slot=per_row([c.min_slot_obs for c in cfgs]),
+        season_hist=per_row([c.seasonal_min_days * DAY_S for c in cfgs]),
+        fallback=per_row([c.fallback_std_factor for c in cfgs]),
+        min_std=per_row([c.min_std for c in cfgs]),
+        profile_hl=per_row([c.profile_half_life_s for c in cfgs]),
+        # the kernel is the config's (neighbour_weight), so any baseline of that config gives the same
+        kern_a=np.concatenate([np.repeat(b._kern_a, k, axis=1) for b, k in zip(bs, sizes)], axis=1),
+        kern_b=np.concatenate([np.repeat(b._kern_b, k, axis=1) for b, k in zip(bs, sizes)], axis=1))
+    for a in rows:
+        a.flags.writeable = False
+    if len(_LAYOUTS) >= _MAX_LAYOUTS:
+        _LAYOUTS.clear()
+    _LAYOUTS[key] = (tuple(cfgs), rows)
+    return rows
+
+
+def _profiles(bs, idxs, ts: np.ndarray, rs: _RowSettings) -> tuple:
+    """`SeasonalBaseline._profile` of every signal's rows, its arithmetic run once over all of them.
+
+    The time -> slot mapping and the gather of each signal's own slot cells
+    are per signal; the pooling that follows is the same operations on the
+    stacked cells, each row with its signal's kernel and half-life.
+    Returns the per-signal (flat, cells, frac) the profile's learning needs,
+    then the pooled mean, variance of the mean, weight and effective observations.
+    """
+    parts = []
+    bounds = rs.bounds
+    for b, idx, lo, hi in zip(bs, idxs, bounds[:-1], bounds[1:]):
+        c = b.config
+        t = ts[lo:hi]
+        profile, tod = b._calendar.split(t)
+        pos = tod / c.slot_s - 0.5
+        floor = np.floor(pos)
+        frac = pos - floor
+        spd = c.slots_per_day
+        flat = idx * c.n_slots + profile * spd + (floor.astype(np.int64) + _KERNEL_OFFSETS) % spd
+        parts.append({"flat": flat, "cells": b._slots.reshape(len(_SLOT_FIELDS), -1)[:, flat], "frac": frac})
+    frac = np.concatenate([p["frac"] for p in parts])
+    pf_w, pf_w2, pf_m, pf_s, pf_ts = np.concatenate([p["cells"] for p in parts], axis=2)
+    kd = (rs.kern_a + rs.kern_b * frac) * np.exp2(-np.maximum(ts - pf_ts, 0.0) / rs.profile_hl)
+    kw = kd * pf_w
+    w_pool = kw.sum(axis=0)
+    has = w_pool > 0
+    safe_w = np.where(has, w_pool, 1.0)
+    mean = (kw * pf_m).sum(axis=0) / safe_w
+    m2 = (kd * pf_s + kw * (pf_m - mean) ** 2).sum(axis=0)
+    w2 = (kd * kd * pf_w2).sum(axis=0)
+    neff = np.where(has, w_pool * w_pool / np.where(w2 > 0, w2, 1.0), 0.0)
+    var_mean = np.where(has, m2 / safe_w / np.maximum(neff, 1.0), 0.0)
+    return parts, mean, var_mean, w_pool, neff
+
+
+def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
+    sizes = [len(i) for i in idxs]
+    rs = _row_settings(bs, sizes)
+    (bounds, mult, is_count, is_scale, window_s, level_hl, noise_hl, min_obs, min_hist, min_slot, season_hist,
+     fallback, min_std) = rs[:13]
+    ts = np.repeat(np.asarray(tss, dtype=np.float64), sizes)
     y = np.concatenate(ys)
     w = np.concatenate(ws)
-    kind = np.repeat(np.asarray([c.kind for c in cfgs]), sizes)
-    mult = kind != KIND_ADDITIVE
-    is_count, is_scale = kind == KIND_COUNT, kind == KIND_SCALE
-    window_s = per_row([c.window_s for c in cfgs])
-    level_hl = per_row([c.level_half_life_s for c in cfgs])
-    noise_hl = per_row([c.noise_half_life_s for c in cfgs])
-    min_obs = per_row([max(c.min_obs, 1) for c in cfgs])
-    min_hist = per_row([c.min_history_s for c in cfgs])
-    min_slot = per_row([c.min_slot_obs for c in cfgs])
-    season_hist = per_row([c.seasonal_min_days * DAY_S for c in cfgs])
-    fallback = per_row([c.fallback_std_factor for c in cfgs])
-    min_std = per_row([c.min_std for c in cfgs])
 
     for b, idx in zip(bs, idxs):
         b._ensure(int(idx.max()) + 1)
     g = np.concatenate([b._series[:, idx] for b, idx in zip(bs, idxs)], axis=1)
-    profs = [b._profile(idx, ts[lo:hi]) for b, idx, lo, hi in zip(bs, idxs, bounds[:-1], bounds[1:])]
-    P = np.concatenate([p["mean"] for p in profs])
-    var_P = np.concatenate([p["var_mean"] for p in profs])
-    w_pool = np.concatenate([p["w"] for p in profs])
-    neff_P = np.concatenate([p["neff"] for p in profs])
+    profs, P, var_P, w_pool, neff_P = _profiles(bs, idxs, ts, rs)
 
     with np.errstate(all="ignore"):  # a kind's branch computed on another kind's rows is thrown away
         # --- SeasonalBaseline._predict

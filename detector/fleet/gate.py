@@ -73,7 +73,8 @@ class FleetGate:
         return out
 
     def summary(self, core: "Core", w: WindowFacts) -> WindowSummary:
-        return summarize(core, w, self.partition, self.partitions, self._templates_sent)
+        # a core that is the whole fleet publishes nothing: what only the wire carries is not computed
+        return summarize(core, w, self.partition, self.partitions, self._templates_sent, wire=self.partitions > 1)
 
     def republish(self, core: "Core", windows: Iterable[WindowFacts]) -> None:
         """After a restore: this partition's part of the view again, from the windows the
@@ -81,7 +82,7 @@ class FleetGate:
         published stay as the checkpoint recorded them, when it did."""
         sent: set[str] = set()
         for w in windows:
-            self.publish(summarize(core, w, self.partition, self.partitions, sent))
+            self.publish(summarize(core, w, self.partition, self.partitions, sent, wire=False))
         self.outbox.clear()
         if not self._templates_sent:
             self._templates_sent = sent

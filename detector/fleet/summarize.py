@@ -1,4 +1,13 @@
-"""A core's closed window -> its partition's `WindowSummary` (pure: reads the core's state)."""
+"""A core's closed window -> its partition's `WindowSummary` (pure: reads the core's state).
+
+Every service's totals come from one grouped pass over the window's series
+(the same integers and latency sketch as `judge.evidence.population` per
+service, without its per-endpoint breakdown, which no reader of a summary
+needs), and every service's metric levels from one pass over the metric
+series with samples. Latency quantiles and the expected requests are read
+only on the wire (other partitions, dashboards): a core that is the whole
+fleet publishes nothing, so it does not compute them.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +16,32 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from detector.aggregate import sketch
 from detector.fleet.summary import MetricLevel, ServiceSummary, TemplateNote, WindowSummary, quantiles_of
-from detector.judge.evidence import population, window_sums
 from detector.aggregate.windows import WindowFacts
 
 if TYPE_CHECKING:
     from detector.core import Core
 
 
-def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sent: set[str]) -> WindowSummary:
+def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sent: set[str],
+              wire: bool = True) -> WindowSummary:
     """What partition `partition` publishes for `w`: one summary per service it saw in the window
     (requests or metric samples or new log templates). `sent`: template ids already published
-    (updated here; each template is published once, when first logged above INFO)."""
+    (updated here; each template is published once, when first logged above INFO). Without
+    `wire` (the summary stays in this core's own view) the quantiles are NaN and the expected
+    requests None: only the wire carries them."""
     lookup = core.interner.lookup
     rs = core.requests
     k = len(w.count)
     req_services = np.unique(rs.service[:k][w.count > 0]).tolist() if k else []
     ms, mn, ml = core.metrics.arrays()
     m_k = min(len(w.metric_n), len(ms))
-    m_services = np.unique(ms[:m_k][w.metric_n[:m_k] > 0]).tolist() if m_k else []
+    metric_rows: dict[int, list[int]] = {}  # service -> its metric series with samples, in order
+    if m_k:
+        live = np.flatnonzero(w.metric_n[:m_k] > 0)
+        for sid, m in zip(ms[live].tolist(), live.tolist()):
+            metric_rows.setdefault(sid, []).append(m)
     new_templates: dict[str, list[TemplateNote]] = {}
     if core.logs is not None:
         for t in core.logs.templates_above_info(w.end, sent):
@@ -34,27 +50,27 @@ def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sen
                 continue
             sent.add(t.id)
             new_templates.setdefault(t.service, []).append(TemplateNote(t.id, t.kind, t.first_seen_ts, t.text))
-    names = {lookup(s): s for s in set(req_services) | set(m_services)}
+    names = {lookup(s): s for s in set(req_services) | set(metric_rows)}
     for svc in new_templates:
         names.setdefault(svc, -1)
     verifying = {o.service: (o.version,) for o in core.judge.verifications.values() if o.open}
-    sums = window_sums([w], len(rs))
+    totals = _service_totals(w, rs.service, rs.version, req_services, verifying)
+    nan3 = (float("nan"),) * 3
     out = []
     for name in sorted(names):
         sid = names[name]
-        if sid in req_services:
-            pop = population(sums, rs.service, rs.endpoint, rs.version, sid, exclude_versions=verifying.get(sid, ()))
-            n, err, txn, lat = pop.total_n, pop.total_errors, pop.total_txn, pop.whole
+        if sid in totals:
+            n, err, txn, lat = totals[sid]
         else:
             n = err = txn = 0
             lat = None
         expected = None
-        if sid >= 0 and core.seasonal is not None:
+        if wire and sid >= 0 and core.seasonal is not None:
             mean, _var, ready = core.seasonal.expected_volume(sid, [w.start])
             expected = float(mean) if ready and math.isfinite(mean) else None
         metrics = []
         if sid >= 0:
-            for m in np.flatnonzero((ms[:m_k] == sid) & (w.metric_n[:m_k] > 0)).tolist():
+            for m in metric_rows.get(sid, ()):
                 labels = lookup(int(ml[m])) if int(ml[m]) >= 0 else ""
                 metrics.append(MetricLevel(lookup(int(mn[m])), labels, float(w.metric_sum[m]), int(w.metric_n[m])))
         empty = np.empty(0, np.int32)
@@ -62,8 +78,37 @@ def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sen
             service=name, requests=n, errors=err, txn=txn,
             lat_buckets=lat.buckets if lat is not None else empty,
             lat_counts=lat.counts if lat is not None else empty.astype(np.int64),
-            quantiles=quantiles_of(lat) if lat is not None else (float("nan"),) * 3,
+            quantiles=quantiles_of(lat) if wire and lat is not None else nan3,
             expected_requests=expected, metrics=tuple(metrics),
             templates=tuple(sorted(new_templates.get(name, ()), key=lambda t: t.id))))
     return WindowSummary(partition=partition, partitions=partitions, start=w.start, end=w.end,
                          services=tuple(out))
+
+
+def _service_totals(w: WindowFacts, series_service: np.ndarray, series_version: np.ndarray,
+                    services: list[int], verifying: dict[int, tuple[int, ...]],
+                    ) -> dict[int, tuple[int, int, int, sketch.Sketch]]:
+    """Requests, errors, completed transactions and latency of each of `services` (sorted ids)
+    in window `w`, over the series of its established versions (those in `verifying[service]`
+    left out), in one grouped pass: per service what `population(window_sums([w]), ...,
+    exclude_versions=...)` totals, exactly."""
+    if not services:
+        return {}
+    ids = np.asarray(services, dtype=np.int64)
+    pos = np.minimum(np.searchsorted(ids, series_service), len(ids) - 1)
+    row = np.where(ids[pos] == series_service, pos, -1)
+    for sid, versions in verifying.items():
+        for v in versions:
+            row[(series_service == sid) & (series_version == v)] = -1
+    n_rows, k = len(ids), len(w.count)
+    rk = row[:k]
+    on = rk >= 0
+    n = np.bincount(rk[on], weights=w.count[on], minlength=n_rows).astype(np.int64)
+    err = np.bincount(rk[on], weights=w.errors[on], minlength=n_rows).astype(np.int64)
+    t_row = np.where(w.txn_series < k, row[np.minimum(w.txn_series, k - 1)], -1)  # as window_sums clamps
+    t_on = t_row >= 0
+    txn = np.bincount(t_row[t_on], weights=w.txn_count[t_on], minlength=n_rows).astype(np.int64)
+    l_row = row[sketch.entry_series(w.lat)]
+    l_on = l_row >= 0
+    lat = sketch.group_codes(sketch.encode(l_row[l_on], w.lat.buckets[l_on]), n_rows, w.lat.counts[l_on])
+    return {int(sid): (int(n[i]), int(err[i]), int(txn[i]), sketch.select(lat, i)) for i, sid in enumerate(services)}

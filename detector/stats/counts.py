@@ -7,21 +7,26 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 
+from detector.stats.count_tails import nbinom_log_tails, poisson_log_tails
 from detector.stats.results import DIRECTIONS, Deviation, DeviationArray, _deviations, _one
 from detector.stats.tails import _first_bad
 
 
-def _per_row(over: np.ndarray, nbinom, poisson) -> np.ndarray:
-    """np.where(over, nbinom(), poisson()), calling only the family some row needs: a scipy
-    distribution call costs ~0.1 ms whatever its size, and a window's counts are mostly all
-    overdispersed (or all not)."""
+def _log_tails(x: np.ndarray, mu: np.ndarray, r: np.ndarray, p_nb: np.ndarray,
+               over: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log P(X >= x), log P(X <= x), log P(X = x): negative binomial (r, p_nb) on the
+    overdispersed rows, Poisson (mu) on the others; each family evaluated on its rows only."""
     if over.all():
-        return np.where(over, nbinom(), 0.0)
+        return nbinom_log_tails(x, r, p_nb)
     if not over.any():
-        return np.where(over, 0.0, poisson())
-    return np.where(over, nbinom(), poisson())
+        return poisson_log_tails(x, mu)
+    out = tuple(np.empty(len(x)) for _ in range(3))
+    for rows, tails in ((over, nbinom_log_tails(x[over], r[over], p_nb[over])),
+                        (~over, poisson_log_tails(x[~over], mu[~over]))):
+        for o, t in zip(out, tails):
+            o[rows] = t
+    return out
 
 
 def count_deviation_array(
@@ -62,11 +67,10 @@ def count_deviation_array(
     with np.errstate(divide="ignore", invalid="ignore"):
         r = np.where(over, mu_eff**2 / (var - mu_eff), 1.0)
         p_nb = np.where(over, mu_eff / var, 0.5)
-    log_ge = _per_row(over, lambda: stats.nbinom.logsf(x - 1, r, p_nb), lambda: stats.poisson.logsf(x - 1, mu_eff))
-    log_le = _per_row(over, lambda: stats.nbinom.logcdf(x, r, p_nb), lambda: stats.poisson.logcdf(x, mu_eff))
+    log_ge, log_le, log_pmf = _log_tails(x.ravel(), mu_eff.ravel(), r.ravel(), p_nb.ravel(), over.ravel())
+    log_ge, log_le, log_pmf = (a.reshape(x.shape) for a in (log_ge, log_le, log_pmf))
     # A tail is at least the probability of its own end point; logpmf does not
     # underflow where scipy's log-tails return -inf (e.g. P(X = 0) at mu = 1000).
-    log_pmf = _per_row(over, lambda: stats.nbinom.logpmf(x, r, p_nb), lambda: stats.poisson.logpmf(x, mu_eff))
     log_ge = np.maximum(log_ge, log_pmf)
     log_le = np.maximum(log_le, log_pmf)
     if direction == "surge":

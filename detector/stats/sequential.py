@@ -32,7 +32,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.special import betaln, gammaln, logsumexp
+from scipy.special import betaln, gammaln
+
+from detector.stats.logsumexp import logsumexp
 
 # Odds ratios of the alternatives mixed over, equal weights: from a barely
 # visible shift to an endpoint that fails on every call.

@@ -72,3 +72,24 @@ def test_a_bad_value_raises_the_same_error_as_update():
     b = SeasonalBaseline(BaselineConfig(kind="count"))
     with pytest.raises(ValueError, match="values >= 0"):
         update_signals([b], [(np.array([0]), T0, np.array([-1.0]), np.ones(1))])
+
+
+def test_banks_of_different_settings_with_the_same_layout_each_get_their_own_settings():
+    """The fused step keeps each layout's settings columns between windows: two banks that differ
+    only in their settings, updated in turn with rows of the same shape, must not share them."""
+    rng = np.random.default_rng(9)
+    other = dict(slot_s=3600.0, window_s=60.0, min_history_s=1200.0, seasonal_min_days=0.5, min_slot_obs=3.0,
+                 level_half_life_s=900.0)
+    banks = [(_bank(), _bank()),
+             (BaselineBank.for_signals((0.95,), **other), BaselineBank.for_signals((0.95,), **other))]
+    for step in range(400):
+        rows = _window_rows(rng, 5, 8, T0 + step * 300.0)
+        rows[3] = (rows[0][0], rows[3][1], np.full(5, 80.0), np.ones(5))  # same row counts every window
+        for fused, plain in banks:
+            got = update_signals([fused[s] for s in SIGNALS], rows)
+            want = [plain[s].update(i, t, y, weights=w) for s, (i, t, y, w) in zip(SIGNALS, rows)]
+            for a, b in zip(got, want):
+                _assert_same(a, b)
+    for fused, plain in banks:
+        assert fused.to_bytes() == plain.to_bytes()
+    assert banks[0][0].to_bytes() != banks[1][0].to_bytes()
