@@ -582,7 +582,7 @@ class Judge:
         need = f"rule '{f.rule}' needs"
         if f.signal == "error_rate":
             what = (f"error rate {f.observed:.2%} vs {f.expected:.2%} for {ref} on {scope} "
-                    f"(+{f.effect:.1f} points, {ev}, {f.n} requests)")
+                    f"(+{f.effect:.1f} points window by window, {ev}, {f.n} requests)")
             need += f" +{rule.min_effect:g} points"
         elif f.signal == "latency":
             q = f.detail.get("quantile", rule.quantile)
