@@ -65,6 +65,7 @@ def run_trial(index: int, seed: int, pipeline, work: Path) -> dict:
             n += 1
     verdicts: list[dict] = []
     completed: dict[str, dict] = {}  # deploy id -> its verdict's root cause, completed after the verdict
+    escalated: dict[str, dict] = {}  # deploy id -> the anomaly escalating its early ticket
 
     def keep(rec) -> None:
         d = rec.to_dict()
@@ -72,6 +73,8 @@ def run_trial(index: int, seed: int, pipeline, work: Path) -> dict:
             verdicts.append(d)
         elif d["type"] == "root_cause":
             completed[d["deploy_id"]] = d["root_cause"]
+        elif d["type"] == "anomaly" and "escalates" in d["detail"]:
+            escalated[d["deploy_id"]] = d
 
     t = time.perf_counter()
     replay([path], pipeline, keep)
@@ -89,6 +92,8 @@ def run_trial(index: int, seed: int, pipeline, work: Path) -> dict:
             "root_cause": completed.get(trial.deploy_id, mine["root_cause"])["category"] if mine else None,
             "root_cause_completed": trial.deploy_id in completed,
             "verdict_ts": mine["ts"] if mine else None,
+            "escalation": escalated[trial.deploy_id]["detail"]["action"] if trial.deploy_id in escalated else None,
+            "escalation_ts": escalated[trial.deploy_id]["ts"] if trial.deploy_id in escalated else None,
             "reasons": mine["reasons"] if mine else [],
             "script_decision": theirs["decision"] if theirs else None,
             "script_ts": theirs["ts"] if theirs else None,
@@ -100,6 +105,11 @@ def _median(xs: list[float]) -> str:
     return f"{statistics.median(xs):.0f} s" if xs else "-"
 
 
+def _urgent(r: dict, decision: str) -> bool:
+    """Paged or rolled back: by the verdict, or (the detector's) by an escalation of an early ticket."""
+    return r[decision] in URGENT or (decision == "decision" and r.get("escalation") in URGENT)
+
+
 def summarise(rows: list[dict], decision: str, ts: str, root: str | None) -> dict:
     bad = [r for r in rows if r["bad"]]
     benign = [r for r in rows if not r["bad"]]
@@ -107,7 +117,7 @@ def summarise(rows: list[dict], decision: str, ts: str, root: str | None) -> dic
     labelled = [r for r in bad if r["expected_root_cause"]]
     return {
         "caught": f"{len(caught)}/{len(bad)}",
-        "false_alarms": f"{sum(r[decision] in URGENT for r in benign)}/{len(benign)}",
+        "false_alarms": f"{sum(_urgent(r, decision) for r in benign)}/{len(benign)}",
         "benign_tickets": f"{sum(r[decision] == 'ticket' for r in benign)}/{len(benign)}",
         "root_cause": (f"{sum(r[root] == r['expected_root_cause'] for r in labelled)}/{len(labelled)}"
                        if root else "-"),
@@ -154,8 +164,17 @@ def report(rows: list[dict]) -> str:
         if not r["bad"]:
             for d in r["disturbances"]:
                 by[d["kind"]].append(r)
-    out.append(", ".join(f"{k} {sum(r['decision'] in URGENT for r in v)}/{len(v)}" for k, v in sorted(by.items())))
-    wrong = [r for r in rows if (r["bad"] and r["decision"] not in ALARM) or (not r["bad"] and r["decision"] in URGENT)]
+    out.append(", ".join(f"{k} {sum(_urgent(r, 'decision') for r in v)}/{len(v)}" for k, v in sorted(by.items())))
+    esc = [r for r in rows if r.get("escalation")]
+    out.append("")
+    out.append(f"Early tickets escalated by a page or rollback rule later in the period: {len(esc)} "
+               f"({sum(r['bad'] for r in esc)} on bad deploys, {sum(not r['bad'] for r in esc)} on benign; "
+               "benign ones count above as paged)")
+    for r in esc:
+        kind = "bad" if r["bad"] else "benign"
+        out.append(f"  {r['deploy_id']} {kind}: ticket at +{r['verdict_ts'] - r['onset_ts']:.0f} s, "
+                   f"{r['escalation']} at +{r['escalation_ts'] - r['onset_ts']:.0f} s")
+    wrong = [r for r in rows if (r["bad"] and r["decision"] not in ALARM) or (not r["bad"] and _urgent(r, "decision"))]
     out.append("")
     out.append(f"Missed or false alarms ({len(wrong)}):")
     for r in wrong[:40]:

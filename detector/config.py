@@ -172,8 +172,12 @@ class Verification:
     shared_window_s: float = 300.0
     window_evidence_cap: float = 1.0
     root_cause_grace_s: float = 60.0
+    ticket_hold_s: float = 120.0
 
     def check(self) -> None:
+        _require(self.ticket_hold_s >= 0, "verification.ticket_hold_s", self.ticket_hold_s,
+                 "a number of seconds >= 0 (how long a ticket waits for a page or rollback rule before it "
+                 "goes out; 0: at once)")
         _require(self.root_cause_grace_s >= 0, "verification.root_cause_grace_s", self.root_cause_grace_s,
                  "a number of seconds >= 0 (0: a verdict's root cause is never completed later)")
         _require(0 < self.false_alarm_rate < 0.5, "verification.false_alarm_rate", self.false_alarm_rate,

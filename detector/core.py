@@ -226,9 +226,9 @@ class Core:
             self.logs.close_windows(w.end)
         for listener in self.window_listeners:
             listener(w)
-        held = {sid for sid, v in self.judge.verifications.items() if v.open}
+        held = {sid for sid, v in self.judge.verifications.items() if v.verifying}
         out.extend(self.seasonal.observe(w, held))
-        verifying = [sid for sid, v in self.judge.verifications.items() if v.open]
+        verifying = [sid for sid, v in self.judge.verifications.items() if v.verifying]
         out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))
 
     def _count(self, records: list[Record]) -> None:

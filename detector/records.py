@@ -67,6 +67,8 @@ class Anomaly:
                + str(self.detail.get("series", "")))
         if self.signal == "smoke":  # one anomaly per rule and check of a deploy
             key += f"{self.detail.get('rule', '')}\x00{self.detail.get('check', '')}"
+        if "escalates" in self.detail:  # an early ticket's escalation: not its finding's anomaly
+            key += f"\x00escalates {self.detail['escalates']}"
         aid = anomaly_id(self.service, self.endpoint, self.version, self.signal, self.window_start,
                          self.deploy_id, key)
         return Anomaly(**{**self.__dict__, "id": aid})

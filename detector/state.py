@@ -745,8 +745,12 @@ def _verification_state(v: Verification, pops: _Rows) -> dict:
 
 
 def _verification_from(saved: dict, pops: list[Population]) -> Verification:
-    names = [f.name for f in dataclasses.fields(Verification)]
-    if set(saved) != set(names):
+    fields = dataclasses.fields(Verification)
+    names = [f.name for f in fields]
+    # fields added later with defaults (the ticket hold, the watch) may be absent from an older snapshot
+    required = {f.name for f in fields
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+    if not required <= set(saved) <= set(names):
         raise ValueError(f"Verification should have fields {names}, got {sorted(saved)}")
 
     def pop(ref: Any) -> Population:
@@ -754,7 +758,7 @@ def _verification_from(saved: dict, pops: list[Population]) -> Verification:
             raise ValueError(f"population reference {ref!r} is not one of the {len(pops)} stored populations")
         return pops[ref]
 
-    kwargs = {k: _unvalue(saved[k]) for k in names if k not in _VERIFICATION_SPECIAL}
+    kwargs = {k: _unvalue(saved[k]) for k in names if k in saved and k not in _VERIFICATION_SPECIAL}
     kwargs["pre"] = None if saved["pre"] is None else pop(saved["pre"])
     kwargs["slices"] = {_unvalue(start): {kind: pop(ref) for kind, ref in by_kind}
                         for start, by_kind in saved["slices"]}

@@ -8,8 +8,13 @@ escalation rules (`rules`) on that evidence and on the effect over each
 rule's span. A rule that holds
 becomes a finding and an anomaly; findings that are shared with what the
 deploy did not change are blamed elsewhere. A rollback or page is decided as
-soon as its rule holds; tickets, confirmations and inconclusive verdicts at
-the end of the verification period. A rollback or page does not wait for log
+soon as its rule holds; a ticket `verification.ticket_hold_s` after its rule
+holds (a page or rollback rule holding meanwhile decides instead), and after
+an early ticket the page and rollback rules are still watched until the
+period's end: one holding then sends one escalation anomaly (detail
+`escalates`: the verdict's id), never a second verdict. Confirmations and
+inconclusive verdicts come at the end of the verification period. A rollback
+or page does not wait for log
 evidence: for `verification.root_cause_grace_s` of event time after it, the
 deploy's log lines are still counted, and the first window whose evidence
 changes the root-cause category emits one `root_cause` record completing it.
@@ -94,6 +99,8 @@ class Judge:
                 out.append(self._verdict(cur, ev.ts, "superseded",
                                          [f"deploy {ev.deploy_id} of version {ev.version} started at "
                                           f"{ev.ts:.0f} before this verification ended"], "unknown", ()))
+            elif cur is not None:  # judged (an early ticket's watch ends here): its events replayed are ignored
+                self.done.append(cur.deploy.deploy_id)
             stable: tuple[int, ...] = ()
             if ev.previous_version:
                 stable = (self.interner.intern(ev.previous_version, key=True),)
@@ -105,6 +112,8 @@ class Judge:
                 cur.finished_ts = ev.ts
             elif ev.phase == "rolled_back" and cur.open:
                 out.extend(self._conclude(cur, ev.ts, rolled_back=True))
+            elif ev.phase == "rolled_back":
+                cur.watch_until = None  # nothing left to escalate
         return out
 
     # --- per closed window ---
@@ -112,15 +121,63 @@ class Judge:
     def on_window(self, w: WindowFacts, history: Sequence[WindowFacts]) -> list[Record]:
         out: list[Record] = self._complete_root_causes(w)
         for v in list(self.verifications.values()):
-            if not v.open or w.end <= v.started:
+            if not v.verifying or w.end <= v.started:
                 continue
-            out.extend(self._evaluate(v, w, history))
-            if v.open:
-                out.extend(self._smoke(v, w.end))
-            if v.open and w.end >= v.ends:
-                out.extend(self._conclude(v, w.end))
+            out.extend(self._step(v, w, history))
         self._retire()
         return out
+
+    def _step(self, v: Verification, w: WindowFacts, history: Sequence[WindowFacts]) -> list[Record]:
+        """One closed window of an open or watched verification."""
+        out = self._evaluate(v, w, history)
+        if v.verifying:
+            out.extend(self._smoke(v, w.end))
+        if v.open:
+            out.extend(self._hold_ticket(v, w.end))
+        if v.open and w.end >= v.ends:
+            out.extend(self._conclude(v, w.end))
+        if v.watching and w.end >= v.watch_until:
+            v.watch_until = None
+        return out
+
+    def _hold_ticket(self, v: Verification, now: float) -> list[Record]:
+        """A ticket rule holds and nothing more urgent: the ticket goes out `ticket_hold_s`
+        after it first held, and the verification is watched until its period's end."""
+        acted = v.acted()
+        if not acted or max(ACTION_RANK[f.action] for f in acted) != ACTION_RANK["ticket"]:
+            return []
+        if v.ticket_hold_until is None:
+            v.ticket_hold_until = now + self.p.verification.ticket_hold_s
+        if now < v.ticket_hold_until:
+            return []
+        out = self._decide(v, now, "ticket")
+        if now < v.ends:
+            v.watch_until = v.ends
+        return out
+
+    def _act(self, v: Verification, now: float, urgent: Sequence[Finding]) -> list[Record]:
+        """A page or rollback rule holds: the verdict, or after an early ticket its escalation."""
+        top = max(urgent, key=lambda f: ACTION_RANK[f.action])
+        if v.open:
+            return self._decide(v, now, top.action)
+        if v.watching:
+            return [self._escalate(v, now, top)]
+        return []
+
+    def _escalate(self, v: Verification, now: float, f: Finding) -> Anomaly:
+        """The one anomaly that escalates an early ticket: the rule's signal, severity critical,
+        the verdict's id in `detail.escalates` (the verdict itself is never sent again)."""
+        assert v.verdict is not None
+        detail = {**f.detail, "escalates": v.verdict.id, "rule": f.rule, "action": f.action,
+                  "anomaly": f.anomaly_id, "reason": self._reason(f)}
+        anomaly = Anomaly(
+            ts=now, service=v.deploy.service, endpoint=self.interner.lookup(f.endpoint) if f.endpoint >= 0 else None,
+            version=v.deploy.version, signal=f.signal, observed=f.observed, expected=f.expected, score=f.score,
+            severity="critical", window_start=f.window_start, window_end=f.window_end,
+            deploy_id=v.deploy.deploy_id, detail=detail).with_id()
+        v.escalation = anomaly.id
+        v.watch_until = None
+        return anomaly
 
     def _smoke(self, v: Verification, now: float) -> list[Record]:
         """Smoke rules (detector/judge/smoke.py) at a closed window: findings, anomalies, a rollback or page."""
@@ -132,7 +189,7 @@ class Judge:
             out.append(anomaly)
         urgent = [f for f in v.acted() if f.action in ("rollback", "page")]
         if out and urgent:
-            out.extend(self._decide(v, now, max(urgent, key=lambda f: ACTION_RANK[f.action]).action))
+            out.extend(self._act(v, now, urgent))
         return out
 
     def _complete_root_causes(self, w: WindowFacts) -> list[Record]:
@@ -166,7 +223,7 @@ class Judge:
 
     def _retire(self) -> None:
         self._window_memo.clear()  # end of a window's evaluations: let its windows go
-        for sid in [s for s, v in self.verifications.items() if not v.open]:
+        for sid in [s for s, v in self.verifications.items() if not v.verifying]:
             self.done.append(self.verifications.pop(sid).deploy.deploy_id)
             self._spans.pop(sid, None)
 
@@ -191,13 +248,9 @@ class Judge:
         for i, h in enumerate(hist):
             if h.end <= v.started or h.start <= judged_until:
                 continue
-            if not v.open:
+            if not v.verifying:
                 break
-            out.extend(self._evaluate(v, h, hist[: i + 1]))
-            if v.open:
-                out.extend(self._smoke(v, h.end))
-            if v.open and h.end >= v.ends:
-                out.extend(self._conclude(v, h.end))
+            out.extend(self._step(v, h, hist[: i + 1]))
         self._retire()
         return out
 
@@ -327,7 +380,7 @@ class Judge:
                     metric_service=self.metrics.arrays()[0], metric_name=self.metrics.arrays()[1],
                     metric_labels=self.metrics.arrays()[2],
                     infra_metric_ids=self._infra_ids,
-                    new_versions={o.service: (o.version,) for o in self.verifications.values() if o.open},
+                    new_versions={o.service: (o.version,) for o in self.verifications.values() if o.verifying},
                     min_requests=self.p.tests.min_requests, significance=self.p.tests.significance,
                     fleet=self.fleet, span_range=(starts[0], w.end),
                     before_range=(start_floor - self.p.verification.baseline_s, start_floor))
@@ -349,11 +402,9 @@ class Judge:
         horizon = w.end - max([r.duration_s for r in self.p.rules] + [width]) - width
         for s in [s for s in v.slices if s < horizon]:
             del v.slices[s]
-        acted = v.acted()
-        if acted:
-            top = max(acted, key=lambda f: ACTION_RANK[f.action])
-            if top.action in ("rollback", "page"):
-                out.extend(self._decide(v, w.end, top.action))
+        urgent = [f for f in v.acted() if f.action in ("rollback", "page")]
+        if urgent:
+            out.extend(self._act(v, w.end, urgent))
         return out
 
     def _same_window(self, here: dict[str, Population]) -> bool:
@@ -582,7 +633,7 @@ class Judge:
         need = f"rule '{f.rule}' needs"
         if f.signal == "error_rate":
             what = (f"error rate {f.observed:.2%} vs {f.expected:.2%} for {ref} on {scope} "
-                    f"(+{f.effect:.1f} points, {ev}, {f.n} requests)")
+                    f"(+{f.effect:.1f} points window by window, {ev}, {f.n} requests)")
             need += f" +{rule.min_effect:g} points"
         elif f.signal == "latency":
             q = f.detail.get("quantile", rule.quantile)

@@ -85,10 +85,18 @@ def _eligible(rule: Rule, inp: Inputs, has_data: np.ndarray) -> list[tuple[int, 
 
 
 def _rate_effect(signal: str, k, n, r, m) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """observed, expected, effect per row (points of errors; relative drop of completions)."""
+    """observed, expected, effect per row (points of errors; relative drop of completions).
+
+    An error rate's expected is the reference's own rate over the windows compared (never
+    the observed rate minus the adjusted difference, which goes below zero when the
+    windows' weights differ); the effect is the Mantel-Haenszel difference.
+    """
     observed, diff, ratio = mantel_haenszel(k, n, r, m)
     if signal == "error_rate":
-        return observed, observed - diff, diff * 100.0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ok = (n > 0) & (m > 0)
+            reference = np.where(ok, r, 0).sum(axis=0) / np.where(ok, m, 0).sum(axis=0)
+        return observed, reference, diff * 100.0
     with np.errstate(divide="ignore", invalid="ignore"):
         return observed, observed / ratio, 1.0 - ratio
 

@@ -3,6 +3,13 @@
 A `started` deploy opens a verification of its version for its service for
 `verification.period_s`; a later `started` deploy of the same service
 supersedes it; `finished` marks the rollout complete; `rolled_back` closes it.
+
+A ticket does not wait for the period's end: when a ticket rule holds, the
+verification holds the ticket for `verification.ticket_hold_s` (a page or
+rollback rule holding meanwhile decides instead), then the ticket goes out.
+After an early ticket the verification is still *watched* until its period
+would have ended: a page or rollback rule holding then escalates it once
+(an anomaly record naming the verdict), the verdict itself never changes.
 """
 
 from __future__ import annotations
@@ -64,10 +71,23 @@ class Verification:
     first_error_window: float | None = None  # first window where the new version's errors stood out
     new_requests: int = 0
     verdict: Verdict | None = None
+    ticket_hold_until: float | None = None  # a ticket rule held: the ticket goes out at this event time
+    watch_until: float | None = None  # an early ticket went out: page/rollback rules still watched until then
+    escalation: str = ""  # the escalation anomaly's id, once one went out
 
     @property
     def open(self) -> bool:
         return self.verdict is None
+
+    @property
+    def watching(self) -> bool:
+        """A ticket went out before the period's end and no escalation yet: still evaluated."""
+        return self.verdict is not None and self.watch_until is not None
+
+    @property
+    def verifying(self) -> bool:
+        """Open or watched: the version is still under verification (not learnt by baselines)."""
+        return self.open or self.watching
 
     def acted(self) -> list[Finding]:
         return [f for f in self.findings.values() if not f.dry_run and not f.blamed_elsewhere

@@ -1,5 +1,12 @@
 """Rollback hook: on a ``rollback`` verdict, run the configured action once per verdict id.
 
+An early ticket escalated by a rollback rule (an ``anomaly`` whose detail has
+``escalates``: the ticket verdict's id, and ``action: "rollback"``) runs the
+same action once for that verdict id: the verdict went out as a ticket before
+the rollback rule held, and the verdict is never sent twice. Its action record
+adds ``escalation_id``; over HTTP the body carries ``escalation`` (the anomaly)
+instead of ``verdict``.
+
 The action is either a command template or an HTTP POST:
 
 * ``command``, e.g. ``kubectl rollout undo deployment/{service}``: split with
@@ -54,7 +61,7 @@ from typing import Any
 
 import orjson
 
-from detector.records import Record, Verdict
+from detector.records import Anomaly, Record, Verdict
 from detector.sinks.base import QueuedSink
 from detector.sinks.describe import record_dict
 from detector.sinks.http import HttpClient, check_url, redact_url
@@ -101,10 +108,19 @@ def parse_command(template: str) -> list[str]:
     return argv
 
 
-def render_command(argv_template: list[str], verdict: Verdict) -> list[str]:
+def render_command(argv_template: list[str], verdict: Verdict | Anomaly) -> list[str]:
     values = {"service": verdict.service, "deploy_id": verdict.deploy_id, "version": verdict.version,
-              "verdict_id": verdict.id}
+              "verdict_id": _verdict_id(verdict)}
     return [arg.format_map(values) for arg in argv_template]
+
+
+def is_rollback_escalation(record: Record) -> bool:
+    """An anomaly escalating an early ticket because a rollback rule held after it."""
+    return isinstance(record, Anomaly) and "escalates" in record.detail and record.detail.get("action") == "rollback"
+
+
+def _verdict_id(record: Verdict | Anomaly) -> str:
+    return record.detail["escalates"] if isinstance(record, Anomaly) else record.id
 
 
 class ExecutedIds:
@@ -183,13 +199,14 @@ class RollbackHook(QueuedSink):
         self._pending: set[str] = set()
         self._outcomes: deque[dict[str, Any]] = deque(maxlen=outcomes_max)
 
-    def items_for(self, record: Record) -> list[Verdict]:
-        if not isinstance(record, Verdict) or record.decision != "rollback":
+    def items_for(self, record: Record) -> list[Verdict | Anomaly]:
+        if not (isinstance(record, Verdict) and record.decision == "rollback") and not is_rollback_escalation(record):
             return []
-        if record.id in self.executed or record.id in self._pending:
+        vid = _verdict_id(record)  # type: ignore[arg-type]
+        if vid in self.executed or vid in self._pending:
             return []
-        self._pending.add(record.id)
-        return [record]
+        self._pending.add(vid)
+        return [record]  # type: ignore[list-item]
 
     def take_outcomes(self) -> list[dict[str, Any]]:
         """Action records produced since the last call, oldest first, for the runtime to publish."""
@@ -197,19 +214,24 @@ class RollbackHook(QueuedSink):
         self._outcomes.clear()
         return out
 
-    async def deliver(self, verdict: Verdict) -> bool:
+    async def deliver(self, verdict: Verdict | Anomaly) -> bool:
         try:
             outcome = await self.execute(verdict)
         finally:
-            self._pending.discard(verdict.id)
+            self._pending.discard(_verdict_id(verdict))
         return outcome is not None and outcome["outcome"] in ("ok", "dry_run", "skipped")
 
-    async def execute(self, verdict: Verdict) -> dict[str, Any] | None:
-        """Handle one rollback verdict; None when its id was handled before (by this or an earlier process)."""
-        if verdict.decision != "rollback":
+    async def execute(self, verdict: Verdict | Anomaly) -> dict[str, Any] | None:
+        """Handle one rollback verdict (or a rollback escalation of an early ticket); None when its
+        verdict id was handled before (by this or an earlier process)."""
+        if isinstance(verdict, Anomaly):
+            if not is_rollback_escalation(verdict):
+                raise ValueError(f"rollback hook got anomaly {verdict.id}, which escalates no verdict to a rollback")
+        elif verdict.decision != "rollback":
             raise ValueError(f"rollback hook got verdict {verdict.id} with decision {verdict.decision!r}; "
                              "only 'rollback' verdicts run the action")
-        if verdict.id in self.executed:
+        vid = _verdict_id(verdict)
+        if vid in self.executed:
             return None
         started = time.monotonic()
         if self.argv_template is not None:
@@ -225,9 +247,9 @@ class RollbackHook(QueuedSink):
                                                    f"max_verdict_age_s={self.max_verdict_age_s:g}")
         else:
             try:
-                self.executed.add(verdict.id)  # before acting: at most once, see the module docstring
+                self.executed.add(vid)  # before acting: at most once, see the module docstring
             except OSError as e:
-                result["error"] = (f"cannot record verdict {verdict.id} in {self.executed.path} ({e.strerror}); "
+                result["error"] = (f"cannot record verdict {vid} in {self.executed.path} ({e.strerror}); "
                                    "the action was not run; make the state directory writable")
             else:
                 if self.dry_run:
@@ -236,7 +258,8 @@ class RollbackHook(QueuedSink):
                     result.update(await self._run_command(argv))
                 else:
                     result.update(await self._post(verdict))
-        outcome = {"type": "action", "id": action_id(verdict.id), "action": "rollback", "verdict_id": verdict.id,
+        escalation = {"escalation_id": verdict.id} if isinstance(verdict, Anomaly) else {}
+        outcome = {"type": "action", "id": action_id(vid), "action": "rollback", "verdict_id": vid, **escalation,
                    "service": verdict.service, "deploy_id": verdict.deploy_id, "version": verdict.version,
                    "verdict_ts": verdict.ts, "ts": round(self.clock(), 3), "via": via, "target": target,
                    **result, "duration_s": round(time.monotonic() - started, 3)}
@@ -276,11 +299,13 @@ class RollbackHook(QueuedSink):
         return {"outcome": "ok" if ok else "failed", "exit_code": proc.returncode, "output_tail": _tail_text(tail),
                 "error": "" if ok else f"exit code {proc.returncode}"}
 
-    async def _post(self, verdict: Verdict) -> dict[str, Any]:
+    async def _post(self, verdict: Verdict | Anomaly) -> dict[str, Any]:
         assert self.client is not None
-        body = {"action": "rollback", "verdict_id": verdict.id, "service": verdict.service,
-                "deploy_id": verdict.deploy_id, "version": verdict.version, "verdict": record_dict(verdict)}
-        r = await self.client.post_json(self.url, body, headers={"Idempotency-Key": action_id(verdict.id)})
+        vid = _verdict_id(verdict)
+        body = {"action": "rollback", "verdict_id": vid, "service": verdict.service,
+                "deploy_id": verdict.deploy_id, "version": verdict.version,
+                "escalation" if isinstance(verdict, Anomaly) else "verdict": record_dict(verdict)}
+        r = await self.client.post_json(self.url, body, headers={"Idempotency-Key": action_id(vid)})
         text = r.body.decode("utf-8", "replace")[-OUTPUT_TAIL_CHARS:]
         return {"outcome": "ok" if r.ok else "failed", "http_status": r.status or None, "output_tail": text,
                 "error": r.error[:500]}

@@ -71,7 +71,8 @@ def test_anomalies_blamed_on_shared_infrastructure_carry_no_deploy(workdir):
 
 
 def test_a_dry_run_rule_is_reported_but_never_acted_on(workdir):
-    """With the rollback rule in dry-run mode its anomaly is still reported, marked, and decides nothing."""
+    """With the rollback rule in dry-run mode its anomaly is still reported, marked, and decides nothing:
+    the new log template's ticket goes out after its hold, and the page rule holding later escalates it."""
     base = load_pipeline()
     rules = tuple(dataclasses.replace(r, dry_run=True) if r.action == "rollback" or r.critical_action == "rollback"
                   else r for r in base.rules)
@@ -79,8 +80,11 @@ def test_a_dry_run_rule_is_reported_but_never_acted_on(workdir):
     dry = [r for r in records if r["type"] == "anomaly" and r["detail"].get("dry_run")]
     assert dry and all(r["severity"] == "info" for r in dry)
     verdict = next(r for r in records if r["type"] == "verdict")
-    assert verdict["decision"] != "rollback"
-    assert verdict["decision"] == "page"
+    assert verdict["decision"] == "ticket"
+    escalations = [r for r in records if r["type"] == "anomaly" and "escalates" in r["detail"]]
+    assert [(e["detail"]["escalates"], e["detail"]["action"], e["severity"]) for e in escalations] == \
+        [(verdict["id"], "page", "critical")]
+    assert escalations[0]["ts"] > verdict["ts"]
 
 
 def test_replaying_the_same_input_twice_gives_byte_identical_output(workdir, tmp_path):
@@ -164,4 +168,6 @@ def test_smoke_checks_catch_a_deploy_before_any_traffic_signal_could(workdir, tm
     out = []
     replay([without], pipeline_for(truth), lambda r: out.append(orjson.loads(encode(r))))
     blind = next(r for r in out if r["type"] == "verdict" and r["deploy_id"] == "d-smoke-1")
-    assert blind["decision"] == "ticket" and blind["ts"] - deploy["started_ts"] >= 300
+    # Traffic alone gives a ticket, no sooner than the shortest rule's span and the ticket's hold.
+    hold_s = load_pipeline().verification.ticket_hold_s
+    assert blind["decision"] == "ticket" and blind["ts"] - deploy["started_ts"] >= min(traffic_rules) + hold_s

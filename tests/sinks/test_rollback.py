@@ -16,7 +16,9 @@ from detector.sinks import (
     encode_action,
 )
 
-from sinkkit import EVENT_TS, Recorder, client, verdict
+from detector.records import Anomaly
+
+from sinkkit import EVENT_TS, Recorder, anomaly, client, verdict
 
 
 def runs(log_file: Path) -> list[list[str]]:
@@ -146,3 +148,27 @@ async def test_rollback_skips_verdicts_older_than_max_age(tmp_path: Path, rollba
     assert runs(log_file) == []
 
 
+
+
+def _escalation(action: str = "rollback") -> Anomaly:
+    """What the judge sends when a rollback (or page) rule holds after an early ticket of d-981."""
+    a = anomaly()
+    return Anomaly(**{**a.__dict__, "detail": {"rule": "errors-everywhere", "action": action,
+                                               "escalates": "v-d-981"}}).with_id()
+
+
+async def test_a_rollback_escalating_an_early_ticket_runs_the_action_once_for_its_verdict(
+        tmp_path: Path, rollback_cmd: tuple[str, Path]) -> None:
+    """The ticket verdict runs nothing; the anomaly escalating it to a rollback runs the action once, for
+    the verdict's id; a page escalation, a plain critical anomaly and a repeat run nothing."""
+    template, log_file = rollback_cmd
+    hook = RollbackHook(command=template, dry_run=False, timeout_s=10, state_path=tmp_path / "s.json")
+    await hook.start()
+    for record in (verdict(decision="ticket"), anomaly(), _escalation("page"), _escalation(), _escalation()):
+        hook.submit(record)
+    await hook.flush(10)
+    await hook.close(1)
+    [outcome] = hook.take_outcomes()
+    assert (outcome["outcome"], outcome["id"], outcome["verdict_id"]) == ("ok", "act-v-d-981", "v-d-981")
+    assert outcome["escalation_id"] == _escalation().id
+    assert runs(log_file) == [["deployment/checkout", "--to-revision-of=d-981", "v43"]]
