@@ -118,7 +118,7 @@ class Core:
         ok = self.windows.add(batch, source)
         if self.logs is not None and len(batch.logs):
             logs = batch.logs if ok.all() else batch.logs.take(ok.nonzero()[0])
-            self.logs.add_batch(logs, self.interner)
+            self.logs.defer_batch(logs, self.interner)  # mined as its window closes (logs.pending)
         if batch.deploys:
             closed_until = self.history[-1].end if self.history else None
             # the head window waiting for the fleet is judged later, with the deploy registered

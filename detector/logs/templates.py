@@ -62,6 +62,7 @@ from detector.logs.counts import WindowArrays, WindowCounts
 from detector.logs.findings import DeployContext, TemplateFinding, evaluate
 from detector.logs.masking import MASKING_VERSION
 from detector.logs.miner import ServiceMiner
+from detector.logs.pending import PendingLines
 from detector.logs.registry import TemplateInfo, TemplateRegistry
 from detector.logs.settings import LogSettings
 
@@ -101,6 +102,7 @@ class LogTemplates:
         self._registry = TemplateRegistry(self._strings)
         self._miners: dict[int, ServiceMiner] = {}
         self._counts = WindowCounts(self.settings.window_s, self.settings.history_s)
+        self._pending = PendingLines(self.settings.window_s)  # deferred lines (defer_batch)
         self.lines = 0
         # Why this state started empty on a restore (a snapshot of other masking rules), else None.
         self.cold_start_reason: str | None = None
@@ -113,11 +115,45 @@ class LogTemplates:
         tpl = np.empty(n, np.int32)
         if not n:
             return tpl
+        svc, ver, level, ts = self._columns(logs, interner)
+        tpl[:] = self._ingest(ts, svc, ver, level, logs.message)
+        self.lines += n
+        return tpl
+
+    def defer_batch(self, logs: LogColumns, interner: Interner) -> None:
+        """Hold one batch until its windows close; `close_windows` mines and counts it then
+        (see `detector.logs.pending`: the same template ids however the lines were batched).
+        Rows for a window already closed are late: counted in `late_rows`, never mined."""
+        if not len(logs):
+            return
+        svc, ver, level, ts = self._columns(logs, interner)
+        msgs = logs.message
+        cb = self._counts.closed_before
+        if cb is not None:
+            ok = np.floor(ts / self.settings.window_s) >= cb
+            if not ok.all():
+                self._counts.late_rows += int(len(ok) - ok.sum())
+                keep = np.flatnonzero(ok)
+                svc, ver, level, ts = svc[keep], ver[keep], level[keep], ts[keep]
+                msgs = [msgs[i] for i in keep.tolist()]
+            if not len(ts):
+                return
+        self._pending.add(ts, svc, ver, level, msgs)
+        self.lines += len(ts)
+
+    def _columns(self, logs: LogColumns, interner: Interner) -> tuple[np.ndarray, ...]:
+        """(service, version, level, ts) of the rows with this state's own string ids."""
         svc = self._translate(logs.service, interner, absent="")
         ver = self._translate(logs.version, interner, absent=None)
         level = np.clip(logs.level.astype(np.int64), 0, LEVEL_FATAL)
-        ts = np.asarray(logs.ts, dtype=np.float64)
-        msgs = logs.message
+        return svc, ver, level, np.asarray(logs.ts, dtype=np.float64)
+
+    def _ingest(self, ts: np.ndarray, svc: np.ndarray, ver: np.ndarray, level: np.ndarray,
+                msgs: list[str]) -> np.ndarray:
+        """Mine, observe and count rows in arrival order; their template indices."""
+        tpl = np.empty(len(ts), np.int32)
+        if not len(ts):
+            return tpl
         if svc.min() == svc.max():
             tpl[:] = self._assign(int(svc[0]), msgs)
         else:
@@ -128,7 +164,6 @@ class LogTemplates:
                 tpl[rows] = self._assign(int(svc[rows[0]]), [msgs[i] for i in rows.tolist()])
         self._registry.observe(tpl, ts, ver, level)
         self._counts.add(ts, tpl, ver, level)
-        self.lines += n
         return tpl
 
     def _translate(self, ids: np.ndarray, interner: Interner, absent: str | None) -> np.ndarray:
@@ -165,8 +200,16 @@ class LogTemplates:
     # --- windows and findings ---
 
     def close_windows(self, upto_ts: float) -> list[WindowTemplateCounts]:
-        """Close every window ending at or before `upto_ts`; their counts, oldest first."""
-        return [self._window_counts(w) for w in self._counts.close(upto_ts)]
+        """Close every window ending at or before `upto_ts`; their counts, oldest first.
+        Deferred lines are mined window by window, each window's counts read before the
+        next window's lines are mined."""
+        out: list[WindowTemplateCounts] = []
+        if math.isfinite(upto_ts):
+            for k, rows in self._pending.take_before(math.floor(upto_ts / self.settings.window_s)):
+                self._ingest(*rows.arrays())
+                out.extend(self._window_counts(w) for w in self._counts.close((k + 1) * self.settings.window_s))
+        out.extend(self._window_counts(w) for w in self._counts.close(upto_ts))
+        return out
 
     def closed_counts(self, start_ts: float, end_ts: float) -> list[WindowTemplateCounts]:
         """Counts of the retained closed windows starting in [start_ts, end_ts), oldest first."""
@@ -174,7 +217,9 @@ class LogTemplates:
 
     def close_all(self) -> list[WindowTemplateCounts]:
         """End of input (replay): close every open window."""
-        return [self._window_counts(w) for w in self._counts.close_all()]
+        last = max([k for k in (self._pending.last(), max(self._counts.open, default=None)) if k is not None],
+                   default=None)
+        return [] if last is None else self.close_windows((last + 1) * self.settings.window_s)
 
     def _window_counts(self, w: WindowArrays) -> WindowTemplateCounts:
         reg, lookup = self._registry, self._strings.lookup
@@ -241,6 +286,7 @@ class LogTemplates:
             "overflow_lines": sum(m.overflow_lines for m in miners),
             "late_rows": self._counts.late_rows,
             "open_windows": len(self._counts.open),
+            "pending_lines": len(self._pending),
             "closed_windows": len(self._counts.closed),
         }
 
@@ -256,6 +302,7 @@ class LogTemplates:
             "miners": {str(svc): m.to_state() for svc, m in self._miners.items()},
             "templates": self._registry.to_state(),
             "counts": self._counts.to_state(),
+            "pending": self._pending.to_state(),
             "lines": self.lines,
         }
         return orjson.dumps(state)
@@ -324,5 +371,7 @@ class LogTemplates:
             codes, _ = w.merged()
             if codes.size and int(codes.max() >> 24) >= len(rows):
                 raise ValueError("open window counts name a template index that does not exist")
+        # absent in snapshots written before lines were deferred (they mined every line on arrival)
+        self._pending = PendingLines.from_state(state.get("pending", {}), settings.window_s, len(strings))
         self.lines = int(state["lines"])
         return self
