@@ -80,6 +80,7 @@ class PartitionState:
     # False while a batch is half applied: the core is ahead of `offsets`, so a
     # checkpoint now would count those events twice after a restore.
     consistent: bool = True
+    txn_capped_told: int = 0  # services of core.windows.txn_names.capped already logged
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -561,6 +562,7 @@ class Sidecar:
                 msgs = batch[tp]
                 self.rule_counters.observe(decoded.deploys, [])  # records: in _emit, whoever judged them
                 self._watch_copartition(tp, decoded, st.core)
+                self._watch_txn_cap(p, st)
                 for r in decoded.rejected:
                     m = msgs[r.pos]
                     headers = [("error", r.reason.encode()), ("source.topic", tp.topic.encode()),
@@ -606,6 +608,16 @@ class Sidecar:
                                     "differs from this run; librdkafka/confluent-kafka: set "
                                     "partitioner=murmur2_random")
         self.metrics.off_default_services.set(self.copartition.off_services)
+
+    def _watch_txn_cap(self, p: int, st: PartitionState) -> None:
+        """Say once per service that it met limits.max_txn_names_per_service (new names count as `other`)."""
+        names = st.core.windows.txn_names
+        for svc in names.capped[st.txn_capped_told:]:
+            self.log.warning("transaction names over the per-service cap are counted as 'other'", partition=p,
+                             service=st.core.interner.lookup(svc), cap=names.cap,
+                             detail="the transactions still count for their endpoint; raise "
+                                    "limits.max_txn_names_per_service if the service really has more names")
+        st.txn_capped_told = len(names.capped)
 
     def _run_partition(self, core: Core, work: list) -> list[tuple[DecodedBatch, list[Record]]]:
         return [self._run_core(core, values, source) for source, values in work]
@@ -796,6 +808,7 @@ class Sidecar:
             self.metrics.late.labels(label).set(st.core.late_events)
             self.metrics.windows_open.labels(label).set(len(st.core.windows.open))
             self.metrics.series.labels(label).set(len(st.core.requests))
+            self.metrics.txn_folded.labels(label).set(st.core.windows.txn_names.folded)
             if st.core.gate is not None:
                 self.metrics.fleet_waiting.labels(label).set(sum(1 for w in st.core.gate.queue
                                                                  if not isinstance(w, float)))
