@@ -14,6 +14,11 @@ At-least-once with exactly-once effect: offsets are committed only after the
 outputs they caused are acknowledged and the state they produced is
 checkpointed. After a crash the new owner restores the checkpoint, seeks to
 its offsets and re-emits records with the same deterministic ids.
+
+With `sinks.alerts_topic = false` records go to the other sinks only
+(Alertmanager, PagerDuty, webhook), which are then their only copy: a
+checkpoint first waits until the sinks have attempted every record it covers
+(sent, or given up after retries) and is postponed while they have not.
 """
 
 from __future__ import annotations
@@ -151,6 +156,8 @@ class Sidecar:
         self._fleet_task: asyncio.Task | None = None
         self.rule_counters = RuleCounters(pipeline, self.metrics.registry)  # per-rule hits vs incidents, /metrics
         self.scores = ScoresTopic(pipeline)  # [metrics] scores_topic: live score rows (off by default)
+        # sinks.alerts_topic = false: records (and rollback actions) go to the other sinks only
+        self.to_alerts_topic = pipeline.sinks.alerts_topic
 
     # --- clients ---
 
@@ -308,7 +315,8 @@ class Sidecar:
         give_up_at = time.monotonic() + self.k.connect_timeout_s
         fl = self.p.fleet
         counts = await self._retry("ensure topics", ensure_topics, self.bootstrap,
-                                   {name: self.k.partitions for name in self.inputs + [t.alerts, t.dlq, t.state]
+                                   {name: self.k.partitions for name in self.inputs + [t.dlq, t.state]
+                                    + ([t.alerts] if self.to_alerts_topic else [])
                                     + ([fl.topic] if fl.enabled else []) + self.scores.topics()}, self.k.partitions,
                                    {fl.topic: fleet_topic_configs(fl.retention_h)} if fl.enabled else None,
                                    give_up_at=give_up_at)
@@ -428,10 +436,11 @@ class Sidecar:
 
     async def _final_checkpoint(self) -> None:
         async with self._lock:
-            for p in sorted(self.parts):
-                await self._checkpoint(p)
+            postponed = [p for p in sorted(self.parts) if not await self._checkpoint(p)]
             await self._publish_actions()
             await self._drain()
+        if postponed:
+            raise RunFailure(f"sinks still delivering the records of partitions {postponed}")
 
     async def _close(self, what: str, op, timeout_s: float) -> None:
         if op is None:
@@ -630,19 +639,21 @@ class Sidecar:
     async def _publish_actions(self) -> None:
         """Rollback-hook outcomes go to the alerts topic as `action` records."""
         for outcome in self.sinks.take_actions():
-            await self._send(self.p.topics.alerts, encode_action(outcome), str(outcome.get("service", "")).encode(),
-                             None)
+            if self.to_alerts_topic:
+                await self._send(self.p.topics.alerts, encode_action(outcome),
+                                 str(outcome.get("service", "")).encode(), None)
             self.log.info("action", **{k: outcome.get(k) for k in ("action", "verdict_id", "outcome", "target")})
 
     async def _emit(self, rec: Record) -> None:
         kind = "verdict" if isinstance(rec, Verdict) else "root_cause" if isinstance(rec, RootCause) else "anomaly"
         self.rule_counters.observe([], [rec])
-        await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
+        if self.to_alerts_topic:
+            await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
+            self.metrics.records_out.labels(kind).inc()
         if kind != "root_cause":
             self.summary["verdicts" if kind == "verdict" else "anomalies"] += 1
         self.sinks.submit(rec)
         self.status.record(rec)
-        self.metrics.records_out.labels(kind).inc()
         if kind == "verdict":
             self.log.info("verdict", service=rec.service, deploy_id=rec.deploy_id, decision=rec.decision,
                           root_cause=rec.root_cause)
@@ -759,18 +770,28 @@ class Sidecar:
             if st.dirty and now - st.last_checkpoint >= self.k.checkpoint_interval_s:
                 await self._checkpoint(p)
 
-    async def _checkpoint(self, p: int) -> None:
+    async def _checkpoint(self, p: int) -> bool:
+        """Snapshot partition `p` with its offsets and commit them; False when postponed because the
+        sinks (the only outputs, with sinks.alerts_topic off) have not attempted every record yet."""
         st = self.parts.get(p)
         if st is None:
-            return
+            return True
         if not st.consistent:
             self.log.warning("checkpoint skipped: a batch was interrupted half applied; the next owner "
                              "re-reads it from the previous checkpoint", partition=p)
-            return
+            return True
         if self.fleet is not None:
             await self.fleet.flush()  # the summaries this checkpoint covers go out before it
         await self.scores.publish(st.core, self._send)  # rows of windows judged as the fleet completed them
         await self._drain()
+        if not self.to_alerts_topic and not await self._sinks_delivered():
+            # The sinks hold the only copy of the records this checkpoint covers: committing now
+            # would lose them in a crash. Try again after another interval; a restart meanwhile
+            # re-reads from the last checkpoint and emits them again (same ids).
+            self.log.warning("checkpoint postponed: sinks have not yet attempted every record it covers "
+                             "(sinks.alerts_topic is false)", partition=p, sinks=self.sinks.stats())
+            st.last_checkpoint = time.monotonic()
+            return False
         state = await asyncio.to_thread(st.core.snapshot)
         size = await self._retry("checkpoint", save_checkpoint, self.producer, self.p.topics.state,
                                  self._state_partitions, self.group_id, p, dict(st.offsets), state,
@@ -789,6 +810,14 @@ class Sidecar:
         self.summary["checkpoints"] += 1
         self.metrics.checkpoints.inc()
         self.metrics.checkpoint_bytes.labels(str(p)).set(size)
+        return True
+
+    async def _sinks_delivered(self) -> bool:
+        """Whether every sink attempted what was submitted so far, waiting at most one checkpoint interval."""
+        if not self.sinks:
+            return True
+        wait_s = min(self.k.op_timeout_s, max(1.0, self.k.checkpoint_interval_s))
+        return await self._until_stop(lambda: self.sinks.flush(wait_s), "sink flush")
 
     def _gauges(self) -> None:
         now = time.monotonic()
