@@ -229,7 +229,13 @@ async def test_shipped_config_routes_verdicts_to_oncall_and_inhibits_their_anoma
         sink.submit(critical_anomaly())
         assert await sink.flush(5)
         await sink.close(2)
-        alerts = {a["labels"]["alertname"]: a for a in get_alerts(am_url)}
+        # Alertmanager's inhibitor takes in new alerts asynchronously: the muted state can lag the POST.
+        deadline = time.monotonic() + 5
+        while True:
+            alerts = {a["labels"]["alertname"]: a for a in get_alerts(am_url)}
+            if alerts["DetectorAnomaly"]["status"]["state"] == "suppressed" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
     assert [r["name"] for r in alerts["DeployRollback"]["receivers"]] == ["deploy-oncall"]
     assert alerts["DeployRollback"]["status"]["state"] == "active"
     assert [r["name"] for r in alerts["DetectorAnomaly"]["receivers"]] == ["deploy-anomalies"]
