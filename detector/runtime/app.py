@@ -5,7 +5,8 @@ p of every input topic to the same member (they are co-partitioned by
 service), and each owned partition has its own `Core`. The loop:
 
     getmany -> decode -> core (in steps bounded by max_batch_records, so heartbeats keep going)
-            -> bad input to the dead-letter topic, records to the alerts topic
+            -> bad input to the dead-letter topic, records to the alerts topic (through
+               the outbox, which holds them until acknowledged: runtime/outbox.py)
     every checkpoint_interval_s: wait for every produced record's ack,
             snapshot each core to the state topic with the offsets it
             reflects, then commit those offsets.
@@ -53,9 +54,9 @@ from detector.runtime.fleetlink import FleetLink
 from detector.report.live import StatusPages
 from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import configure, redact
+from detector.runtime.outbox import Outbox
 from detector.ingest.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
-from detector.runtime.readback import ids_in, record_id
 from detector.runtime.rulecounters import RuleCounters, follow_incidents
 from detector.runtime.scores import ScoresTopic
 from detector.runtime.seekfence import SeekFence
@@ -138,14 +139,15 @@ class Sidecar:
         self.summary = {"events": 0, "rejected": 0, "anomalies": 0, "verdicts": 0, "checkpoints": 0}
         self._t_start = time.monotonic()
         self._lock = asyncio.Lock()
-        self._unacked: list[tuple[asyncio.Future, tuple]] = []
         self._state_partitions = self.k.partitions
         self._input_partitions: dict[str, int] = {}
-        self._topic_partitions: dict[str, int] = {}
-        self._acked_end: dict[TopicPartition, int] = {}  # next offset after our last acknowledged record
         self._rate_mark = (time.monotonic(), 0)
         self._events = 0
         self.log = log.bind(group=self.group_id)
+        # every record produced, held until acknowledged (runtime/outbox.py)
+        self.out = Outbox(new_producer=self._new_producer, retry=self._retry, until_stop=self._until_stop,
+                          client_kwargs=self._client_kwargs, alerts_topic=pipeline.topics.alerts,
+                          op_timeout_s=self.k.op_timeout_s, broker_errors=self.metrics.broker_errors, log=self.log)
         self.sinks = build_sinks(pipeline.sinks, alertmanager_url=alertmanager_url,
                                  rollback_state_path=pipeline.sinks.rollback_state_path)
         # [[smoke]] checks run after each deploy this sidecar reads; results go to the checks topic.
@@ -282,7 +284,7 @@ class Sidecar:
                                  f"{why}; pass --http-port with a free port (0 picks one, -1 turns it off) or set "
                                  f"kafka.http_port") from None
             self.log.info("health endpoint", url=f"http://{self.k.http_host}:{self.http_port}")
-        self.producer = self.consumer = None
+        self.out.producer = self.consumer = None
         probe_task = asyncio.create_task(self.probe.run(self.stopping))
         incidents_task = asyncio.create_task(follow_incidents(self._client_kwargs(), self.p.topics.incidents,
                                                               self.rule_counters, self.stopping, self.log))
@@ -322,18 +324,17 @@ class Sidecar:
                                    give_up_at=give_up_at)
         self._state_partitions = counts.get(t.state, self.k.partitions)
         self._input_partitions = {n: counts[n] for n in self.inputs if n in counts}
-        self._topic_partitions = dict(counts)
+        self.out.topic_partitions = dict(counts)
         inputs_parts = {counts.get(name) for name in self.inputs}
         if len(inputs_parts) > 1:
             self.log.warning("input topics differ in partition count; services may not be co-partitioned",
                              partitions={n: counts.get(n) for n in self.inputs})
-        self.producer = self._new_producer()
-        await self._retry("producer start", self.producer.start, give_up_at=give_up_at)
+        await self.out.start(give_up_at)
         await self.sinks.start()
         if self.p.fleet.enabled:
             self.fleet = FleetLink(self.p, self._client_kwargs(), counts.get(t.requests, self.k.partitions),
                                    counts[self.p.fleet.topic], lambda: {p: st.core for p, st in self.parts.items()},
-                                   self._send, self._emit, self._lock, self.k.op_timeout_s)
+                                   self.out.send, self._emit, self._lock, self.k.op_timeout_s)
             await self._retry("fleet topic", self.fleet.start, give_up_at=give_up_at)
             await self._unless_stopping(self.fleet.catch_up(), "fleet topic catch-up")
             self._fleet_task = asyncio.create_task(self.fleet.run(self.stopping))
@@ -421,7 +422,7 @@ class Sidecar:
         await asyncio.gather(*(self._close(what, op, t) for what, op, t in
                                (("fleet consumer stop", self.fleet and self.fleet.stop, close_s),
                                 ("consumer stop", self.consumer and self.consumer.stop, close_s),
-                                ("producer stop", self.producer and self.producer.stop, close_s),
+                                ("producer stop", self.out.producer and self.out.producer.stop, close_s),
                                 ("sinks", self.sinks.close(sinks_s), sinks_s + 0.5))))
         self.summary.update(final_checkpoint=final, uptime_s=round(time.monotonic() - self._t_start, 1))
         self.log.info("stopped", **self.summary, sinks=self.sinks.stats(),
@@ -438,7 +439,7 @@ class Sidecar:
         async with self._lock:
             postponed = [p for p in sorted(self.parts) if not await self._checkpoint(p)]
             await self._publish_actions()
-            await self._drain()
+            await self.out.drain()
         if postponed:
             raise RunFailure(f"sinks still delivering the records of partitions {postponed}")
 
@@ -577,12 +578,12 @@ class Sidecar:
                     headers = [("error", r.reason.encode()), ("source.topic", tp.topic.encode()),
                                ("source.partition", str(tp.partition).encode()),
                                ("source.offset", str(m.offset).encode())]
-                    await self._send(self.p.topics.dlq, m.value if m.value is not None else b"", m.key, headers)
+                    await self.out.send(self.p.topics.dlq, m.value if m.value is not None else b"", m.key, headers)
                     self.metrics.rejected.labels(tp.topic).inc()
                     self.summary["rejected"] += 1
                 for rec in records:
                     await self._emit(rec)
-                await self.scores.publish(st.core, self._send)
+                await self.scores.publish(st.core, self.out.send)
                 st.offsets[tp.topic] = msgs[-1].offset + 1
                 st.last_seen[tp.topic] = now
                 st.dirty = True
@@ -640,7 +641,7 @@ class Sidecar:
         """Rollback-hook outcomes go to the alerts topic as `action` records."""
         for outcome in self.sinks.take_actions():
             if self.to_alerts_topic:
-                await self._send(self.p.topics.alerts, encode_action(outcome),
+                await self.out.send(self.p.topics.alerts, encode_action(outcome),
                                  str(outcome.get("service", "")).encode(), None)
             self.log.info("action", **{k: outcome.get(k) for k in ("action", "verdict_id", "outcome", "target")})
 
@@ -648,7 +649,7 @@ class Sidecar:
         kind = "verdict" if isinstance(rec, Verdict) else "root_cause" if isinstance(rec, RootCause) else "anomaly"
         self.rule_counters.observe([], [rec])
         if self.to_alerts_topic:
-            await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
+            await self.out.send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
             self.metrics.records_out.labels(kind).inc()
         if kind != "root_cause":
             self.summary["verdicts" if kind == "verdict" else "anomalies"] += 1
@@ -657,76 +658,6 @@ class Sidecar:
         if kind == "verdict":
             self.log.info("verdict", service=rec.service, deploy_id=rec.deploy_id, decision=rec.decision,
                           root_cause=rec.root_cause)
-
-    async def _send(self, topic: str, value: bytes, key: bytes | None, headers) -> None:
-        msg = (topic, value, key, headers)
-        fut = await self._retry("produce", self._send_once, msg)
-        self._unacked.append((fut, msg))
-        if len(self._unacked) >= 5_000:
-            await self._drain()
-
-    async def _send_once(self, msg):
-        topic, value, key, headers = msg
-        return await self.producer.send(topic, value, key=key, headers=headers)
-
-    async def _drain(self) -> None:
-        """Wait until every record produced so far is acknowledged; resend the failed ones that
-        did not land. Failed records stay in `_unacked` (without a future) until they are
-        produced again, so an interrupted drain loses nothing and no checkpoint passes them."""
-        while self._unacked:
-            pending = self._unacked
-            # shield: a stop request cancels the wait, not the records' delivery futures
-            done = await self._until_stop(lambda: asyncio.gather(
-                *(asyncio.wait_for(asyncio.shield(f), self.k.op_timeout_s) if f is not None else _no_future()
-                  for f, _ in pending), return_exceptions=True), "produce ack")
-            failed = []
-            for (_, msg), res in zip(pending, done):
-                if isinstance(res, BaseException):
-                    failed.append(msg)
-                else:  # RecordMetadata: reading back after an outage starts after it
-                    tp = TopicPartition(res.topic, res.partition)
-                    self._acked_end[tp] = max(self._acked_end.get(tp, 0), res.offset + 1)
-            self._unacked = [(None, msg) for msg in failed]
-            if not failed:
-                return
-            self.metrics.broker_errors.labels("produce ack").inc(len(failed))
-            await self._recreate_producer()
-            missing = await self._not_landed(failed)
-            self.log.warning("records not acknowledged, producing them again", count=len(missing),
-                             already_stored=len(failed) - len(missing))
-            self._unacked = [(None, msg) for msg in missing]
-            for i, msg in enumerate(missing):
-                self._unacked[i] = (await self._retry("produce", self._send_once, msg), msg)
-
-    async def _not_landed(self, msgs: list[tuple]) -> list[tuple]:
-        """The alerts records among `msgs` that their partition does not hold yet (see readback)."""
-        alerts = self.p.topics.alerts
-        n = self._topic_partitions.get(alerts)
-        ident = {id(m): (record_id(m[1]) if m[0] == alerts and m[2] else None) for m in msgs}
-        if n is None or not any(ident.values()):
-            return msgs
-        starts = {}
-        for m in msgs:
-            if ident[id(m)] is not None:
-                tp = TopicPartition(alerts, partition_of(m[2].decode("utf-8", "replace"), n))
-                starts[tp] = self._acked_end.get(tp)
-        stored = await self._retry("read back", ids_in, self._client_kwargs(), starts, self.k.op_timeout_s)
-        return [m for m in msgs if ident[id(m)] is None or ident[id(m)] not in stored]
-
-    async def _recreate_producer(self) -> None:
-        """A producer can stay wedged after an outage; a new one starts clean. The old one must not
-        deliver anything later (after the read-back): if it does not stop in time its sender is cancelled."""
-        old = self.producer
-        try:
-            await asyncio.wait_for(old.stop(), 5.0)
-        except Exception:
-            sender = getattr(getattr(old, "_sender", None), "sender_task", None)  # aiokafka internals
-            if sender is not None:
-                sender.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(old.client.close(), 2.0)
-        self.producer = self._new_producer()
-        await self._retry("producer start", self.producer.start)
 
     async def _idle_sources(self) -> None:
         """A topic silent for source_idle_s, with nothing left to read, stops holding its
@@ -749,13 +680,13 @@ class Sidecar:
                     wm.pop(s, None)
                 for rec in st.core.process(DecodedBatch()):
                     await self._emit(rec)
-                await self.scores.publish(st.core, self._send)
+                await self.scores.publish(st.core, self.out.send)
             elif self.fleet is not None and (idle or self._never_fed(p)):
                 following.add(p)  # all silent: it keeps up with the fleet's windows
         if self.fleet is not None:
             await self.fleet.follow(following)
             for p in sorted(following):
-                await self.scores.publish(self.parts[p].core, self._send)
+                await self.scores.publish(self.parts[p].core, self.out.send)
 
     def _never_fed(self, p: int) -> bool:
         """No input topic of partition `p` ever held an event (a fetch said so): it has no windows
@@ -782,8 +713,8 @@ class Sidecar:
             return True
         if self.fleet is not None:
             await self.fleet.flush()  # the summaries this checkpoint covers go out before it
-        await self.scores.publish(st.core, self._send)  # rows of windows judged as the fleet completed them
-        await self._drain()
+        await self.scores.publish(st.core, self.out.send)  # rows of windows judged as the fleet completed them
+        await self.out.drain()
         if not self.to_alerts_topic and not await self._sinks_delivered():
             # The sinks hold the only copy of the records this checkpoint covers: committing now
             # would lose them in a crash. Try again after another interval; a restart meanwhile
@@ -793,7 +724,7 @@ class Sidecar:
             st.last_checkpoint = time.monotonic()
             return False
         state = await asyncio.to_thread(st.core.snapshot)
-        size = await self._retry("checkpoint", save_checkpoint, self.producer, self.p.topics.state,
+        size = await self._retry("checkpoint", save_checkpoint, self.out.producer, self.p.topics.state,
                                  self._state_partitions, self.group_id, p, dict(st.offsets), state,
                                  self.k.op_timeout_s)
         owned = self.consumer.assignment()
@@ -845,10 +776,6 @@ class Sidecar:
                 hw = self.consumer.highwater(TopicPartition(topic, p))
                 if hw is not None:
                     self.metrics.lag.labels(topic, label).set(max(0, hw - offset))
-
-
-async def _no_future():
-    raise KafkaError("produced again after a failed drain")
 
 
 def _short(e: BaseException) -> str:

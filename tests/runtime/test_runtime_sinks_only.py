@@ -69,7 +69,7 @@ async def test_a_checkpoint_waits_for_the_sinks_when_they_hold_the_only_copy(han
         await sidecar._emit(Verdict(ts=1764140520.0, service="checkout", deploy_id="d-1", version="v2",
                                     decision="rollback", reasons=("errors",), root_cause="config",
                                     evidence=(), anomalies=(), started=1764140400.0, ended=1764140520.0))
-        assert sidecar._unacked == []  # nothing was produced: the alerts topic is off
+        assert sidecar.out.unacked == []  # nothing was produced: the alerts topic is off
         assert await sidecar._checkpoint(0) is False
         assert st.dirty and sidecar.summary["checkpoints"] == 0
         release.set()
