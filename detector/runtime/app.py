@@ -20,18 +20,16 @@ With `sinks.alerts_topic = false` records go to the other sinks only
 (Alertmanager, PagerDuty, webhook), which are then their only copy: a
 checkpoint first waits until the sinks have attempted every record it covers
 (sent, or given up after retries) and is postponed while they have not.
+
+The process around the sidecar (signals, exit codes) is runtime/entry.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
-import os
 import random
-import signal
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -43,7 +41,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from detector.ingest.columns import DecodedBatch
-from detector.config import ConfigError, Pipeline, load_pipeline
+from detector.config import Pipeline
 from detector.ingest.contract import decode_batch
 from detector.core import Core
 from detector.records import Record, RootCause, Verdict, encode
@@ -53,17 +51,16 @@ from detector.runtime.copartition import CoPartitionWatch
 from detector.runtime.fleetlink import FleetLink
 from detector.report.live import StatusPages
 from detector.runtime.health import HealthServer, Metrics
-from detector.runtime.logsetup import configure, redact
+from detector.runtime.logsetup import redact
 from detector.runtime.outbox import Outbox
 from detector.ingest.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
 from detector.runtime.rulecounters import RuleCounters, follow_incidents
 from detector.runtime.scores import ScoresTopic
 from detector.runtime.seekfence import SeekFence
-from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics, fleet_topic_configs
+from detector.runtime.topics import BrokerUnavailable, ensure_topics, fleet_topic_configs
 from detector.sinks import build_sinks, encode_action
 from detector.smoke.prober import SmokeProber
-from detector.smoke.settings import SmokeSettingError, resolve_env
 
 log = structlog.get_logger("detector.run")
 
@@ -784,77 +781,3 @@ def _short(e: BaseException) -> str:
         e = e.__cause__
     text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
-
-
-def run_live(args) -> int:
-    """`detector run`: build the sidecar from the pipeline and the command line, run until SIGTERM or Ctrl-C.
-
-    The first SIGTERM/SIGINT stops cleanly (final checkpoint and commit within
-    kafka.shutdown_timeout_s); a second one skips the checkpoint and exits at once
-    (130). Failures the user must fix (port taken, no broker) are one line, exit 1.
-    """
-    configure(os.environ.get("DETECTOR_LOG_LEVEL", "info"))
-    pipeline = load_pipeline(getattr(args, "pipeline", None))
-    try:
-        pipeline = dataclasses.replace(pipeline, smoke=resolve_env(pipeline.smoke, dict(os.environ)))
-    except SmokeSettingError as e:
-        raise ConfigError(f"{pipeline.source}: {e.key} must be {e.expected} (got {e.value})") from None
-    bootstrap = args.bootstrap_servers or pipeline.kafka.bootstrap_servers
-    if not bootstrap:
-        raise ConfigError("no Kafka bootstrap servers: pass --bootstrap-servers HOST:PORT, set "
-                          "KAFKA_BOOTSTRAP_SERVERS, or set kafka.bootstrap_servers in the pipeline file")
-
-    async def main() -> int:
-        sidecar = Sidecar(pipeline, bootstrap, group_id=getattr(args, "group_id", None),
-                          http_port=getattr(args, "http_port", None),
-                          alertmanager_url=getattr(args, "alertmanager_url", None))
-        loop = asyncio.get_running_loop()
-
-        def on_signal(signame: str) -> None:
-            if not sidecar.stopping.is_set():
-                sidecar.log.info("stop requested", signal=signame, detail="again to skip the final checkpoint")
-                sidecar.stopping.set()
-            elif not sidecar.hurry.is_set():
-                sidecar.log.warning("stop requested again: skipping the final checkpoint", signal=signame)
-                sidecar.hurry.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal, sig.name)
-        code = await sidecar.run()
-        if sidecar.started:
-            print(f"detector: {sidecar.done_line()}", file=sys.stderr, flush=True)
-        return code
-
-    stuck: list[bool] = [False]
-    try:
-        code = _run_bounded(main(), stuck)
-    except (RunFailure, TopicSetupError) as e:
-        print(f"detector: {e}", file=sys.stderr, flush=True)
-        code = 1
-    if stuck[0]:
-        # A client call stuck on a frozen broker ignores cancellation for its own timeout; the
-        # run is over (final checkpoint written or given up), so the process ends now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
-
-
-def _run_bounded(coro, stuck: list[bool], cleanup_s: float = 1.0):
-    """`asyncio.run`, except that tasks still pending at the end get `cleanup_s` to finish their
-    cancellation instead of as long as they like; `stuck[0]` says whether some did not."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in pending:
-            t.cancel()
-        if pending:
-            _done, still = loop.run_until_complete(asyncio.wait(pending, timeout=cleanup_s))
-            stuck[0] = bool(still)
-        if not stuck[0]:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            asyncio.set_event_loop(None)
-            loop.close()
