@@ -24,6 +24,7 @@ from detector.aggregate.series import OTHER
 from detector.ingest.interner import Interner
 
 _SHIFT = 21  # interned ids stay below 2**21 (windows.py packs txn codes the same way)
+_NAME = (1 << _SHIFT) - 1
 
 
 class TxnNames:
@@ -35,6 +36,7 @@ class TxnNames:
         self.names: dict[int, set[int]] = {}  # service id -> admitted txn name ids
         self.folded = 0
         self.capped: list[int] = []  # service ids, in the order they met the cap
+        self._admitted = np.empty(0, np.int64)  # sorted (service << 21 | name) codes of `names`
 
     def map(self, service: np.ndarray, txn: np.ndarray) -> np.ndarray:
         """The txn name id per row: `txn` itself while the service is under the cap (or the
@@ -44,20 +46,21 @@ class TxnNames:
             return txn
         codes = (service[has].astype(np.int64) << _SHIFT) | txn[has].astype(np.int64)
         uniq, inv = np.unique(codes, return_inverse=True)
-        keep = np.ones(len(uniq), dtype=bool)
-        for i, code in enumerate(uniq.tolist()):
-            svc, name = code >> _SHIFT, code & ((1 << _SHIFT) - 1)
-            seen = self.names.get(svc)
-            if seen is None:
-                seen = self.names[svc] = set()
-            if name in seen or name == self.other:
-                continue
+        # admitted names and `other` pass as they are; only the rest meet the cap, one by one
+        keep = _member(uniq, self._admitted) | ((uniq & _NAME) == self.other)
+        admitted = []
+        for i in np.flatnonzero(~keep).tolist():
+            code = int(uniq[i])
+            svc, name = code >> _SHIFT, code & _NAME
+            seen = self.names.setdefault(svc, set())
             if len(seen) < self.cap:
                 seen.add(name)
-                continue
-            keep[i] = False
-            if svc not in self.capped:
+                keep[i] = True
+                admitted.append(code)
+            elif svc not in self.capped:
                 self.capped.append(svc)
+        if admitted:
+            self._admitted = np.union1d(self._admitted, np.array(admitted, dtype=np.int64))
         if keep.all():
             return txn
         out = txn.copy()
@@ -84,3 +87,15 @@ class TxnNames:
             raise ValueError(f"capped should be a list of service ids, got {capped!r}")
         self.names = {svc: set(ids) for svc, ids in names}
         self.folded, self.capped = folded, list(capped)
+        self._admitted = _codes(self.names)
+
+
+def _member(codes: np.ndarray, sorted_codes: np.ndarray) -> np.ndarray:
+    if not len(sorted_codes):
+        return np.zeros(len(codes), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_codes, codes), len(sorted_codes) - 1)
+    return sorted_codes[at] == codes
+
+
+def _codes(names: dict[int, set[int]]) -> np.ndarray:
+    return np.sort(np.fromiter(((svc << _SHIFT) | n for svc, ids in names.items() for n in ids), np.int64))
