@@ -257,6 +257,9 @@ class Fleet:
         _require(self.retention_h > 0, "fleet.retention_h", self.retention_h, "a number of hours > 0")
 
 
+RECORD_SINK_KEYS = ("alertmanager_url", "webhook_url", "pagerduty_routing_key")  # sinks that deliver records
+
+
 @dataclass(frozen=True)
 class Sinks:
     """Where anomalies and verdicts go besides the alerts topic; empty strings switch a sink off."""
@@ -296,6 +299,11 @@ class Sinks:
             _require(d in DECISIONS, "sinks.*_decisions", d, f"one of {', '.join(DECISIONS)}")
         for sev in self.alertmanager_severities:
             _require(sev in SEVERITIES, "sinks.alertmanager_severities", sev, f"one of {', '.join(SEVERITIES)}")
+        # Off, the other sinks are the records' only destination; the file must name one (a PagerDuty key
+        # from the environment or --alertmanager-url alone would leave it to the command line).
+        _require(self.alerts_topic or any(getattr(self, k).strip() for k in RECORD_SINK_KEYS), "sinks.alerts_topic",
+                 self.alerts_topic, "true when no other sink is set: with it false, set one of "
+                 + ", ".join(f"sinks.{k}" for k in RECORD_SINK_KEYS) + " (else records would go nowhere)")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ is submitted), and the incident is *resolved* when a later verdict of the
 same service supersedes it, or when ``resolve(service, deploy_id)`` is called
 (see ``describe`` for why verdict incidents do not time out). Anomalies are
 not sent: they reach people as evidence inside the verdict, or through
-Alertmanager, which groups them.
+Alertmanager, which groups them. A ``root_cause`` record is not an incident
+event; the webhook forwards it (see ``webhook``), PagerDuty does not (see
+``pagerduty``).
 
 A subclass supplies the request body and headers for one ``Event``.
 """
@@ -16,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from detector.records import Record, Verdict
+from detector.records import Record, RootCause, Verdict
 from detector.sinks.base import QueuedSink
 from detector.sinks.describe import OpenVerdict, VerdictTracker
 from detector.sinks.http import HttpClient, check_url, redact_url
@@ -24,12 +26,13 @@ from detector.sinks.http import HttpClient, check_url, redact_url
 
 @dataclass(frozen=True)
 class Event:
-    action: str  # "trigger" or "resolve"
+    action: str  # "trigger", "resolve", or "root_cause" (the webhook's)
     dedup_key: str
     service: str
     deploy_id: str
     verdict: Verdict | None = None  # set for a trigger
     reason: str = ""  # why a resolve happens: "superseded by v-...", "resolved"
+    completion: RootCause | None = None  # set for a root_cause event
 
 
 class EventSink(QueuedSink):

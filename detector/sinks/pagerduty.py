@@ -20,6 +20,19 @@ resolve::
 incident with the time it received it, which is what a replay of old events
 should show; the event time is in ``custom_details.event_time``.
 
+A ``root_cause`` record (the verdict's root cause, completed after the
+verdict went out) is not sent. The Events API v2 has no note or update
+action for an alert: its actions are ``trigger``, ``acknowledge`` and
+``resolve`` (https://developer.pagerduty.com/docs/events-api-v2/trigger-events/).
+A second ``trigger`` on the same ``dedup_key`` only adds a log entry while the
+alert is open, and once it is resolved (a person may resolve it in PagerDuty,
+unseen by the detector) it opens a new incident: a page for a deploy already
+dealt with. Change events (``/v2/change/enqueue``) take no ``dedup_key``, so
+they attach to the service, not to the incident. Adding a note to the
+incident needs the REST API (``POST /incidents/{id}/notes``) and a REST API
+token, which this sink does not hold. The completed root cause is on the
+alerts topic, the webhook, Alertmanager and the status page.
+
 The routing key comes from the pipeline file or the environment variable
 ``DETECTOR_PAGERDUTY_ROUTING_KEY`` and is never logged (log lines carry the
 endpoint's host only, and request bodies are not logged).

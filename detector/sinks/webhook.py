@@ -16,6 +16,18 @@ resolve (a later verdict of the service superseded it, or it was resolved explic
     {"schema": "deploy-detector.webhook.v1", "event_action": "resolve", "dedup_key": "v-d-981",
      "service": "checkout", "deploy_id": "d-981", "reason": "superseded by v-d-982", "sent_at": "..."}
 
+root_cause (the verdict's root cause, completed after it went out: the
+contract's ``root_cause`` record, unchanged, under ``record``; a receiver
+takes the latest one per verdict id over the verdict's own)::
+
+    {"schema": "deploy-detector.webhook.v1", "event_action": "root_cause", "dedup_key": "v-d-981",
+     "service": "checkout", "deploy_id": "d-981", "sent_at": "...",
+     "record": {"type": "root_cause", "id": "v-d-981-rc", "verdict_id": "v-d-981", ...}}
+
+It is sent unless this sink saw the verdict and did not send it (its
+decision is not in ``webhook_decisions``, or a later deploy's verdict came
+first); a verdict it never saw (sent before a restart) does not hold it back.
+
 Each request carries ``Idempotency-Key: <dedup_key>:<event_action>`` so a
 receiver can drop the duplicate a retry after a lost response produces.
 """
@@ -23,15 +35,18 @@ receiver can drop the duplicate a retry after a lost response produces.
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
+from detector.records import Record, RootCause, Verdict
 from detector.sinks.describe import record_dict, rfc3339, severity, summary
 from detector.sinks.events import Event, EventSink
 from detector.sinks.http import HttpClient
 
 SCHEMA = "deploy-detector.webhook.v1"
 ALL_DECISIONS = ("rollback", "page", "ticket", "confirmed", "inconclusive", "superseded")
+REMEMBER_SKIPPED_MAX = 10_000  # verdict ids seen and not sent, kept to hold back their root_cause records
 
 
 class WebhookSink(EventSink):
@@ -43,6 +58,19 @@ class WebhookSink(EventSink):
         super().__init__(url=url, client=client, decisions=decisions, queue_max=queue_max,
                          generator_url=generator_url)
         self.clock = clock
+        self._skipped: OrderedDict[str, None] = OrderedDict()
+
+    def items_for(self, record: Record) -> list[Event]:
+        if isinstance(record, RootCause):
+            if record.verdict_id in self._skipped:
+                return []
+            return [Event("root_cause", record.verdict_id, record.service, record.deploy_id, completion=record)]
+        items = super().items_for(record)
+        if isinstance(record, Verdict) and not self.tracker.already_triggered(record.id):
+            self._skipped[record.id] = None
+            while len(self._skipped) > REMEMBER_SKIPPED_MAX:
+                self._skipped.popitem(last=False)
+        return items
 
     def body(self, event: Event) -> dict[str, Any]:
         base: dict[str, Any] = {"schema": SCHEMA, "event_action": event.action, "dedup_key": event.dedup_key,
@@ -50,6 +78,9 @@ class WebhookSink(EventSink):
                                 "sent_at": rfc3339(self.clock())}
         if event.action == "resolve":
             return {**base, "reason": event.reason}
+        if event.action == "root_cause":
+            assert event.completion is not None, "a root_cause event carries its record"
+            return {**base, "record": record_dict(event.completion)}
         v = event.verdict
         assert v is not None, "a trigger event carries its verdict"
         return {**base, "severity": severity(v), "summary": summary(v), "decision": v.decision,
