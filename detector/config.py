@@ -262,9 +262,12 @@ RECORD_SINK_KEYS = ("alertmanager_url", "webhook_url", "pagerduty_routing_key") 
 
 @dataclass(frozen=True)
 class Sinks:
-    """Where anomalies and verdicts go besides the alerts topic; empty strings switch a sink off."""
+    """Where anomalies and verdicts go besides the alerts topic; empty strings switch a sink off.
 
-    jsonl: str = ""
+    There is no JSONL key: `detector replay --output` writes records to a JSONL file, `detector run` to
+    the alerts topic (a `jsonl` key here was never read and is rejected as unknown).
+    """
+
     alerts_topic: bool = True
     alertmanager_url: str = ""  # e.g. http://127.0.0.1:9093
     alertmanager_severities: tuple[str, ...] = ("critical",)  # anomaly severities posted as alerts

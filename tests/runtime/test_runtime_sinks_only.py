@@ -15,7 +15,7 @@ from detector.records import Verdict
 from detector.runtime.app import PartitionState, Sidecar
 
 
-@pytest.mark.parametrize("extra", ["", 'jsonl = "alerts.jsonl"', 'rollback_command = "true"', 'webhook_url = ""'])
+@pytest.mark.parametrize("extra", ["", 'rollback_command = "true"', 'webhook_url = ""'])
 def test_the_alerts_topic_off_without_another_sink_fails_naming_file_and_key(extra):
     """Records would go nowhere: the error names the file, the key and the sinks that would do."""
     with pytest.raises(ConfigError, match=r"pipelines/mine\.toml: sinks\.alerts_topic must be true when no other "
