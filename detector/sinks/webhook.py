@@ -16,6 +16,19 @@ resolve (a later verdict of the service superseded it, or it was resolved explic
     {"schema": "deploy-detector.webhook.v1", "event_action": "resolve", "dedup_key": "v-d-981",
      "service": "checkout", "deploy_id": "d-981", "reason": "superseded by v-d-982", "sent_at": "..."}
 
+escalate (an early ``ticket`` verdict that a page or rollback rule
+escalated later: the judge's escalation anomaly, sent when its
+``detail.action`` is in ``webhook_decisions``, as a verdict of that decision
+would be; once per verdict id, keyed by the verdict's id; it opens that
+verdict's incident if the ticket was not sent, and a later deploy's verdict
+resolves it)::
+
+    {"schema": "deploy-detector.webhook.v1", "event_action": "escalate", "dedup_key": "v-d-981",
+     "severity": "critical", "summary": "[rollback] checkout v43 (deploy d-981) escalates ticket v-d-981: ...",
+     "service": "checkout", "deploy_id": "d-981", "decision": "rollback", "escalates": "v-d-981",
+     "event_time": "...", "sent_at": "...", "generator_url": "<generator_url or null>",
+     "record": {<the anomaly as on the alerts topic>}}
+
 root_cause (the verdict's root cause, completed after it went out: the
 contract's ``root_cause`` record, unchanged, under ``record``; a receiver
 takes the latest one per verdict id over the verdict's own)::
@@ -24,9 +37,10 @@ takes the latest one per verdict id over the verdict's own)::
      "service": "checkout", "deploy_id": "d-981", "sent_at": "...",
      "record": {"type": "root_cause", "id": "v-d-981-rc", "verdict_id": "v-d-981", ...}}
 
-It is sent unless this sink saw the verdict and did not send it (its
-decision is not in ``webhook_decisions``, or a later deploy's verdict came
-first); a verdict it never saw (sent before a restart) does not hold it back.
+It is sent unless this sink saw the verdict and sent neither it nor its
+escalation (its decision is not in ``webhook_decisions``, or a later
+deploy's verdict came first); a verdict it never saw (sent before a restart)
+does not hold it back.
 
 Each request carries ``Idempotency-Key: <dedup_key>:<event_action>`` so a
 receiver can drop the duplicate a retry after a lost response produces.
@@ -40,7 +54,7 @@ from collections.abc import Callable
 from typing import Any
 
 from detector.records import Record, RootCause, Verdict
-from detector.sinks.describe import record_dict, rfc3339, severity, summary
+from detector.sinks.describe import escalation_summary, record_dict, rfc3339, severity, summary
 from detector.sinks.events import Event, EventSink
 from detector.sinks.http import HttpClient
 
@@ -66,6 +80,9 @@ class WebhookSink(EventSink):
                 return []
             return [Event("root_cause", record.verdict_id, record.service, record.deploy_id, completion=record)]
         items = super().items_for(record)
+        for e in items:
+            if e.action == "escalate":  # the receiver now holds the verdict's incident: let its root cause through
+                self._skipped.pop(e.dedup_key, None)
         if isinstance(record, Verdict) and not self.tracker.already_triggered(record.id):
             self._skipped[record.id] = None
             while len(self._skipped) > REMEMBER_SKIPPED_MAX:
@@ -78,6 +95,12 @@ class WebhookSink(EventSink):
                                 "sent_at": rfc3339(self.clock())}
         if event.action == "resolve":
             return {**base, "reason": event.reason}
+        if event.action == "escalate":
+            a = event.escalation
+            assert a is not None, "an escalate event carries its anomaly"
+            return {**base, "severity": "critical", "summary": escalation_summary(a), "decision": a.detail["action"],
+                    "escalates": event.dedup_key, "event_time": rfc3339(a.ts),
+                    "generator_url": self.generator_url or None, "record": record_dict(a)}
         if event.action == "root_cause":
             assert event.completion is not None, "a root_cause event carries its record"
             return {**base, "record": record_dict(event.completion)}
