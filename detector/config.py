@@ -265,7 +265,7 @@ class Sinks:
     """Where anomalies and verdicts go besides the alerts topic; empty strings switch a sink off.
 
     There is no JSONL key: `detector replay --output` writes records to a JSONL file, `detector run` to
-    the alerts topic (a `jsonl` key here was never read and is rejected as unknown).
+    the alerts topic (a `jsonl` key here was never read; it is rejected, see REMOVED_KEYS).
     """
 
     alerts_topic: bool = True
@@ -407,6 +407,14 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     raise TypeError(f"unsupported settings type {tp!r} for {key}")  # programming error
 
 
+# Keys that were accepted once and are gone: what to write instead (a tuned.toml written by an older
+# version spells every key out, so it may still carry one).
+REMOVED_KEYS = {
+    "sinks.jsonl": "left out: no code ever read it (detector replay --output writes records to a JSONL file, "
+                   "detector run to the alerts topic)",
+}
+
+
 def _build(cls: type, table: dict, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls) if f.name != "source"}
@@ -414,7 +422,7 @@ def _build(cls: type, table: dict, prefix: str) -> Any:
     for k, v in table.items():
         key = f"{prefix}.{k}" if prefix else k
         if k not in known:
-            raise _Invalid(key, v, f"no such key; known keys here: {', '.join(sorted(known))}")
+            raise _Invalid(key, v, REMOVED_KEYS.get(key, f"no such key; known keys here: {', '.join(sorted(known))}"))
         kwargs[k] = _coerce(hints[k], v, key)
     for name, f in known.items():
         if name not in kwargs and f.default is MISSING and f.default_factory is MISSING:
