@@ -43,7 +43,7 @@ def _tune(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from detector.runtime.app import run_live
+    from detector.runtime.entry import run_live
 
     return run_live(args)
 

@@ -257,11 +257,17 @@ class Fleet:
         _require(self.retention_h > 0, "fleet.retention_h", self.retention_h, "a number of hours > 0")
 
 
+RECORD_SINK_KEYS = ("alertmanager_url", "webhook_url", "pagerduty_routing_key")  # sinks that deliver records
+
+
 @dataclass(frozen=True)
 class Sinks:
-    """Where anomalies and verdicts go besides the alerts topic; empty strings switch a sink off."""
+    """Where anomalies and verdicts go besides the alerts topic; empty strings switch a sink off.
 
-    jsonl: str = ""
+    There is no JSONL key: `detector replay --output` writes records to a JSONL file, `detector run` to
+    the alerts topic (a `jsonl` key here was never read; it is rejected, see REMOVED_KEYS).
+    """
+
     alerts_topic: bool = True
     alertmanager_url: str = ""  # e.g. http://127.0.0.1:9093
     alertmanager_severities: tuple[str, ...] = ("critical",)  # anomaly severities posted as alerts
@@ -296,6 +302,11 @@ class Sinks:
             _require(d in DECISIONS, "sinks.*_decisions", d, f"one of {', '.join(DECISIONS)}")
         for sev in self.alertmanager_severities:
             _require(sev in SEVERITIES, "sinks.alertmanager_severities", sev, f"one of {', '.join(SEVERITIES)}")
+        # Off, the other sinks are the records' only destination; the file must name one (a PagerDuty key
+        # from the environment or --alertmanager-url alone would leave it to the command line).
+        _require(self.alerts_topic or any(getattr(self, k).strip() for k in RECORD_SINK_KEYS), "sinks.alerts_topic",
+                 self.alerts_topic, "true when no other sink is set: with it false, set one of "
+                 + ", ".join(f"sinks.{k}" for k in RECORD_SINK_KEYS) + " (else records would go nowhere)")
 
 
 @dataclass(frozen=True)
@@ -396,6 +407,14 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
     raise TypeError(f"unsupported settings type {tp!r} for {key}")  # programming error
 
 
+# Keys that were accepted once and are gone: what to write instead (a tuned.toml written by an older
+# version spells every key out, so it may still carry one).
+REMOVED_KEYS = {
+    "sinks.jsonl": "left out: no code ever read it (detector replay --output writes records to a JSONL file, "
+                   "detector run to the alerts topic)",
+}
+
+
 def _build(cls: type, table: dict, prefix: str) -> Any:
     hints = typing.get_type_hints(cls)
     known = {f.name: f for f in fields(cls) if f.name != "source"}
@@ -403,7 +422,7 @@ def _build(cls: type, table: dict, prefix: str) -> Any:
     for k, v in table.items():
         key = f"{prefix}.{k}" if prefix else k
         if k not in known:
-            raise _Invalid(key, v, f"no such key; known keys here: {', '.join(sorted(known))}")
+            raise _Invalid(key, v, REMOVED_KEYS.get(key, f"no such key; known keys here: {', '.join(sorted(known))}"))
         kwargs[k] = _coerce(hints[k], v, key)
     for name, f in known.items():
         if name not in kwargs and f.default is MISSING and f.default_factory is MISSING:

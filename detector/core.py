@@ -33,6 +33,7 @@ from detector.anomaly.watch import MetricWatch
 from detector.baselines.watch import SeasonalWatch, bank_configs
 from detector.aggregate.series import MetricSeries, RequestSeries
 from detector.ingest.timeguard import guard
+from detector.aggregate.txnnames import TxnNames
 from detector.aggregate.windows import WindowFacts, WindowStore
 
 
@@ -54,7 +55,8 @@ class Core:
         self.interner = interner or Interner(max_size=pipeline.limits.max_interned_strings)
         self.requests = RequestSeries(self.interner, pipeline.limits)
         self.metrics = MetricSeries(self.interner, pipeline.limits)
-        self.windows = WindowStore(pipeline.windows.width_s, pipeline.windows.lateness_s, self.requests, self.metrics)
+        self.windows = WindowStore(pipeline.windows.width_s, pipeline.windows.lateness_s, self.requests, self.metrics,
+                                   TxnNames(self.interner, pipeline.limits.max_txn_names_per_service))
         if baselines is None and pipeline.baselines.warm_start:
             # A new sidecar starts warm from baselines learnt on history (models/).
             # Under this pipeline's settings (a file of one profile for every day starts each day profile).

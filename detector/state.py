@@ -684,6 +684,7 @@ def _window_store_state(w: _Writer, store: Any) -> dict:
         "max_ts": [[src, _value(ts)] for src, ts in store.max_ts.items()],
         "late": store.late,
         "events": store.events,
+        "txn_names": store.txn_names.to_state(),
     }
 
 
@@ -714,6 +715,9 @@ def _restore_window_store(r: _Reader, saved: dict, store: Any) -> None:
         raise ValueError(f"late and events should be ints, got {late!r}, {events!r}")
     store.open, store.closed_before, store.max_ts = opened, closed_before, max_ts
     store.late, store.events = late, events
+    # absent from snapshots written before transaction names were capped: none admitted yet
+    if "txn_names" in saved:
+        store.txn_names.load_state(saved["txn_names"], len(store.requests.interner))
 
 
 def _restore_logs(r: _Reader, saved: Any, core: Any) -> None:

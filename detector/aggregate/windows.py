@@ -8,6 +8,7 @@ every aggregate is a sum (counts, sketch bucket counts), min or max.
 
 Per window and request series (service, endpoint, version): requests, errors
 (status >= 500), latency sketch bucket counts, completed transactions by name.
+Transaction names are capped per service (txnnames.py).
 Per metric series (service, name, labels): n, sum, min, max. Log lines by
 (service, version, level). Rollups are reductions over the series tables.
 """
@@ -19,8 +20,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detector.aggregate import sketch
+from detector.config import Limits
 from detector.ingest.columns import DecodedBatch, LogColumns, MetricColumns, RequestColumns
 from detector.aggregate.series import MetricSeries, RequestSeries
+from detector.aggregate.txnnames import TxnNames
 
 _TXN_SHIFT = 21
 
@@ -200,11 +203,14 @@ class _OpenWindow:
 class WindowStore:
     """Open windows of one partition, its watermark and its late-event count."""
 
-    def __init__(self, width_s: float, lateness_s: float, requests: RequestSeries, metrics: MetricSeries) -> None:
+    def __init__(self, width_s: float, lateness_s: float, requests: RequestSeries, metrics: MetricSeries,
+                 txn_names: TxnNames | None = None) -> None:
         self.width_s = float(width_s)
         self.lateness_s = float(lateness_s)
         self.requests = requests
         self.metrics = metrics
+        # transaction names counted per service (None: a store of its own with the default cap)
+        self.txn_names = txn_names or TxnNames(requests.interner, Limits().max_txn_names_per_service)
         self.open: dict[int, _OpenWindow] = {}
         self.closed_before = None  # window index: every window < this one is closed
         self.max_ts: dict[str, float] = {}
@@ -260,8 +266,10 @@ class WindowStore:
         n_series = len(self.requests)
         err = r.status >= 500
         buckets = sketch.bucket_index(r.latency_ms).astype(np.int64)
+        # capped by the series' service (already `other` past limits.max_services)
+        txn = self.txn_names.map(self.requests.service[s], r.txn)
         for k, sel in self._windows(w):
-            self._window(k).add_requests(s[sel], err[sel], buckets[sel], r.txn[sel], n_series)
+            self._window(k).add_requests(s[sel], err[sel], buckets[sel], txn[sel], n_series)
         self.events += len(w)
 
     def add_metrics(self, m: MetricColumns) -> None:

@@ -5,7 +5,8 @@ p of every input topic to the same member (they are co-partitioned by
 service), and each owned partition has its own `Core`. The loop:
 
     getmany -> decode -> core (in steps bounded by max_batch_records, so heartbeats keep going)
-            -> bad input to the dead-letter topic, records to the alerts topic
+            -> bad input to the dead-letter topic, records to the alerts topic (through
+               the outbox, which holds them until acknowledged: runtime/outbox.py)
     every checkpoint_interval_s: wait for every produced record's ack,
             snapshot each core to the state topic with the offsets it
             reflects, then commit those offsets.
@@ -14,18 +15,21 @@ At-least-once with exactly-once effect: offsets are committed only after the
 outputs they caused are acknowledged and the state they produced is
 checkpointed. After a crash the new owner restores the checkpoint, seeks to
 its offsets and re-emits records with the same deterministic ids.
+
+With `sinks.alerts_topic = false` records go to the other sinks only
+(Alertmanager, PagerDuty, webhook), which are then their only copy: a
+checkpoint first waits until the sinks have attempted every record it covers
+(sent, or given up after retries) and is postponed while they have not.
+
+The process around the sidecar (signals, exit codes) is runtime/entry.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import errno
-import os
 import random
-import signal
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -37,7 +41,7 @@ from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from detector.ingest.columns import DecodedBatch
-from detector.config import ConfigError, Pipeline, load_pipeline
+from detector.config import Pipeline
 from detector.ingest.contract import decode_batch
 from detector.core import Core
 from detector.records import Record, RootCause, Verdict, encode
@@ -47,17 +51,16 @@ from detector.runtime.copartition import CoPartitionWatch
 from detector.runtime.fleetlink import FleetLink
 from detector.report.live import StatusPages
 from detector.runtime.health import HealthServer, Metrics
-from detector.runtime.logsetup import configure, redact
+from detector.runtime.logsetup import redact
+from detector.runtime.outbox import Outbox
 from detector.ingest.partitioning import partition_of
 from detector.runtime.probe import BrokerProbe
-from detector.runtime.readback import ids_in, record_id
 from detector.runtime.rulecounters import RuleCounters, follow_incidents
 from detector.runtime.scores import ScoresTopic
 from detector.runtime.seekfence import SeekFence
-from detector.runtime.topics import BrokerUnavailable, TopicSetupError, ensure_topics, fleet_topic_configs
+from detector.runtime.topics import BrokerUnavailable, ensure_topics, fleet_topic_configs
 from detector.sinks import build_sinks, encode_action
 from detector.smoke.prober import SmokeProber
-from detector.smoke.settings import SmokeSettingError, resolve_env
 
 log = structlog.get_logger("detector.run")
 
@@ -80,6 +83,7 @@ class PartitionState:
     # False while a batch is half applied: the core is ahead of `offsets`, so a
     # checkpoint now would count those events twice after a restore.
     consistent: bool = True
+    txn_capped_told: int = 0  # services of core.windows.txn_names.capped already logged
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -132,14 +136,15 @@ class Sidecar:
         self.summary = {"events": 0, "rejected": 0, "anomalies": 0, "verdicts": 0, "checkpoints": 0}
         self._t_start = time.monotonic()
         self._lock = asyncio.Lock()
-        self._unacked: list[tuple[asyncio.Future, tuple]] = []
         self._state_partitions = self.k.partitions
         self._input_partitions: dict[str, int] = {}
-        self._topic_partitions: dict[str, int] = {}
-        self._acked_end: dict[TopicPartition, int] = {}  # next offset after our last acknowledged record
         self._rate_mark = (time.monotonic(), 0)
         self._events = 0
         self.log = log.bind(group=self.group_id)
+        # every record produced, held until acknowledged (runtime/outbox.py)
+        self.out = Outbox(new_producer=self._new_producer, retry=self._retry, until_stop=self._until_stop,
+                          client_kwargs=self._client_kwargs, alerts_topic=pipeline.topics.alerts,
+                          op_timeout_s=self.k.op_timeout_s, broker_errors=self.metrics.broker_errors, log=self.log)
         self.sinks = build_sinks(pipeline.sinks, alertmanager_url=alertmanager_url,
                                  rollback_state_path=pipeline.sinks.rollback_state_path)
         # [[smoke]] checks run after each deploy this sidecar reads; results go to the checks topic.
@@ -150,6 +155,8 @@ class Sidecar:
         self._fleet_task: asyncio.Task | None = None
         self.rule_counters = RuleCounters(pipeline, self.metrics.registry)  # per-rule hits vs incidents, /metrics
         self.scores = ScoresTopic(pipeline)  # [metrics] scores_topic: live score rows (off by default)
+        # sinks.alerts_topic = false: records (and rollback actions) go to the other sinks only
+        self.to_alerts_topic = pipeline.sinks.alerts_topic
 
     # --- clients ---
 
@@ -274,7 +281,7 @@ class Sidecar:
                                  f"{why}; pass --http-port with a free port (0 picks one, -1 turns it off) or set "
                                  f"kafka.http_port") from None
             self.log.info("health endpoint", url=f"http://{self.k.http_host}:{self.http_port}")
-        self.producer = self.consumer = None
+        self.out.producer = self.consumer = None
         probe_task = asyncio.create_task(self.probe.run(self.stopping))
         incidents_task = asyncio.create_task(follow_incidents(self._client_kwargs(), self.p.topics.incidents,
                                                               self.rule_counters, self.stopping, self.log))
@@ -307,24 +314,24 @@ class Sidecar:
         give_up_at = time.monotonic() + self.k.connect_timeout_s
         fl = self.p.fleet
         counts = await self._retry("ensure topics", ensure_topics, self.bootstrap,
-                                   {name: self.k.partitions for name in self.inputs + [t.alerts, t.dlq, t.state]
+                                   {name: self.k.partitions for name in self.inputs + [t.dlq, t.state]
+                                    + ([t.alerts] if self.to_alerts_topic else [])
                                     + ([fl.topic] if fl.enabled else []) + self.scores.topics()}, self.k.partitions,
                                    {fl.topic: fleet_topic_configs(fl.retention_h)} if fl.enabled else None,
                                    give_up_at=give_up_at)
         self._state_partitions = counts.get(t.state, self.k.partitions)
         self._input_partitions = {n: counts[n] for n in self.inputs if n in counts}
-        self._topic_partitions = dict(counts)
+        self.out.topic_partitions = dict(counts)
         inputs_parts = {counts.get(name) for name in self.inputs}
         if len(inputs_parts) > 1:
             self.log.warning("input topics differ in partition count; services may not be co-partitioned",
                              partitions={n: counts.get(n) for n in self.inputs})
-        self.producer = self._new_producer()
-        await self._retry("producer start", self.producer.start, give_up_at=give_up_at)
+        await self.out.start(give_up_at)
         await self.sinks.start()
         if self.p.fleet.enabled:
             self.fleet = FleetLink(self.p, self._client_kwargs(), counts.get(t.requests, self.k.partitions),
                                    counts[self.p.fleet.topic], lambda: {p: st.core for p, st in self.parts.items()},
-                                   self._send, self._emit, self._lock, self.k.op_timeout_s)
+                                   self.out.send, self._emit, self._lock, self.k.op_timeout_s)
             await self._retry("fleet topic", self.fleet.start, give_up_at=give_up_at)
             await self._unless_stopping(self.fleet.catch_up(), "fleet topic catch-up")
             self._fleet_task = asyncio.create_task(self.fleet.run(self.stopping))
@@ -412,7 +419,7 @@ class Sidecar:
         await asyncio.gather(*(self._close(what, op, t) for what, op, t in
                                (("fleet consumer stop", self.fleet and self.fleet.stop, close_s),
                                 ("consumer stop", self.consumer and self.consumer.stop, close_s),
-                                ("producer stop", self.producer and self.producer.stop, close_s),
+                                ("producer stop", self.out.producer and self.out.producer.stop, close_s),
                                 ("sinks", self.sinks.close(sinks_s), sinks_s + 0.5))))
         self.summary.update(final_checkpoint=final, uptime_s=round(time.monotonic() - self._t_start, 1))
         self.log.info("stopped", **self.summary, sinks=self.sinks.stats(),
@@ -427,10 +434,11 @@ class Sidecar:
 
     async def _final_checkpoint(self) -> None:
         async with self._lock:
-            for p in sorted(self.parts):
-                await self._checkpoint(p)
+            postponed = [p for p in sorted(self.parts) if not await self._checkpoint(p)]
             await self._publish_actions()
-            await self._drain()
+            await self.out.drain()
+        if postponed:
+            raise RunFailure(f"sinks still delivering the records of partitions {postponed}")
 
     async def _close(self, what: str, op, timeout_s: float) -> None:
         if op is None:
@@ -561,17 +569,18 @@ class Sidecar:
                 msgs = batch[tp]
                 self.rule_counters.observe(decoded.deploys, [])  # records: in _emit, whoever judged them
                 self._watch_copartition(tp, decoded, st.core)
+                self._watch_txn_cap(p, st)
                 for r in decoded.rejected:
                     m = msgs[r.pos]
                     headers = [("error", r.reason.encode()), ("source.topic", tp.topic.encode()),
                                ("source.partition", str(tp.partition).encode()),
                                ("source.offset", str(m.offset).encode())]
-                    await self._send(self.p.topics.dlq, m.value if m.value is not None else b"", m.key, headers)
+                    await self.out.send(self.p.topics.dlq, m.value if m.value is not None else b"", m.key, headers)
                     self.metrics.rejected.labels(tp.topic).inc()
                     self.summary["rejected"] += 1
                 for rec in records:
                     await self._emit(rec)
-                await self.scores.publish(st.core, self._send)
+                await self.scores.publish(st.core, self.out.send)
                 st.offsets[tp.topic] = msgs[-1].offset + 1
                 st.last_seen[tp.topic] = now
                 st.dirty = True
@@ -607,6 +616,16 @@ class Sidecar:
                                     "partitioner=murmur2_random")
         self.metrics.off_default_services.set(self.copartition.off_services)
 
+    def _watch_txn_cap(self, p: int, st: PartitionState) -> None:
+        """Say once per service that it met limits.max_txn_names_per_service (new names count as `other`)."""
+        names = st.core.windows.txn_names
+        for svc in names.capped[st.txn_capped_told:]:
+            self.log.warning("transaction names over the per-service cap are counted as 'other'", partition=p,
+                             service=st.core.interner.lookup(svc), cap=names.cap,
+                             detail="the transactions still count for their endpoint; raise "
+                                    "limits.max_txn_names_per_service if the service really has more names")
+        st.txn_capped_told = len(names.capped)
+
     def _run_partition(self, core: Core, work: list) -> list[tuple[DecodedBatch, list[Record]]]:
         return [self._run_core(core, values, source) for source, values in work]
 
@@ -618,92 +637,24 @@ class Sidecar:
     async def _publish_actions(self) -> None:
         """Rollback-hook outcomes go to the alerts topic as `action` records."""
         for outcome in self.sinks.take_actions():
-            await self._send(self.p.topics.alerts, encode_action(outcome), str(outcome.get("service", "")).encode(),
-                             None)
+            if self.to_alerts_topic:
+                await self.out.send(self.p.topics.alerts, encode_action(outcome),
+                                 str(outcome.get("service", "")).encode(), None)
             self.log.info("action", **{k: outcome.get(k) for k in ("action", "verdict_id", "outcome", "target")})
 
     async def _emit(self, rec: Record) -> None:
         kind = "verdict" if isinstance(rec, Verdict) else "root_cause" if isinstance(rec, RootCause) else "anomaly"
         self.rule_counters.observe([], [rec])
-        await self._send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
+        if self.to_alerts_topic:
+            await self.out.send(self.p.topics.alerts, encode(rec), rec.service.encode(), None)
+            self.metrics.records_out.labels(kind).inc()
         if kind != "root_cause":
             self.summary["verdicts" if kind == "verdict" else "anomalies"] += 1
         self.sinks.submit(rec)
         self.status.record(rec)
-        self.metrics.records_out.labels(kind).inc()
         if kind == "verdict":
             self.log.info("verdict", service=rec.service, deploy_id=rec.deploy_id, decision=rec.decision,
                           root_cause=rec.root_cause)
-
-    async def _send(self, topic: str, value: bytes, key: bytes | None, headers) -> None:
-        msg = (topic, value, key, headers)
-        fut = await self._retry("produce", self._send_once, msg)
-        self._unacked.append((fut, msg))
-        if len(self._unacked) >= 5_000:
-            await self._drain()
-
-    async def _send_once(self, msg):
-        topic, value, key, headers = msg
-        return await self.producer.send(topic, value, key=key, headers=headers)
-
-    async def _drain(self) -> None:
-        """Wait until every record produced so far is acknowledged; resend the failed ones that
-        did not land. Failed records stay in `_unacked` (without a future) until they are
-        produced again, so an interrupted drain loses nothing and no checkpoint passes them."""
-        while self._unacked:
-            pending = self._unacked
-            # shield: a stop request cancels the wait, not the records' delivery futures
-            done = await self._until_stop(lambda: asyncio.gather(
-                *(asyncio.wait_for(asyncio.shield(f), self.k.op_timeout_s) if f is not None else _no_future()
-                  for f, _ in pending), return_exceptions=True), "produce ack")
-            failed = []
-            for (_, msg), res in zip(pending, done):
-                if isinstance(res, BaseException):
-                    failed.append(msg)
-                else:  # RecordMetadata: reading back after an outage starts after it
-                    tp = TopicPartition(res.topic, res.partition)
-                    self._acked_end[tp] = max(self._acked_end.get(tp, 0), res.offset + 1)
-            self._unacked = [(None, msg) for msg in failed]
-            if not failed:
-                return
-            self.metrics.broker_errors.labels("produce ack").inc(len(failed))
-            await self._recreate_producer()
-            missing = await self._not_landed(failed)
-            self.log.warning("records not acknowledged, producing them again", count=len(missing),
-                             already_stored=len(failed) - len(missing))
-            self._unacked = [(None, msg) for msg in missing]
-            for i, msg in enumerate(missing):
-                self._unacked[i] = (await self._retry("produce", self._send_once, msg), msg)
-
-    async def _not_landed(self, msgs: list[tuple]) -> list[tuple]:
-        """The alerts records among `msgs` that their partition does not hold yet (see readback)."""
-        alerts = self.p.topics.alerts
-        n = self._topic_partitions.get(alerts)
-        ident = {id(m): (record_id(m[1]) if m[0] == alerts and m[2] else None) for m in msgs}
-        if n is None or not any(ident.values()):
-            return msgs
-        starts = {}
-        for m in msgs:
-            if ident[id(m)] is not None:
-                tp = TopicPartition(alerts, partition_of(m[2].decode("utf-8", "replace"), n))
-                starts[tp] = self._acked_end.get(tp)
-        stored = await self._retry("read back", ids_in, self._client_kwargs(), starts, self.k.op_timeout_s)
-        return [m for m in msgs if ident[id(m)] is None or ident[id(m)] not in stored]
-
-    async def _recreate_producer(self) -> None:
-        """A producer can stay wedged after an outage; a new one starts clean. The old one must not
-        deliver anything later (after the read-back): if it does not stop in time its sender is cancelled."""
-        old = self.producer
-        try:
-            await asyncio.wait_for(old.stop(), 5.0)
-        except Exception:
-            sender = getattr(getattr(old, "_sender", None), "sender_task", None)  # aiokafka internals
-            if sender is not None:
-                sender.cancel()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(old.client.close(), 2.0)
-        self.producer = self._new_producer()
-        await self._retry("producer start", self.producer.start)
 
     async def _idle_sources(self) -> None:
         """A topic silent for source_idle_s, with nothing left to read, stops holding its
@@ -726,13 +677,13 @@ class Sidecar:
                     wm.pop(s, None)
                 for rec in st.core.process(DecodedBatch()):
                     await self._emit(rec)
-                await self.scores.publish(st.core, self._send)
+                await self.scores.publish(st.core, self.out.send)
             elif self.fleet is not None and (idle or self._never_fed(p)):
                 following.add(p)  # all silent: it keeps up with the fleet's windows
         if self.fleet is not None:
             await self.fleet.follow(following)
             for p in sorted(following):
-                await self.scores.publish(self.parts[p].core, self._send)
+                await self.scores.publish(self.parts[p].core, self.out.send)
 
     def _never_fed(self, p: int) -> bool:
         """No input topic of partition `p` ever held an event (a fetch said so): it has no windows
@@ -747,20 +698,30 @@ class Sidecar:
             if st.dirty and now - st.last_checkpoint >= self.k.checkpoint_interval_s:
                 await self._checkpoint(p)
 
-    async def _checkpoint(self, p: int) -> None:
+    async def _checkpoint(self, p: int) -> bool:
+        """Snapshot partition `p` with its offsets and commit them; False when postponed because the
+        sinks (the only outputs, with sinks.alerts_topic off) have not attempted every record yet."""
         st = self.parts.get(p)
         if st is None:
-            return
+            return True
         if not st.consistent:
             self.log.warning("checkpoint skipped: a batch was interrupted half applied; the next owner "
                              "re-reads it from the previous checkpoint", partition=p)
-            return
+            return True
         if self.fleet is not None:
             await self.fleet.flush()  # the summaries this checkpoint covers go out before it
-        await self.scores.publish(st.core, self._send)  # rows of windows judged as the fleet completed them
-        await self._drain()
+        await self.scores.publish(st.core, self.out.send)  # rows of windows judged as the fleet completed them
+        await self.out.drain()
+        if not self.to_alerts_topic and not await self._sinks_delivered():
+            # The sinks hold the only copy of the records this checkpoint covers: committing now
+            # would lose them in a crash. Try again after another interval; a restart meanwhile
+            # re-reads from the last checkpoint and emits them again (same ids).
+            self.log.warning("checkpoint postponed: sinks have not yet attempted every record it covers "
+                             "(sinks.alerts_topic is false)", partition=p, sinks=self.sinks.stats())
+            st.last_checkpoint = time.monotonic()
+            return False
         state = await asyncio.to_thread(st.core.snapshot)
-        size = await self._retry("checkpoint", save_checkpoint, self.producer, self.p.topics.state,
+        size = await self._retry("checkpoint", save_checkpoint, self.out.producer, self.p.topics.state,
                                  self._state_partitions, self.group_id, p, dict(st.offsets), state,
                                  self.k.op_timeout_s)
         owned = self.consumer.assignment()
@@ -777,6 +738,14 @@ class Sidecar:
         self.summary["checkpoints"] += 1
         self.metrics.checkpoints.inc()
         self.metrics.checkpoint_bytes.labels(str(p)).set(size)
+        return True
+
+    async def _sinks_delivered(self) -> bool:
+        """Whether every sink attempted what was submitted so far, waiting at most one checkpoint interval."""
+        if not self.sinks:
+            return True
+        wait_s = min(self.k.op_timeout_s, max(1.0, self.k.checkpoint_interval_s))
+        return await self._until_stop(lambda: self.sinks.flush(wait_s), "sink flush")
 
     def _gauges(self) -> None:
         now = time.monotonic()
@@ -796,6 +765,7 @@ class Sidecar:
             self.metrics.late.labels(label).set(st.core.late_events)
             self.metrics.windows_open.labels(label).set(len(st.core.windows.open))
             self.metrics.series.labels(label).set(len(st.core.requests))
+            self.metrics.txn_folded.labels(label).set(st.core.windows.txn_names.folded)
             if st.core.gate is not None:
                 self.metrics.fleet_waiting.labels(label).set(sum(1 for w in st.core.gate.queue
                                                                  if not isinstance(w, float)))
@@ -805,87 +775,9 @@ class Sidecar:
                     self.metrics.lag.labels(topic, label).set(max(0, hw - offset))
 
 
-async def _no_future():
-    raise KafkaError("produced again after a failed drain")
-
-
 def _short(e: BaseException) -> str:
     """An exception as one short line (aiokafka's messages can be long or empty)."""
     if isinstance(e, BrokerUnavailable) and e.__cause__ is not None:
         e = e.__cause__
     text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text[:200]}" if text else type(e).__name__
-
-
-def run_live(args) -> int:
-    """`detector run`: build the sidecar from the pipeline and the command line, run until SIGTERM or Ctrl-C.
-
-    The first SIGTERM/SIGINT stops cleanly (final checkpoint and commit within
-    kafka.shutdown_timeout_s); a second one skips the checkpoint and exits at once
-    (130). Failures the user must fix (port taken, no broker) are one line, exit 1.
-    """
-    configure(os.environ.get("DETECTOR_LOG_LEVEL", "info"))
-    pipeline = load_pipeline(getattr(args, "pipeline", None))
-    try:
-        pipeline = dataclasses.replace(pipeline, smoke=resolve_env(pipeline.smoke, dict(os.environ)))
-    except SmokeSettingError as e:
-        raise ConfigError(f"{pipeline.source}: {e.key} must be {e.expected} (got {e.value})") from None
-    bootstrap = args.bootstrap_servers or pipeline.kafka.bootstrap_servers
-    if not bootstrap:
-        raise ConfigError("no Kafka bootstrap servers: pass --bootstrap-servers HOST:PORT, set "
-                          "KAFKA_BOOTSTRAP_SERVERS, or set kafka.bootstrap_servers in the pipeline file")
-
-    async def main() -> int:
-        sidecar = Sidecar(pipeline, bootstrap, group_id=getattr(args, "group_id", None),
-                          http_port=getattr(args, "http_port", None),
-                          alertmanager_url=getattr(args, "alertmanager_url", None))
-        loop = asyncio.get_running_loop()
-
-        def on_signal(signame: str) -> None:
-            if not sidecar.stopping.is_set():
-                sidecar.log.info("stop requested", signal=signame, detail="again to skip the final checkpoint")
-                sidecar.stopping.set()
-            elif not sidecar.hurry.is_set():
-                sidecar.log.warning("stop requested again: skipping the final checkpoint", signal=signame)
-                sidecar.hurry.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal, sig.name)
-        code = await sidecar.run()
-        if sidecar.started:
-            print(f"detector: {sidecar.done_line()}", file=sys.stderr, flush=True)
-        return code
-
-    stuck: list[bool] = [False]
-    try:
-        code = _run_bounded(main(), stuck)
-    except (RunFailure, TopicSetupError) as e:
-        print(f"detector: {e}", file=sys.stderr, flush=True)
-        code = 1
-    if stuck[0]:
-        # A client call stuck on a frozen broker ignores cancellation for its own timeout; the
-        # run is over (final checkpoint written or given up), so the process ends now.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
-
-
-def _run_bounded(coro, stuck: list[bool], cleanup_s: float = 1.0):
-    """`asyncio.run`, except that tasks still pending at the end get `cleanup_s` to finish their
-    cancellation instead of as long as they like; `stuck[0]` says whether some did not."""
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        return loop.run_until_complete(coro)
-    finally:
-        pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
-        for t in pending:
-            t.cancel()
-        if pending:
-            _done, still = loop.run_until_complete(asyncio.wait(pending, timeout=cleanup_s))
-            stuck[0] = bool(still)
-        if not stuck[0]:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            asyncio.set_event_loop(None)
-            loop.close()

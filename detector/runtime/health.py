@@ -34,6 +34,9 @@ class Metrics:
                          registry=r)
         self.windows_open = Gauge("detector_windows_open", "Open event-time windows", ["partition"], registry=r)
         self.series = Gauge("detector_series", "Request series tracked", ["partition"], registry=r)
+        self.txn_folded = Gauge("detector_txn_names_folded",
+                                "Transactions counted as 'other' because their service met "
+                                "limits.max_txn_names_per_service", ["partition"], registry=r)
         self.partitions = Gauge("detector_partitions_owned", "Partitions this instance owns", registry=r)
         self.broker_reachable = Gauge("detector_broker_reachable",
                                       "1 while the broker answers a metadata request within 3 s", registry=r)

@@ -41,16 +41,28 @@ Resolution:
 
 A verdict alert that was resolved does not fire again when the same verdict
 is submitted again (a replay of the same events).
+
+A ``root_cause`` record (``v-<deploy>-rc``: the verdict's root cause,
+completed after the verdict went out) updates the verdict's alert in place:
+the alert is posted again with the same labels (so Alertmanager keeps one
+alert and takes the new annotations) and ``root_cause``,
+``root_cause_evidence`` and ``description`` rebuilt from the completed root
+cause, plus ``root_cause_record_id``. The sink knows only the alerts it holds
+as firing (at most ``max_alerts``, the verdict kept with each); for a verdict
+it does not hold (not posted because of its decision, already resolved, or
+posted by a process before a restart) it posts nothing and logs
+``root_cause_not_posted``: the record alone has no version or decision to
+rebuild the labels from, and re-firing a resolved alert would page again.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from detector.records import Anomaly, Record, Verdict
+from detector.records import Anomaly, Record, RootCause, Verdict
 from detector.sinks.base import QueuedSink
 from detector.sinks.describe import (
     VerdictTracker,
@@ -113,6 +125,7 @@ class _Alert:
     starts_at_s: float | None = None  # wall clock of the first send
     last_sent_s: float | None = None
     changed: bool = True  # a new record arrived since the last send
+    verdict: Verdict | None = None  # for a verdict alert: the verdict (root cause completed, once it is)
 
 
 @dataclass(frozen=True)
@@ -152,10 +165,10 @@ class AlertmanagerSink(QueuedSink):
     # --- intake (called by submit, runs on the loop, never waits) ---
 
     def items_for(self, record: Record) -> list[Any]:
-        if isinstance(record, Verdict):
-            return [record]  # every verdict, also those not posted: a later deploy's verdict resolves older ones
-        if not isinstance(record, Anomaly):
-            return []  # a root_cause record completes a verdict on the alerts topic; nothing to fire
+        if isinstance(record, (Verdict, RootCause)):
+            # every verdict, also those not posted: a later deploy's verdict resolves older ones;
+            # a root_cause record updates its verdict's alert if that is firing (see _complete)
+            return [record]
         return [record] if record.severity in self.severities else []
 
     def resolve(self, service: str, deploy_id: str | None = None) -> None:
@@ -217,6 +230,9 @@ class AlertmanagerSink(QueuedSink):
 
     def _apply(self, item: Record | _ResolveRequest, now: float) -> None:
         alerts = self._alerts
+        if isinstance(item, RootCause):
+            self._complete(item)
+            return
         if isinstance(item, _ResolveRequest):
             for key, a in list(alerts.items()):
                 if a.labels["service"] == item.service and (
@@ -237,7 +253,10 @@ class AlertmanagerSink(QueuedSink):
         key = tuple(sorted(labels.items()))
         existing = alerts.pop(key, None)
         if existing is not None:
-            existing.annotations, existing.last_seen_s, existing.changed = alert_annotations(item), now, True
+            if isinstance(item, Verdict) and existing.verdict is not None and existing.verdict.id == item.id:
+                item = existing.verdict  # the same verdict again (a re-read): keep its completed root cause
+            existing.annotations, existing.last_seen_s, existing.changed = _annotations(existing, item), now, True
+            existing.verdict = item if isinstance(item, Verdict) else None
             alerts[key] = existing  # re-inserted: the dict stays ordered by newest record
             return
         if isinstance(item, Verdict):
@@ -247,8 +266,22 @@ class AlertmanagerSink(QueuedSink):
         if len(alerts) >= self.max_alerts:
             del alerts[next(iter(alerts))]  # the alert quiet the longest; Alertmanager expires it at its endsAt
             self.stats.dropped += 1
-        alerts[key] = _Alert("verdict" if isinstance(item, Verdict) else "anomaly", labels,
-                             alert_annotations(item), last_seen_s=now)
+        verdict = item if isinstance(item, Verdict) else None
+        alerts[key] = _Alert("verdict" if verdict else "anomaly", labels, alert_annotations(item), last_seen_s=now,
+                             verdict=verdict)
+
+    def _complete(self, rc: RootCause) -> None:
+        """The firing alert of `rc`'s verdict takes the completed root cause; sent again at the next pass."""
+        a = next((a for a in self._alerts.values() if a.verdict is not None and a.verdict.id == rc.verdict_id), None)
+        if a is None:
+            self._log.info("root_cause_not_posted", record_id=rc.id, service=rc.service, deploy_id=rc.deploy_id,
+                           reason="no firing alert of this verdict here (decision not posted, resolved, or "
+                                  "posted before a restart)")
+            return
+        a.verdict = replace(a.verdict, root_cause=rc.root_cause, evidence=rc.evidence)
+        a.annotations = {**alert_annotations(a.verdict), "root_cause_record_id": rc.id}
+        a.changed = True
+        self._log.info("alert_root_cause_completed", root_cause=rc.root_cause, **_ident(a))
 
     def _wire(self, a: _Alert, *, ends_at_s: float) -> dict[str, Any]:
         body: dict[str, Any] = {"labels": a.labels, "annotations": a.annotations,
@@ -260,6 +293,14 @@ class AlertmanagerSink(QueuedSink):
 
     async def aclose(self) -> None:
         self.client.close()
+
+
+def _annotations(existing: _Alert, record: Record) -> dict[str, str]:
+    notes = alert_annotations(record)
+    rc_id = existing.annotations.get("root_cause_record_id")
+    if rc_id and isinstance(record, Verdict) and record.id + "-rc" == rc_id:
+        notes["root_cause_record_id"] = rc_id
+    return notes
 
 
 def _ident(a: _Alert) -> dict[str, str]:

@@ -9,7 +9,8 @@ sinks reuse: ``rollback`` -> critical, ``page`` -> error, ``ticket`` and
 ``inconclusive`` -> warning, ``confirmed`` and ``superseded`` -> info.
 
 Dedup key: the record id itself (``a-...`` for an anomaly, ``v-<deploy_id>``
-for a verdict). Ids are deterministic, so a replay or a restart that finds the
+for a verdict; the PagerDuty and webhook sinks key an early ticket's
+escalation by the verdict's id it escalates, see ``events``). Ids are deterministic, so a replay or a restart that finds the
 same thing again addresses the same incident instead of opening a new one.
 
 Supersession: a verdict is the single final word on one deploy, so it never
@@ -29,7 +30,7 @@ from typing import Any
 
 import orjson
 
-from detector.records import Record, Verdict, encode
+from detector.records import Anomaly, Record, Verdict, encode
 
 SEVERITY_BY_DECISION = {
     "rollback": "critical",
@@ -85,6 +86,22 @@ def summary(record: Record) -> str:
                 f"{record.expected:.4g} expected (score {record.score:.1f})", MAX_SUMMARY_CHARS)
 
 
+def is_escalation(record: Record) -> bool:
+    """An anomaly escalating an early ticket verdict (detail ``escalates``: the verdict's id)."""
+    return isinstance(record, Anomaly) and "escalates" in record.detail
+
+
+def escalation_summary(record: Anomaly) -> str:
+    """One line for an escalation: the action, the deploy, the verdict it escalates and the rule's reason."""
+    d = record.detail
+    version = f" {record.version}" if record.version else ""
+    head = (f"[{d.get('action', '?')}] {record.service}{version} (deploy {record.deploy_id}) escalates "
+            f"ticket {d['escalates']}")
+    if d.get("reason"):
+        head += f": {d['reason']}"
+    return _cut(head, MAX_SUMMARY_CHARS)
+
+
 def description(record: Record) -> str:
     """The reasons, one per line, and where the finding came from."""
     if isinstance(record, Verdict):
@@ -128,6 +145,7 @@ class VerdictTracker:
         self._open: dict[str, OpenVerdict] = {}
         self._latest: dict[str, tuple[float, str]] = {}  # service -> (event time, deploy id) of its newest verdict
         self._triggered: OrderedDict[str, None] = OrderedDict()
+        self._escalated: OrderedDict[str, None] = OrderedDict()  # verdict ids whose escalation was sent
         self._remember_max = remember_max
 
     def supersede(self, verdict: Verdict) -> tuple[bool, list[OpenVerdict]]:
@@ -155,6 +173,31 @@ class VerdictTracker:
         self._triggered.move_to_end(verdict.id)
         while len(self._triggered) > self._remember_max:
             self._triggered.popitem(last=False)
+
+    def already_escalated(self, verdict_id: str) -> bool:
+        return verdict_id in self._escalated
+
+    def escalate(self, escalation: Anomaly) -> tuple[bool, bool, list[OpenVerdict]]:
+        """Open the incident of the verdict `escalation` escalates, keyed by that verdict's id.
+
+        Returns (is it current?, was that verdict's own incident open here?, open verdicts of other deploys it
+        supersedes). Stale, as a verdict is, when a verdict for another deploy of the service with a later
+        event time was seen first.
+        """
+        service, deploy_id, verdict_id = escalation.service, escalation.deploy_id or "", escalation.detail["escalates"]
+        latest = self._latest.get(service)
+        if latest is not None and latest[1] != deploy_id and latest[0] > escalation.ts:
+            return False, False, []
+        if latest is None or latest[1] != deploy_id:
+            self._latest[service] = (escalation.ts, deploy_id)
+        cur = self._open.get(service)
+        was_open = cur is not None and cur.verdict_id == verdict_id
+        superseded = [cur] if cur is not None and cur.deploy_id != deploy_id else []
+        self._open[service] = OpenVerdict(service, deploy_id, verdict_id, escalation.ts)
+        self._escalated[verdict_id] = None
+        while len(self._escalated) > self._remember_max:
+            self._escalated.popitem(last=False)
+        return True, was_open, superseded
 
     def close(self, service: str, deploy_id: str | None = None) -> list[OpenVerdict]:
         """Forget the open verdict of `service` (only if it is for `deploy_id`, when given); return what closed."""

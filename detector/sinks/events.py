@@ -6,7 +6,15 @@ is submitted), and the incident is *resolved* when a later verdict of the
 same service supersedes it, or when ``resolve(service, deploy_id)`` is called
 (see ``describe`` for why verdict incidents do not time out). Anomalies are
 not sent: they reach people as evidence inside the verdict, or through
-Alertmanager, which groups them.
+Alertmanager, which groups them. The exception is an *escalation*: the one
+anomaly the judge sends when a page or rollback rule holds after an early
+``ticket`` verdict went out (detail ``escalates``: the verdict's id,
+``action``: ``page`` or ``rollback``). It is filtered like a verdict of that
+action (``action`` in the sink's decisions), sent once per verdict id as an
+``escalate`` event keyed by the *verdict's* id, and opens (or takes over) that
+verdict's incident, which a later deploy's verdict then resolves as usual.
+A ``root_cause`` record is not an incident event; the webhook forwards it
+(see ``webhook``), PagerDuty does not (see ``pagerduty``).
 
 A subclass supplies the request body and headers for one ``Event``.
 """
@@ -16,20 +24,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from detector.records import Record, Verdict
+from detector.records import Anomaly, Record, RootCause, Verdict
 from detector.sinks.base import QueuedSink
-from detector.sinks.describe import OpenVerdict, VerdictTracker
+from detector.sinks.describe import OpenVerdict, VerdictTracker, is_escalation
 from detector.sinks.http import HttpClient, check_url, redact_url
 
 
 @dataclass(frozen=True)
 class Event:
-    action: str  # "trigger" or "resolve"
+    action: str  # "trigger", "resolve", "escalate", or "root_cause" (the webhook's)
     dedup_key: str
     service: str
     deploy_id: str
     verdict: Verdict | None = None  # set for a trigger
     reason: str = ""  # why a resolve happens: "superseded by v-...", "resolved"
+    completion: RootCause | None = None  # set for a root_cause event
+    escalation: Anomaly | None = None  # set for an escalate event
 
 
 class EventSink(QueuedSink):
@@ -46,7 +56,13 @@ class EventSink(QueuedSink):
         self.tracker = VerdictTracker()
         self._log = self._log.bind(endpoint=redact_url(url))
 
+    # PagerDuty folds a trigger on an open alert's dedup key into that alert without paging anyone, so it
+    # resolves the ticket's own open incident first and the escalation opens a new one (see ``pagerduty``).
+    reopen_on_escalation = False
+
     def items_for(self, record: Record) -> list[Event]:
+        if isinstance(record, Anomaly) and is_escalation(record):
+            return self._escalation_items(record)
         if not isinstance(record, Verdict):
             return []
         current, superseded = self.tracker.supersede(record)
@@ -54,6 +70,19 @@ class EventSink(QueuedSink):
         if current and record.decision in self.decisions and not self.tracker.already_triggered(record.id):
             self.tracker.trigger(record)
             items.append(Event("trigger", record.id, record.service, record.deploy_id, verdict=record))
+        return items
+
+    def _escalation_items(self, a: Anomaly) -> list[Event]:
+        verdict_id = a.detail["escalates"]
+        if a.detail.get("action") not in self.decisions or self.tracker.already_escalated(verdict_id):
+            return []
+        current, was_open, superseded = self.tracker.escalate(a)
+        if not current:
+            return []
+        items = [_resolve(o, f"superseded by {verdict_id}") for o in superseded]
+        if was_open and self.reopen_on_escalation:
+            items.append(Event("resolve", verdict_id, a.service, a.deploy_id or "", reason=f"escalated by {a.id}"))
+        items.append(Event("escalate", verdict_id, a.service, a.deploy_id or "", escalation=a))
         return items
 
     def resolve(self, service: str, deploy_id: str | None = None, reason: str = "resolved") -> int:

@@ -23,6 +23,7 @@ def test_the_shipped_default_pipeline_loads_with_its_rules():
     ("[tests]\nsignificance = 2\n", "tests.significance must be a p-value in (0, 0.5) (got 2"),
     ("[topics]\nincidents = 'bad name'\n", "topics.incidents must be a Kafka topic name"),
     ("[windows\n", "not valid TOML"),
+    ("[sinks]\njsonl = 'alerts.jsonl'\n", "sinks.jsonl must be left out: no code ever read it"),
 ])
 def test_bad_config_fails_fast_naming_file_key_value_and_expectation(text, message):
     """Each mistake yields one ConfigError that says where and what was expected."""

@@ -31,12 +31,11 @@ async def test_a_stored_but_unacknowledged_record_is_not_produced_again(kafka_bo
     pipeline = pipeline_for_test(topic_prefix, 600.0)
     alerts = pipeline.topics.alerts
     sidecar = Sidecar(pipeline, kafka_bootstrap, http_port=-1)
-    sidecar._topic_partitions = await ensure_topics(kafka_bootstrap, {alerts: PARTITIONS}, PARTITIONS)
-    sidecar.producer = sidecar._new_producer()
-    await sidecar.producer.start()
+    sidecar.out.topic_partitions = await ensure_topics(kafka_bootstrap, {alerts: PARTITIONS}, PARTITIONS)
+    await sidecar.out.start()
     try:
-        await sidecar._send(alerts, b'{"id":"a-first","type":"anomaly"}', b"payments", None)
-        await sidecar._drain()  # acknowledged: the read-back on this partition starts after it
+        await sidecar.out.send(alerts, b'{"id":"a-first","type":"anomaly"}', b"payments", None)
+        await sidecar.out.drain()  # acknowledged: the read-back on this partition starts after it
         stored = b'{"id":"v-stored","type":"verdict"}'
         lost = b'{"id":"v-lost","type":"verdict"}'
         other = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, enable_idempotence=False)
@@ -45,12 +44,12 @@ async def test_a_stored_but_unacknowledged_record_is_not_produced_again(kafka_bo
             await other.send_and_wait(alerts, stored, key=b"payments")
         finally:
             await other.stop()
-        sidecar._unacked = [(_failed_future(), (alerts, stored, b"payments", None)),
+        sidecar.out.unacked = [(_failed_future(), (alerts, stored, b"payments", None)),
                             (_failed_future(), (alerts, lost, b"orders", None))]
-        await sidecar._drain()
-        assert sidecar._unacked == []
+        await sidecar.out.drain()
+        assert sidecar.out.unacked == []
     finally:
-        await sidecar.producer.stop()
+        await sidecar.out.producer.stop()
     msgs = await read_topic(kafka_bootstrap, alerts,
                             lambda m: {"v-stored", "v-lost"} <= {record_id(x.value) for x in m}, 30, settle_s=1.0)
     assert Counter(orjson.loads(m.value)["id"] for m in msgs) == {"a-first": 1, "v-stored": 1, "v-lost": 1}

@@ -201,8 +201,8 @@ async def test_a_stop_interrupts_the_main_loops_wait_for_acknowledgements_and_ke
     assert sidecar.k.op_timeout_s >= 5
     delivery = asyncio.get_running_loop().create_future()  # never acknowledged: a frozen broker
     msg = ("alerts", b"{}", b"svc", None)
-    sidecar._unacked = [(delivery, msg)]
-    drain = asyncio.create_task(sidecar._drain())
+    sidecar.out.unacked = [(delivery, msg)]
+    drain = asyncio.create_task(sidecar.out.drain())
     await asyncio.sleep(0.2)
     assert not drain.done()
     t0 = time.monotonic()
@@ -210,7 +210,7 @@ async def test_a_stop_interrupts_the_main_loops_wait_for_acknowledgements_and_ke
     with pytest.raises(Stopped):
         await asyncio.wait_for(drain, 3)
     assert time.monotonic() - t0 < 1.0
-    assert not delivery.done() and sidecar._unacked == [(delivery, msg)]
+    assert not delivery.done() and sidecar.out.unacked == [(delivery, msg)]
 
     attempts = []
 

@@ -9,6 +9,7 @@ each test. Also checks the deployment files that wire Alertmanager in:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import shlex
@@ -27,7 +28,7 @@ from pathlib import Path
 import pytest
 from realparts import missing
 
-from detector.records import Anomaly, Verdict
+from detector.records import Anomaly, RootCause, Verdict
 from detector.sinks import AlertmanagerSink, HttpClient
 
 REPO = Path(__file__).resolve().parents[2]
@@ -228,12 +229,57 @@ async def test_shipped_config_routes_verdicts_to_oncall_and_inhibits_their_anoma
         sink.submit(critical_anomaly())
         assert await sink.flush(5)
         await sink.close(2)
-        alerts = {a["labels"]["alertname"]: a for a in get_alerts(am_url)}
+        # Alertmanager's inhibitor takes in new alerts asynchronously: the muted state can lag the POST.
+        deadline = time.monotonic() + 5
+        while True:
+            alerts = {a["labels"]["alertname"]: a for a in get_alerts(am_url)}
+            if alerts["DetectorAnomaly"]["status"]["state"] == "suppressed" or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
     assert [r["name"] for r in alerts["DeployRollback"]["receivers"]] == ["deploy-oncall"]
     assert alerts["DeployRollback"]["status"]["state"] == "active"
     assert [r["name"] for r in alerts["DetectorAnomaly"]["receivers"]] == ["deploy-anomalies"]
     assert alerts["DetectorAnomaly"]["status"]["state"] == "suppressed"
     assert alerts["DetectorAnomaly"]["status"]["inhibitedBy"], "muted by the rollback verdict of the same deploy"
+
+
+@needs_alertmanager
+async def test_a_root_cause_record_updates_its_verdicts_alert_in_place(tmp_path: Path) -> None:
+    """The verdict's alert first shows the verdict's root cause; after its root_cause record Alertmanager holds the
+    same alert (same labels, same fingerprint, same start) with the completed root cause in its annotations. A
+    record for a verdict with no alert here (a `ticket`, not posted) changes nothing."""
+    config = """
+route:
+  receiver: nobody
+receivers:
+  - name: nobody
+"""
+    with running_alertmanager(config, tmp_path) as am_url:
+        sink = AlertmanagerSink(url=am_url, client=HttpClient(timeout_s=5, max_retries=2, base_delay_s=0.05),
+                                resend_s=60)
+        await sink.start()
+        sink.submit(rollback_verdict())
+        sink.submit(dataclasses.replace(rollback_verdict("d-5", "ticket"), service="search"))
+        assert await sink.flush(5)
+        [before] = get_alerts(am_url)
+        assert before["annotations"]["root_cause"] == "config"
+        assert before["annotations"]["root_cause_evidence"] == "new log template: missing configuration key <*>"
+
+        sink.submit(RootCause(ts=EVENT_TS + 30, service="checkout", deploy_id="d-981", root_cause="code",
+                              evidence=("new log template: TypeError: <*> in pay_handler line <NUM>",)))
+        sink.submit(RootCause(ts=EVENT_TS + 30, service="search", deploy_id="d-5", root_cause="data_or_infra",
+                              evidence=("database latency x9",)))
+        assert await sink.flush(5)
+        await sink.close(2)
+        [after] = get_alerts(am_url)
+    assert after["labels"] == before["labels"] and after["fingerprint"] == before["fingerprint"]
+    assert after["startsAt"] == before["startsAt"] and after["status"]["state"] == "active"
+    notes = after["annotations"]
+    assert notes["root_cause"] == "code"
+    assert notes["root_cause_evidence"] == "new log template: TypeError: <*> in pay_handler line <NUM>"
+    assert "root cause: code" in notes["description"] and "root cause: config" not in notes["description"]
+    assert notes["root_cause_record_id"] == "v-d-981-rc" and notes["record_id"] == "v-d-981"
+    assert notes["summary"] == before["annotations"]["summary"], "the decision and its reasons stay"
 
 
 # --- deployment files ---
