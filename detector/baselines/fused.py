@@ -32,9 +32,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from detector.baselines.model import (_FIRST_TS, _KERNEL_OFFSETS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B,
+from detector.baselines.model import (_FIRST_TS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B,
                                       _SLOT_FIELDS, DAY_S, KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation,
-                                      SeasonalBaseline, _ew_welford, _ratio, learn_level)
+                                      SeasonalBaseline, _ew_welford, _ratio, learn_level, pool_slots)
 
 Rows = tuple[np.ndarray, float, np.ndarray, np.ndarray]  # series index, window start, values, weights
 
@@ -147,27 +147,11 @@ def _profiles(bs, idxs, ts: np.ndarray, rs: _RowSettings) -> tuple:
     parts = []
     bounds = rs.bounds
     for b, idx, lo, hi in zip(bs, idxs, bounds[:-1], bounds[1:]):
-        c = b.config
-        t = ts[lo:hi]
-        profile, tod = b._calendar.split(t)
-        pos = tod / c.slot_s - 0.5
-        floor = np.floor(pos)
-        frac = pos - floor
-        spd = c.slots_per_day
-        flat = idx * c.n_slots + profile * spd + (floor.astype(np.int64) + _KERNEL_OFFSETS) % spd
-        parts.append({"flat": flat, "cells": b._slots.reshape(len(_SLOT_FIELDS), -1)[:, flat], "frac": frac})
+        flat, cells, frac = b._slot_cells(idx, ts[lo:hi])
+        parts.append({"flat": flat, "cells": cells, "frac": frac})
     frac = np.concatenate([p["frac"] for p in parts])
-    pf_w, pf_w2, pf_m, pf_s, pf_ts = np.concatenate([p["cells"] for p in parts], axis=2)
-    kd = (rs.kern_a + rs.kern_b * frac) * np.exp2(-np.maximum(ts - pf_ts, 0.0) / rs.profile_hl)
-    kw = kd * pf_w
-    w_pool = kw.sum(axis=0)
-    has = w_pool > 0
-    safe_w = np.where(has, w_pool, 1.0)
-    mean = (kw * pf_m).sum(axis=0) / safe_w
-    m2 = (kd * pf_s + kw * (pf_m - mean) ** 2).sum(axis=0)
-    w2 = (kd * kd * pf_w2).sum(axis=0)
-    neff = np.where(has, w_pool * w_pool / np.where(w2 > 0, w2, 1.0), 0.0)
-    var_mean = np.where(has, m2 / safe_w / np.maximum(neff, 1.0), 0.0)
+    mean, var_mean, w_pool, neff = pool_slots(np.concatenate([p["cells"] for p in parts], axis=2),
+                                              rs.kern_a + rs.kern_b * frac, ts, rs.profile_hl)
     return parts, mean, var_mean, w_pool, neff
 
 

@@ -255,6 +255,24 @@ def _ratio(num, den, default: float):
     return np.where(ok, num / np.where(ok, den, 1.0), default)
 
 
+def pool_slots(cells: np.ndarray, kernel: np.ndarray, ts: np.ndarray, half_life_s) -> tuple:
+    """Kernel-pooled profile of gathered slot cells (fields x 4 slots x rows): each slot weighted by its
+    kernel weight, forgotten by its age at `ts`. Returns the pooled mean, the variance of that mean,
+    the pooled weight and the effective number of observations, per row."""
+    pf_w, pf_w2, pf_m, pf_s, pf_ts = cells
+    kd = kernel * np.exp2(-np.maximum(ts - pf_ts, 0.0) / half_life_s)
+    kw = kd * pf_w
+    w_pool = kw.sum(axis=0)
+    has = w_pool > 0
+    safe_w = np.where(has, w_pool, 1.0)
+    mean = (kw * pf_m).sum(axis=0) / safe_w
+    m2 = (kd * pf_s + kw * (pf_m - mean) ** 2).sum(axis=0)
+    w2 = (kd * kd * pf_w2).sum(axis=0)
+    neff = np.where(has, w_pool * w_pool / np.where(w2 > 0, w2, 1.0), 0.0)
+    var_mean = np.where(has, m2 / safe_w / np.maximum(neff, 1.0), 0.0)
+    return mean, var_mean, w_pool, neff
+
+
 class SeasonalBaseline:
     """Time-of-day profile x adaptive level, with honest uncertainty, for many series of one signal.
 
@@ -469,31 +487,27 @@ class SeasonalBaseline:
             dispersion = np.full(len(mean), np.nan)
         return Expectation(dispersion=dispersion, **cols)
 
+    def _slot_cells(self, idx: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The flat cells of slots i0-1 .. i0+2 around each time (local time: the kernel stays within a
+        day's profile), their gathered state and each time's fraction between the centres of i0 and i0+1."""
+        c = self.config
+        profile, tod = self._calendar.split(ts)
+        pos = tod / c.slot_s - 0.5  # in slot units, 0 at the centre of slot 0
+        floor = np.floor(pos)
+        frac = pos - floor
+        spd = c.slots_per_day
+        flat = idx * c.n_slots + profile * spd + (floor.astype(np.int64) + _KERNEL_OFFSETS) % spd
+        return flat, self._slots.reshape(len(_SLOT_FIELDS), -1)[:, flat], frac
+
     def _profile(self, idx: np.ndarray, ts: np.ndarray) -> dict:
         """Pooled profile at `ts`: mean, variance of that mean, pooled weight, effective observations.
 
         Also returns the flat cells of slots i0-1 .. i0+2 and their gathered
         state, so that an update can reuse them for the cells i0 and i0+1.
         """
-        c = self.config
-        profile, tod = self._calendar.split(ts)  # local time: the kernel stays within a day's profile
-        pos = tod / c.slot_s - 0.5  # in slot units, 0 at the centre of slot 0
-        floor = np.floor(pos)
-        frac = pos - floor
-        spd = c.slots_per_day
-        flat = idx * c.n_slots + profile * spd + (floor.astype(np.int64) + _KERNEL_OFFSETS) % spd
-        cells = self._slots.reshape(len(_SLOT_FIELDS), -1)[:, flat]
-        pf_w, pf_w2, pf_m, pf_s, pf_ts = cells
-        kd = (self._kern_a + self._kern_b * frac) * np.exp2(-np.maximum(ts - pf_ts, 0.0) / c.profile_half_life_s)
-        kw = kd * pf_w
-        w_pool = kw.sum(axis=0)
-        has = w_pool > 0
-        safe_w = np.where(has, w_pool, 1.0)
-        mean = (kw * pf_m).sum(axis=0) / safe_w
-        m2 = (kd * pf_s + kw * (pf_m - mean) ** 2).sum(axis=0)
-        w2 = (kd * kd * pf_w2).sum(axis=0)
-        neff = np.where(has, w_pool * w_pool / np.where(w2 > 0, w2, 1.0), 0.0)
-        var_mean = np.where(has, m2 / safe_w / np.maximum(neff, 1.0), 0.0)
+        flat, cells, frac = self._slot_cells(idx, ts)
+        mean, var_mean, w_pool, neff = pool_slots(cells, self._kern_a + self._kern_b * frac, ts,
+                                                  self.config.profile_half_life_s)
         return {"mean": mean, "var_mean": var_mean, "w": w_pool, "neff": neff, "frac": frac,
                 "flat": flat, "cells": cells}
 

@@ -60,7 +60,6 @@ def bank_configs(pipeline: Pipeline, quantile: float = 0.95) -> dict[str, Baseli
 class SeasonalWatch:
     def __init__(self, pipeline: Pipeline, interner: Interner, requests: RequestSeries, metrics: MetricSeries,
                  bank: BaselineBank | None = None, min_score: float = 6.0, sustain_windows: int = 3) -> None:
-        b = pipeline.baselines
         self.p = pipeline
         self.interner = interner
         self.requests = requests
