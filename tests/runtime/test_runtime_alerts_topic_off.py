@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from recorder import recording_server
 from sidecar import SidecarProcess, pipeline_for_test, produce_scenario, scenario_events, write_pipeline
 
 from detector.records import encode
@@ -27,24 +24,8 @@ RATE = 0.5
 @pytest.fixture
 def webhook():
     """A webhook receiver: the JSON bodies it was posted, in arrival order."""
-    bodies: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", "0")))))
-            self.send_response(202)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", bodies
-    httpd.shutdown()
-    httpd.server_close()
+    with recording_server() as rec:
+        yield rec.url + "/hook", rec
 
 
 async def _alerts_topic_messages(bootstrap: str, topic: str) -> int | None:
@@ -67,7 +48,7 @@ def test_with_the_alerts_topic_off_records_reach_only_the_other_sinks(tmp_path, 
     """The config_fault scenario through a sidecar with sinks.alerts_topic = false and a webhook: the webhook
     receives exactly replay's verdicts (the rollback included), the alerts topic is never written (not even
     created), and the sidecar checkpoints and stops cleanly."""
-    url, bodies = webhook
+    url, receiver = webhook
     truth, _services, sc = scenario_events(SCENARIO, tmp_path / "events.jsonl", rate_scale=RATE)
     base = pipeline_for_test(topic_prefix, truth["verification_s"])
     pipeline = dataclasses.replace(base, sinks=dataclasses.replace(base.sinks, alerts_topic=False, webhook_url=url))
@@ -86,7 +67,7 @@ def test_with_the_alerts_topic_off_records_reach_only_the_other_sinks(tmp_path, 
         assert any(v["decision"] == "rollback" for v in expected.values())
 
         def triggered() -> dict[str, dict]:
-            return {b["record"]["id"]: b["record"] for b in list(bodies) if b["event_action"] == "trigger"}
+            return {b["record"]["id"]: b["record"] for b in receiver.bodies() if b["event_action"] == "trigger"}
 
         det.wait_until("every verdict at the webhook", lambda: set(triggered()) >= set(expected), 120)
         assert triggered() == expected

@@ -4,10 +4,8 @@ and a checkpoint waits until they attempted every record it covers (else it is p
 from __future__ import annotations
 
 import dataclasses
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
+from recorder import recording_server
 
 from detector.config import ConfigError, load_pipeline, parse_pipeline
 from detector.core import Core
@@ -33,25 +31,9 @@ def test_the_alerts_topic_off_with_another_sink_loads(extra):
 @pytest.fixture
 def hanging_webhook():
     """A webhook that holds every request until `release` is set."""
-    release = threading.Event()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
-            self.rfile.read(int(self.headers.get("Content-Length", "0")))
-            release.wait(20)
-            self.send_response(202)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/hook", release
-    release.set()
-    httpd.shutdown()
-    httpd.server_close()
+    with recording_server() as rec:
+        rec.hanging.set()
+        yield rec.url + "/hook", rec.released
 
 
 async def test_a_checkpoint_waits_for_the_sinks_when_they_hold_the_only_copy(hanging_webhook):

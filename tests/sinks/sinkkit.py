@@ -1,53 +1,15 @@
-"""Shared by the sink tests: a recording HTTP server, an HTTP client with short backoff, sample records."""
+"""Shared by the sink tests: the recording HTTP server (tests/recorder.py), an HTTP client with short backoff, sample records."""
 
 from __future__ import annotations
 
-import json
-import threading
-from collections import deque
-from dataclasses import dataclass, field
-
-
 from detector.records import Anomaly, Verdict
+from recorder import Recorder, Request  # noqa: F401 - the sink tests import them from here
 from detector.sinks import (
     HttpClient,
 )
 
 EVENT_TS = 1_764_140_520.0  # 2025-11-26T07:02:00Z: event time, deliberately not "now"
 ROUTING_KEY = "R0UT1NGKEY0000000000000000000042"
-
-
-# --- a recording HTTP server ---
-
-
-@dataclass
-class Request:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at_s: float
-
-    def json(self) -> object:
-        return json.loads(self.body)
-
-
-@dataclass
-class Recorder:
-    """Records every POST; answers the next scripted status (default 202), or hangs until released."""
-
-    url: str = ""
-    requests: list[Request] = field(default_factory=list)
-    script: deque[tuple[int, dict[str, str]]] = field(default_factory=deque)
-    hanging: threading.Event = field(default_factory=threading.Event)
-    released: threading.Event = field(default_factory=threading.Event)
-    arrived: threading.Event = field(default_factory=threading.Event)
-
-    def answer(self, *statuses: int, headers: dict[str, str] | None = None) -> None:
-        for s in statuses:
-            self.script.append((s, headers or {}))
-
-    def bodies(self) -> list[object]:
-        return [r.json() for r in self.requests]
 
 
 def client(**kw: float) -> HttpClient:
