@@ -32,7 +32,12 @@ RATE = 0.5
 
 def _pipeline(topic_prefix, truth, max_wait_s: float):
     base = pipeline_for_test(topic_prefix, truth["verification_s"])
-    return dataclasses.replace(base, fleet=dataclasses.replace(base.fleet, max_wait_s=max_wait_s))
+    # The deploy's ticket waits for the end of its verification period (a hold as long as the period):
+    # with the default 120 s hold it goes out ~3 s of wall time after the deploy's first anomaly at
+    # this speed, and the kill-and-restart test needs the verdict to be judged after the restart.
+    verification = dataclasses.replace(base.verification, ticket_hold_s=float(truth["verification_s"]))
+    return dataclasses.replace(base, fleet=dataclasses.replace(base.fleet, max_wait_s=max_wait_s),
+                               verification=verification)
 
 
 @pytest.fixture
