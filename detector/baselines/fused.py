@@ -34,7 +34,7 @@ import numpy as np
 
 from detector.baselines.model import (_FIRST_TS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B,
                                       _SLOT_FIELDS, DAY_S, KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation,
-                                      SeasonalBaseline, _ew_welford, _ratio, learn_level, pool_slots)
+                                      SeasonalBaseline, _ew_welford, _ratio, learn_level, learn_noise, pool_slots)
 
 Rows = tuple[np.ndarray, float, np.ndarray, np.ndarray]  # series index, window start, values, weights
 
@@ -222,14 +222,7 @@ def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
         learn_level(g[_LV], ts, learn, w, num_x, den_x, sq_x, window_s, level_hl)
         num_x = np.where(is_count, e * e - yhat - var_mean, np.where(is_scale, e * e - var_mean, w * (e * e - var_mean)))
         den_x = np.where(mult, yhat * yhat, 1.0)
-        nz = g[_NZ]
-        decay = np.exp2(-np.maximum(ts - nz[4], window_s) / noise_hl)
-        nz[:4] *= decay
-        nz[0] += num_x
-        nz[1] += den_x
-        nz[2] += w
-        nz[3] += 1.0
-        nz[4] = ts
+        learn_noise(g[_NZ], ts, num_x, den_x, w, window_s, noise_hl)
 
     out = []
     for k, (b, idx, prof) in enumerate(zip(bs, idxs, profs)):

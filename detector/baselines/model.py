@@ -255,6 +255,18 @@ def _ratio(num, den, default: float):
     return np.where(ok, num / np.where(ok, den, 1.0), default)
 
 
+def learn_noise(nz: np.ndarray, ts, num_x, den_x, w, window_s, half_life_s) -> None:
+    """Forget the noise sums (a view: rows nz_num, nz_den, nz_w, nz_n, nz_ts) by their age, then add
+    one window's squared excess, its scale, its weight and one observation, in place."""
+    decay = np.exp2(-np.maximum(ts - nz[4], window_s) / half_life_s)
+    nz[:4] *= decay
+    nz[0] += num_x
+    nz[1] += den_x
+    nz[2] += w
+    nz[3] += 1.0
+    nz[4] = ts
+
+
 def pool_slots(cells: np.ndarray, kernel: np.ndarray, ts: np.ndarray, half_life_s) -> tuple:
     """Kernel-pooled profile of gathered slot cells (fields x 4 slots x rows): each slot weighted by its
     kernel weight, forgotten by its age at `ts`. Returns the pooled mean, the variance of that mean,
@@ -412,14 +424,7 @@ class SeasonalBaseline:
             num_x, den_x = e * e - var_mean, yhat * yhat
         else:
             num_x, den_x = w * (e * e - var_mean), 1.0
-        nz = g[_NZ]  # a view: rows nz_num, nz_den, nz_w, nz_n, nz_ts
-        decay = np.exp2(-np.maximum(ts - nz[4], c.window_s) / c.noise_half_life_s)
-        nz[:4] *= decay
-        nz[0] += num_x
-        nz[1] += den_x
-        nz[2] += w
-        nz[3] += 1.0
-        nz[4] = ts
+        learn_noise(g[_NZ], ts, num_x, den_x, w, c.window_s, c.noise_half_life_s)
         self._series[:, idx] = g
 
         # Profile: split the value between the two nearest slot centres i0 and
