@@ -158,9 +158,9 @@ def test_scenarios_get_the_same_decisions_at_1_2_and_8_partitions(name, tmp_path
 # --- waiting for partitions ---------------------------------------------------------------------------
 
 
-def test_a_silent_partition_is_named_in_the_records_judged_without_it(shared_db):
-    """The core of the deploy's partition (of 2) never hears from the other: what it judges
-    at the end of input says which partition it judged without."""
+def _deploys_partition(shared_db):
+    """The core of the deploy's partition (of 2), the input lines, and a function routing a chunk of
+    lines to that partition (decoded with the core's interner)."""
     truth, events = shared_db
     from detector.ingest.contract import decode_batch
     from detector.ingest.interner import Interner
@@ -172,9 +172,20 @@ def test_a_silent_partition_is_named_in_the_records_judged_without_it(shared_db)
     core = Core(p, interner=interner, partition=own, partitions=2)
     router = Router(interner, 2)
     lines = [ln for ln in events.read_bytes().splitlines() if ln.strip()]
+
+    def route(chunk):
+        return router.split(decode_batch(chunk, interner, p.limits.max_message_bytes))[own]
+
+    return truth, p, own, core, lines, route
+
+
+def test_a_silent_partition_is_named_in_the_records_judged_without_it(shared_db):
+    """The core of the deploy's partition (of 2) never hears from the other: what it judges
+    at the end of input says which partition it judged without."""
+    truth, p, own, core, lines, route = _deploys_partition(shared_db)
     records = []
     for i in range(0, len(lines), 8192):
-        part = router.split(decode_batch(lines[i:i + 8192], interner, p.limits.max_message_bytes))[own]
+        part = route(lines[i:i + 8192])
         records.extend(core.process(part, source="events"))
     assert not any(r.__class__.__name__ == "Verdict" for r in records)  # waiting for partition 1
     assert core.gate.queue  # windows held back, not judged without the fleet
@@ -204,20 +215,9 @@ def test_a_checkpoint_keeps_the_windows_that_wait_for_the_fleet(shared_db):
     """Closed windows held back for the fleet exist nowhere else in the core: a snapshot taken while
     they wait restores them (as partition 0 of 2), and the restored core judges them exactly as the
     original does."""
-    truth, events = shared_db
-    from detector.ingest.contract import decode_batch
-    from detector.ingest.interner import Interner
-    from detector.ingest.partitioning import Router, partition_of
-
-    own = partition_of(truth["deploys"][0]["service"], 2)
-    p = pipeline_for(truth)
-    interner = Interner(max_size=p.limits.max_interned_strings)
-    core = Core(p, interner=interner, partition=own, partitions=2)
-    router = Router(interner, 2)
-    lines = [ln for ln in events.read_bytes().splitlines() if ln.strip()]
+    truth, p, own, core, lines, route = _deploys_partition(shared_db)
     for i in range(0, len(lines) * 2 // 3, 8192):
-        core.process(router.split(decode_batch(lines[i:i + 8192], interner, p.limits.max_message_bytes))[own],
-                     source="events")
+        core.process(route(lines[i:i + 8192]), source="events")
     waiting = [w.end if not isinstance(w, float) else w for w in core.gate.queue]
     assert len(waiting) > 3 and core.gate.head_ready
     back = Core.restore(p, core.snapshot(), own, 2)
