@@ -7,6 +7,7 @@ about a tenth of the time. Design choices are measured on the development half:
 
     python benchmarks/nab_dev.py                                   # shipped [metrics], dev half
     python benchmarks/nab_dev.py --set quiet_windows=48 --set level_half_life_samples=96
+    python benchmarks/nab_dev.py --breakdown                       # each window found or missed, and why
     python benchmarks/nab_dev.py --split holdout                   # for reporting, not for choosing
 """
 
@@ -31,19 +32,65 @@ from detector.anomaly.detector import MetricDetector  # noqa: E402
 from detector.config import ConfigError, load_pipeline, parse_pipeline  # noqa: E402
 
 
-def records(names: list[str], series: dict, metrics) -> dict[str, np.ndarray]:
-    """1 where the detector opens an episode (emits its record), per row of each file."""
+PARTS = ("onset", "score", "point", "sustained")
+
+
+def stepped(names: list[str], series: dict, metrics) -> dict[str, dict[str, np.ndarray]]:
+    """Per file, per row: `onset` (1 where the detector opens an episode: emits its record), the `score` and
+    its two parts (`point`, `sustained`; see `detector.anomaly.detector.Scored`)."""
     det = MetricDetector(metrics)
     lengths = np.array([len(series[r][0]) for r in names])
     t = np.zeros((len(names), lengths.max()))
     y = np.zeros_like(t)
     for i, r in enumerate(names):
         t[i, :lengths[i]], y[i, :lengths[i]] = series[r]
-    onset = np.zeros_like(t)
+    out = {part: np.zeros_like(t) for part in PARTS}
     for k in range(lengths.max()):
         idx = np.flatnonzero(lengths > k)
-        onset[idx, k] = det.step(idx, t[idx, k], y[idx, k]).onset
-    return {r: onset[i, :lengths[i]] for i, r in enumerate(names)}
+        s = det.step(idx, t[idx, k], y[idx, k])
+        for part in PARTS:
+            out[part][idx, k] = getattr(s, part)
+    return {r: {part: out[part][i, :lengths[i]] for part in PARTS} for i, r in enumerate(names)}
+
+
+def records(names: list[str], series: dict, metrics) -> dict[str, np.ndarray]:
+    """1 where the detector opens an episode (emits its record), per row of each file."""
+    return {r: a["onset"] for r, a in stepped(names, series, metrics).items()}
+
+
+def breakdown(names: list[str], files: dict, rows: dict, profile, n_windows: int) -> list[str]:
+    """Where the score comes from: every labelled window (found or missed, the score's peak in it and which
+    test's part that was), the files' false-positive rows, and the totals in NAB's raw units."""
+    out = ["window                                                          found  weight  peak   point  sustained"]
+    found_sum, missed, fp_rows, fp_cost, fp_by_file = 0.0, 0, 0, 0.0, []
+    for rel in names:
+        f, a = files[rel], rows[rel]
+        o = ns.outcomes(f, a["onset"], 0.5, profile)
+        for k, first, weight in o.windows:
+            inside = f.window == k
+            peak = int(np.flatnonzero(inside)[np.argmax(a["score"][inside])])
+            label = f"{rel} #{k}"
+            out.append(f"{label:<63} {'yes' if first is not None else 'MISS':>5}  {weight:6.2f}  "
+                       f"{a['score'][peak]:5.1f}  {a['point'][inside].max():5.1f}  {a['sustained'][inside].max():9.1f}")
+            found_sum += weight
+            missed += first is None
+        fp_rows += len(o.fp_rows)
+        fp_cost += o.fp_cost
+        if len(o.fp_rows):
+            peaks = a["score"][o.fp_rows]
+            from_point = int(np.sum(a["point"][o.fp_rows] >= a["sustained"][o.fp_rows]))
+            fp_by_file.append((o.fp_cost, f"{rel:<63} {len(o.fp_rows):3d} rows  cost {o.fp_cost:6.2f}  scores "
+                                          f"{np.min(peaks):.1f}-{np.max(peaks):.1f}  point test {from_point}"))
+    out.append("false positives by file (cost in NAB raw units, fp_weight applied):")
+    out.extend(line for _cost, line in sorted(fp_by_file))
+    raw = found_sum * profile.tp_weight - missed * profile.fn_weight + fp_cost
+    null = -profile.fn_weight * n_windows
+    perfect = profile.tp_weight * n_windows
+    need = 0.7 * (perfect - null) + null
+    out.append(f"raw {raw:.2f} = found windows' weights {found_sum:.2f} x {profile.tp_weight:g} - {missed} missed x "
+               f"{profile.fn_weight:g} + false positives {fp_cost:.2f} ({fp_rows} rows); normalised "
+               f"{ns.normalise(raw, null, perfect):.2f}; 70 needs raw {need:.2f}")
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="a [metrics] setting over the shipped ones, TOML value (e.g. quiet_windows=48); "
                          "repeatable")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="print every labelled window (found or missed, its peak score and which test) and the "
+                         "false-positive rows by file, standard profile")
     args = ap.parse_args(argv)
     pipeline = load_pipeline()
     if args.set:
@@ -75,13 +125,17 @@ def main(argv: list[str] | None = None) -> int:
         series[rel] = (nab.to_seconds(times), values)
         files[rel] = ns.file_rows(rel, times, windows[rel])
     t0 = time.perf_counter()
-    dec = records(names, series, pipeline.metrics)
+    stepped_rows = stepped(names, series, pipeline.metrics)
+    dec = {r: a["onset"] for r, a in stepped_rows.items()}
     seconds = time.perf_counter() - t0
     row = nab.table(files, {"detector": (dec, "fixed")}, profiles, sum(len(windows[r]) for r in names))[0]
     print(f"NAB {args.split} half ({len(names)} files), [metrics] {' '.join(args.set) or 'shipped'}; {machine()}")
     print(f"standard {row['standard']:.2f}  low FP {row['reward_low_FP_rate']:.2f}  "
           f"low FN {row['reward_low_FN_rate']:.2f}  windows {row['windows_detected']}/{row['windows']}  "
           f"FP rows {row['fp_rows']}  ({seconds:.0f} s)")
+    if args.breakdown:
+        std = profiles[[p.name for p in profiles].index("standard")]
+        print("\n".join(breakdown(names, files, stepped_rows, std, sum(len(windows[r]) for r in names))))
     return 0
 
 

@@ -130,6 +130,28 @@ def score_file(rows: FileRows, scores: np.ndarray, threshold: float, profile: Pr
             "windows_detected": detected, "windows": rows.scored_windows}
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """Where one file's score comes from at one threshold (see `outcomes`)."""
+
+    windows: list[tuple[int, int | None, float]]  # (window, first detection's row or None, its weight)
+    fp_rows: np.ndarray  # rows detected outside every window (scorable ones)
+    fp_cost: float  # what they cost (<= 0, fp_weight applied)
+
+
+def outcomes(rows: FileRows, scores: np.ndarray, threshold: float, profile: Profile) -> Outcome:
+    """`score_file`'s total split by its sources: each scored window's best detection (or none: a miss)
+    and the false-positive rows. found weights x tp_weight - misses x fn_weight + fp_cost is the file's score."""
+    hit = rows.scorable & (np.asarray(scores, dtype=np.float64) >= threshold)
+    windows = []
+    for k in np.unique(rows.window[rows.scorable & (rows.window >= 0)]).tolist():
+        found = np.flatnonzero(hit & (rows.window == k))
+        first = int(found[np.argmax(rows.value[found])]) if len(found) else None
+        windows.append((k, first, float(rows.value[first]) if first is not None else 0.0))
+    fp = np.flatnonzero(hit & (rows.window < 0))
+    return Outcome(windows, fp, float(np.sum(rows.value[fp]) * profile.fp_weight))
+
+
 def score_corpus(files: dict[str, FileRows], scores: dict[str, np.ndarray], threshold: float,
                  profile: Profile) -> dict:
     """Corpus totals at one threshold."""

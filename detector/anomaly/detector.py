@@ -43,7 +43,9 @@ ADDED_COLUMNS = frozenset(f"baseline/{name}" for name in (*RECURRING_COLUMNS, *R
 class Scored:
     """One closed window's verdict for each series in `idx`."""
 
-    score: np.ndarray  # -log10 p, 0 while warming up
+    score: np.ndarray  # -log10 p, 0 while warming up: the larger of `point` and `sustained`
+    point: np.ndarray  # the point test's part (-log10 of its corrected p-value)
+    sustained: np.ndarray  # the sustained test's part
     expected: np.ndarray
     z: np.ndarray
     ready: np.ndarray
@@ -77,8 +79,10 @@ class MetricDetector:
         zc = np.clip(b.z_raw, -Z_CLIP_SUSTAINED, Z_CLIP_SUSTAINED)
         zbar = np.where(b.ready, (1 - self.gamma) * self.cols["zbar"][idx] + self.gamma * zc, 0.0)
         u = zbar / np.sqrt(self.gamma / (2 - self.gamma))
-        lp = np.minimum(self.point.log10_p(idx, b.z), self.sustained.log10_p(idx, u))
-        score = np.where(b.ready, np.clip(-(lp + _LOG10_2), 0.0, SCORE_CAP), 0.0)
+        # each test's part of the score, Bonferroni-corrected for the two; the score is the larger part
+        point = np.where(b.ready, np.clip(-(self.point.log10_p(idx, b.z) + _LOG10_2), 0.0, SCORE_CAP), 0.0)
+        sustained = np.where(b.ready, np.clip(-(self.sustained.log10_p(idx, u) + _LOG10_2), 0.0, SCORE_CAP), 0.0)
+        score = np.maximum(point, sustained)
         hit = b.ready & (score >= self.settings.score_threshold)
         learn = b.ready.astype(np.float64)
         self.point.learn(idx, b.z_raw, learn)
@@ -86,8 +90,8 @@ class MetricDetector:
         # an adopted level shift starts the sustained statistic afresh
         self.cols["zbar"][idx] = np.where(b.shifted, 0.0, zbar)
         onset, is_open = self.episodes.step(idx, hit)
-        return Scored(score=score, expected=b.expected, z=b.z, ready=b.ready, seasonal=b.seasonal, onset=onset,
-                      open=is_open, shifted=b.shifted)
+        return Scored(score=score, point=point, sustained=sustained, expected=b.expected, z=b.z, ready=b.ready,
+                      seasonal=b.seasonal, onset=onset, open=is_open, shifted=b.shifted)
 
     def to_state(self) -> dict:
         return {"baseline": self.baseline.cols.to_state(), "point": self.point.cols.to_state(),

@@ -52,6 +52,22 @@ def test_a_spike_opens_one_episode_and_does_not_drag_the_baseline():
     assert abs(out[401].expected[0] - out[399].expected[0]) < 2.0
 
 
+def test_the_score_is_the_larger_of_its_point_and_sustained_parts():
+    """A spike scores through the point test; a shift of 2.5 sd, small for any one value, through the sustained one."""
+    rng = np.random.default_rng(5)
+    values = rng.normal(50, 2, 900)
+    values[400] = 80.0
+    values[700:730] += 5.0
+    _, out = run(values, np.arange(900) * 60.0)
+    for r in out:
+        assert r.score[0] == max(r.point[0], r.sustained[0])
+    assert out[400].point[0] >= 4.0 > out[400].sustained[0]
+    onsets = [i for i, r in enumerate(out) if r.onset[0]]
+    assert onsets[0] == 400 and len(onsets) == 2 and 700 < onsets[1] < 730
+    late = out[onsets[1]]
+    assert late.sustained[0] >= 4.0 > late.point[0]
+
+
 def test_a_persistent_level_shift_is_adopted():
     """One record at the shift, then the new level is normal: the episode ends, no further records."""
     rng = np.random.default_rng(4)

@@ -45,6 +45,23 @@ def test_score_counts_the_earliest_detection_once_and_every_false_positive():
     assert ns.score_file(rows, s, 0.5, STANDARD)["score"] == pytest.approx(1.0 - 0.11)
 
 
+def test_outcomes_split_the_file_score_into_windows_and_false_positives():
+    """Found windows' best weights, minus the misses, plus the false positives' cost give score_file's total."""
+    _, rows = _file(windows=(("2020-01-01T10:00:00", "2020-01-01T11:39:00"),
+                             ("2020-01-01T20:00:00", "2020-01-01T21:39:00")))
+    s = np.zeros(2000)
+    s[[650, 620, 690]] = 1.0  # the first window, detected three times: its earliest detection counts
+    s[[400, 720, 1500]] = 1.0  # false positives: before the window (full cost), just after (almost free), later
+    s[100] = 1.0  # probationary: ignored
+    o = ns.outcomes(rows, s, 0.5, STANDARD)
+    assert [(k, first) for k, first, _w in o.windows] == [(0, 620), (1, None)]
+    assert o.windows[0][2] == pytest.approx(rows.value[620]) and o.windows[1][2] == 0.0
+    assert o.fp_rows.tolist() == [400, 720, 1500]
+    assert o.fp_cost == pytest.approx(0.11 * (rows.value[400] + rows.value[720] + rows.value[1500]))
+    total = sum(w for _k, first, w in o.windows if first is not None) - 1 + o.fp_cost
+    assert total == pytest.approx(ns.score_file(rows, s, 0.5, STANDARD)["score"])
+
+
 def test_sweep_finds_the_best_threshold():
     _, rows = _file()
     s = np.zeros(2000)
