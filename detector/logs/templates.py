@@ -41,7 +41,7 @@ Template ids are hashes of masked text, so a snapshot is only valid for the
 masking rules that wrote it: a change of the rules bumps
 `masking.MASKING_VERSION`, and a snapshot of another version (or of format 1,
 written with the drain3 miner) is refused with `SnapshotVersionError` (a
-ValueError) that says so. A core restore (`state.py`) then keeps everything
+ValueError) that says so. A core restore (`detector.state`) then keeps everything
 else and starts the log templates empty, with the reason in
 `cold_start_reason`: templates are relearnt within minutes; a deploy judged
 in the first `baseline_s` after the upgrade has log history only from the
