@@ -13,8 +13,10 @@ import numpy as np
 
 from detector.baselines.files import (FORMAT_VERSION, _BANK_FORMAT, BaselineFormatError, _atomic_write, _read_file,
                                       _read_npz, _write_npz)
-from detector.baselines.model import (KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, BaselineConfig, SeasonalBaseline,
-                                      _config_from, _incompatible, _n_series_from)
+from detector.baselines.model import SeasonalBaseline
+from detector.baselines.settings import (KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, BaselineConfig, _config_from,
+                                         _incompatible)
+from detector.baselines.snapshots import _n_series_from
 
 
 

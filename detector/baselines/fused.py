@@ -32,9 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from detector.baselines.model import (_FIRST_TS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B,
-                                      _SLOT_FIELDS, DAY_S, KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation,
-                                      SeasonalBaseline, _ew_welford, _ratio, learn_level, learn_noise, pool_slots)
+from detector.baselines.model import SeasonalBaseline
+from detector.baselines.recursions import (_FIRST_TS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B, _SLOT_FIELDS,
+                                           _ew_welford, _ratio, learn_level, learn_noise, pool_slots)
+from detector.baselines.settings import DAY_S, KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation
 
 Rows = tuple[np.ndarray, float, np.ndarray, np.ndarray]  # series index, window start, values, weights
 

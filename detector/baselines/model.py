@@ -49,243 +49,30 @@ model); a `BaselineBank` holds the baselines of all signals plus the registry
 from stable series keys (strings) to the dense index they share, which is what
 makes a saved bank meaningful to a new process.
 
-The hot path is vectorised over series. river's statistics (`EWMean`,
-`EWVar`) are per-object and per-value: driving one object per series from a
-Python loop costs a call per series per window, cannot apply the elapsed-time
-decay used here (river fades per update, not per second), and cannot be
-snapshotted without pickle. The exponentially forgotten Welford update below
-is the same statistic in array form; the tests check it against river's
-`EWMean` / `EWVar` as an oracle.
 
 The baseline learns from every value it is given. Windows the judge considers
 anomalous (an incident, a deploy under verification) should be passed with
 weight 0 or left out, so an incident does not become the new normal.
+
+Here: `SeasonalBaseline` (learning and expecting). Its settings and answer
+(`BaselineConfig`, `Expectation`) are in `settings`, the state layout and the
+vectorised recursions it shares with the fused step in `recursions`, and
+saving and restoring it in `snapshots`.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
-from pathlib import Path
-
 import numpy as np
 
 from detector.baselines.calendar import DAY_PROFILES, Calendar
-from detector.baselines.files import (FORMAT_VERSION, _BASELINE_FORMAT, BaselineFormatError, _atomic_write, _read_file,
-                                      _read_npz, _write_npz)
+from detector.baselines.recursions import (_FIRST_TS, _KERNEL_OFFSETS, _LV, _N_OBS, _NZ, _RW, _SERIES_FIELDS,
+                                           _SERIES_INIT, _SHARE_A, _SHARE_B, _SLOT_FIELDS, _SLOT_INIT, _ew_welford,
+                                           _ratio, learn_level, learn_noise, pool_slots)
+from detector.baselines.settings import DAY_S, KIND_COUNT, KIND_SCALE, BaselineConfig, Expectation, _incompatible
+from detector.baselines.snapshots import BaselineSnapshots
 
 
-DAY_S = 86400.0
-
-
-
-
-
-KIND_COUNT = "count"  # counts per window (volume, transactions, error log lines): x level, negative binomial
-
-
-KIND_SCALE = "scale"  # positive magnitudes (latency quantiles): x level, constant coefficient of variation
-
-
-KIND_ADDITIVE = "additive"  # rates and metric values: + level, variance per unit weight
-
-
-KINDS = (KIND_COUNT, KIND_SCALE, KIND_ADDITIVE)
-
-
-@dataclass(frozen=True)
-class BaselineConfig:
-    """Settings of one baseline; frozen, validated on construction."""
-
-    kind: str = KIND_COUNT
-    slot_s: float = 1800.0  # width of a time-of-day slot; must divide a day
-    window_s: float = 10.0  # cadence of updates: the smallest step the forgetting clocks take
-    level_half_life_s: float = 1800.0  # how fast the level (and the fallback) follow recent values
-    profile_half_life_s: float = 7 * DAY_S  # how fast old days fade out of the time-of-day profile
-    noise_half_life_s: float = 6 * 3600.0  # memory of the residual-variance estimate
-    neighbour_weight: float = 0.25  # weight of the adjacent slots when pooling a profile estimate
-    min_history_s: float = 600.0  # history before any expectation (even the fallback) is ready
-    min_obs: int = 30  # observations before any expectation is ready
-    seasonal_min_days: float = 1.0  # history before the time-of-day profile is used
-    min_slot_obs: float = 30.0  # effective observations near this time of day for the profile to be used
-    fallback_std_factor: float = 2.0  # uncertainty inflation while only recent history is known
-    min_std: float = 0.0  # floor on the stated predictive std (in the signal's unit)
-    timezone: str = "UTC"  # IANA zone whose local time indexes the profile
-    day_profiles: str = "none"  # one profile for every day, or: weekday_weekend, day_of_week
-
-    def __post_init__(self) -> None:
-        def bad(key: str, expected: str) -> ValueError:
-            return ValueError(f"baseline {key} must be {expected} (got {key}={getattr(self, key)!r})")
-
-        if self.kind not in KINDS:
-            raise bad("kind", f"one of {', '.join(KINDS)}")
-        for key in ("slot_s", "window_s", "level_half_life_s", "profile_half_life_s", "noise_half_life_s"):
-            value = getattr(self, key)
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise bad(key, "a finite number of seconds > 0")
-        slots = DAY_S / self.slot_s
-        if abs(slots - round(slots)) > 1e-9 or round(slots) < 4:
-            raise bad("slot_s", "a number of seconds that divides a day (86400) into at least 4 slots")
-        if not 0 <= self.neighbour_weight <= 1:
-            raise bad("neighbour_weight", "between 0 and 1")
-        for key in ("min_history_s", "min_obs", "seasonal_min_days", "min_slot_obs", "min_std"):
-            value = getattr(self, key)
-            if not (np.isfinite(value) and value >= 0):
-                raise bad(key, "a finite number >= 0")
-        if self.day_profiles not in DAY_PROFILES:
-            raise bad("day_profiles", f"one of {', '.join(DAY_PROFILES)}")
-        Calendar(self.timezone, self.day_profiles)  # raises naming an unknown zone
-        if not (np.isfinite(self.fallback_std_factor) and self.fallback_std_factor >= 1):
-            raise bad("fallback_std_factor", "a number >= 1 (the fallback is never more certain than the model)")
-
-    @property
-    def slots_per_day(self) -> int:
-        return int(round(DAY_S / self.slot_s))
-
-    @property
-    def n_slots(self) -> int:
-        """Slots of all day profiles: profile p, slot of day s is p * slots_per_day + s."""
-        return DAY_PROFILES[self.day_profiles] * self.slots_per_day
-
-    @property
-    def multiplicative(self) -> bool:
-        return self.kind != KIND_ADDITIVE
-
-
-@dataclass(frozen=True)
-class Expectation:
-    """What a baseline expects for each queried (series, ts); all fields are arrays of the query's length.
-
-    `std` is the predictive standard deviation of one window's value: noise plus
-    the uncertainty of `mean` (`mean_std`). For `count` baselines, `dispersion`
-    is the negative binomial overdispersion phi with std**2 == mean + phi *
-    mean**2, so a count test can use NB(mean, phi); it is NaN for other kinds.
-    `ready` is False until the series has `min_obs` observations and
-    `min_history_s` of history: before that `mean` and `std` are not to be
-    judged against (a series never seen has mean NaN and std inf). `seasonal`
-    is True where the mean is profile x level (or + level); where it is False
-    but `ready` is True, the mean is recent history alone and `std` is inflated
-    by `fallback_std_factor`.
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-    mean_std: np.ndarray
-    dispersion: np.ndarray
-    n_obs: np.ndarray
-    history_s: np.ndarray
-    ready: np.ndarray
-    seasonal: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.mean)
-
-
-# Per-series state, one row per field of a (fields, series) matrix so that a
-# round of updates is one gather and one scatter. rw_* is the recent-history
-# (fallback) tracker, lv_* the level, nz_* the noise model; *_ts is the event
-# time of the last update, which drives the elapsed-time forgetting.
-_SERIES_FIELDS: dict[str, float] = {
-    "n_obs": 0.0, "first_ts": np.inf,
-    "rw_w": 0.0, "rw_w2": 0.0, "rw_m": 0.0, "rw_s": 0.0, "rw_ts": -np.inf,
-    "lv_num": 0.0, "lv_den": 0.0, "lv_sq": 0.0, "lv_w": 0.0, "lv_w2": 0.0, "lv_ts": -np.inf,
-    "nz_num": 0.0, "nz_den": 0.0, "nz_w": 0.0, "nz_n": 0.0, "nz_ts": -np.inf,
-}
-
-
-_N_OBS, _FIRST_TS = 0, 1
-
-
-_RW, _LV, _NZ = slice(2, 7), slice(7, 13), slice(13, 18)
-
-
-# Per (series, slot) state of the time-of-day profile: a (fields, series, slots) array.
-_SLOT_FIELDS: dict[str, float] = {"pf_w": 0.0, "pf_w2": 0.0, "pf_m": 0.0, "pf_s": 0.0, "pf_ts": -np.inf}
-
-
-_SERIES_INIT = np.array(list(_SERIES_FIELDS.values()))
-
-
-_SLOT_INIT = np.array(list(_SLOT_FIELDS.values()))
-
-
-# The profile kernel spans slots i0-1 .. i0+2 around a time whose bracketing
-# slot centres are i0 and i0+1 (fraction f of the way). Linear interpolation
-# between the centres, with each centre lending `neighbour_weight` (nu) to its
-# neighbours, gives weights [nu(1-f), (1-f)+nu f, f+nu(1-f), nu f] = a + b f.
-_KERNEL_OFFSETS = np.arange(-1, 3)[:, None]
-
-
-# Soft binning of a value into slots i0, i0+1: weights [1-f, f] = a + b f.
-_SHARE_A, _SHARE_B = np.array([[1.0], [0.0]]), np.array([[-1.0], [1.0]])
-
-
-def _incompatible(old: BaselineConfig, new: BaselineConfig) -> str | None:
-    """Why learnt state cannot be carried from `old` to `new` settings, or None if it can
-    (one profile for every day becomes each day profile's starting point: `_split_days`)."""
-    if old.day_profiles == "none" and new.day_profiles != "none":
-        old = BaselineConfig(**{**asdict(old), "day_profiles": new.day_profiles})
-    for key in ("kind", "slot_s", "timezone", "day_profiles"):
-        if getattr(new, key) != getattr(old, key):
-            return f"{key} of a learnt baseline cannot change ({getattr(old, key)!r} -> {getattr(new, key)!r})"
-    return None
-
-
-def _ew_welford(w_sum, w2_sum, mean, m2, decay, w, x):
-    """Exponentially forgotten, weighted Welford update (West 1979); returns the new four statistics.
-
-    All previous weights are multiplied by `decay`, then `x` enters with weight
-    `w`. mean is the weighted mean, m2 / w_sum the weighted variance, and
-    w_sum**2 / w2_sum the effective number of observations. Numerically stable
-    where E[x^2] - E[x]^2 is not (large counts, small variances).
-    """
-    w_sum = w_sum * decay + w
-    w2_sum = w2_sum * (decay * decay) + w * w
-    delta = x - mean
-    step = np.divide(w, w_sum, out=np.zeros_like(w_sum), where=w_sum > 0)
-    mean = mean + step * delta
-    m2 = m2 * decay + w * delta * (x - mean)
-    return w_sum, w2_sum, mean, np.maximum(m2, 0.0)
-
-
-def _ratio(num, den, default: float):
-    """num / den where den > 0, else `default` (no warnings, no NaN)."""
-    ok = den > 0
-    return np.where(ok, num / np.where(ok, den, 1.0), default)
-
-
-def learn_noise(nz: np.ndarray, ts, num_x, den_x, w, window_s, half_life_s) -> None:
-    """Forget the noise sums (a view: rows nz_num, nz_den, nz_w, nz_n, nz_ts) by their age, then add
-    one window's squared excess, its scale, its weight and one observation, in place."""
-    decay = np.exp2(-np.maximum(ts - nz[4], window_s) / half_life_s)
-    nz[:4] *= decay
-    nz[0] += num_x
-    nz[1] += den_x
-    nz[2] += w
-    nz[3] += 1.0
-    nz[4] = ts
-
-
-def pool_slots(cells: np.ndarray, kernel: np.ndarray, ts: np.ndarray, half_life_s) -> tuple:
-    """Kernel-pooled profile of gathered slot cells (fields x 4 slots x rows): each slot weighted by its
-    kernel weight, forgotten by its age at `ts`. Returns the pooled mean, the variance of that mean,
-    the pooled weight and the effective number of observations, per row."""
-    pf_w, pf_w2, pf_m, pf_s, pf_ts = cells
-    kd = kernel * np.exp2(-np.maximum(ts - pf_ts, 0.0) / half_life_s)
-    kw = kd * pf_w
-    w_pool = kw.sum(axis=0)
-    has = w_pool > 0
-    safe_w = np.where(has, w_pool, 1.0)
-    mean = (kw * pf_m).sum(axis=0) / safe_w
-    m2 = (kd * pf_s + kw * (pf_m - mean) ** 2).sum(axis=0)
-    w2 = (kd * kd * pf_w2).sum(axis=0)
-    neff = np.where(has, w_pool * w_pool / np.where(w2 > 0, w2, 1.0), 0.0)
-    var_mean = np.where(has, m2 / safe_w / np.maximum(neff, 1.0), 0.0)
-    return mean, var_mean, w_pool, neff
-
-
-class SeasonalBaseline:
+class SeasonalBaseline(BaselineSnapshots):
     """Time-of-day profile x adaptive level, with honest uncertainty, for many series of one signal.
 
     `update` takes one value per (series, window); `expect` answers for any
@@ -620,82 +407,3 @@ class SeasonalBaseline:
             slots[:, :cap] = self._slots
             self._series, self._slots = series, slots
         self._n = n
-
-    # ------------------------------------------------------------ snapshots
-
-    def _header(self) -> dict:
-        return {"format": _BASELINE_FORMAT, "version": FORMAT_VERSION, "config": asdict(self.config),
-                "n_series": self._n}
-
-    def _arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
-        out = {prefix + k: self._series[i, : self._n] for i, k in enumerate(_SERIES_FIELDS)}
-        out.update({prefix + k: self._slots[i, : self._n] for i, k in enumerate(_SLOT_FIELDS)})
-        return out
-
-    @classmethod
-    def _from_parts(cls, config: BaselineConfig, n_series: int, arrays: Mapping[str, np.ndarray],
-                    prefix: str, source: str) -> "SeasonalBaseline":
-        baseline = cls(config)
-        baseline._ensure(n_series)
-        for store, names, shape in ((baseline._series, _SERIES_FIELDS, (n_series,)),
-                                    (baseline._slots, _SLOT_FIELDS, (n_series, config.n_slots))):
-            for i, k in enumerate(names):
-                a = arrays.get(prefix + k)
-                if a is None or a.shape != shape or a.dtype != np.float64:
-                    got = "missing" if a is None else f"{a.dtype}{a.shape}"
-                    raise BaselineFormatError(f"{source}: array {prefix + k!r} should be float64{shape}, "
-                                              f"got {got}; the file is damaged: delete it to start cold")
-                store[i, :n_series] = a
-        return baseline
-
-    def to_bytes(self) -> bytes:
-        """The whole state as bytes (a numpy .npz archive with a JSON header; no pickle)."""
-        return _write_npz(self._header(), self._arrays())
-
-    @classmethod
-    def from_bytes(cls, data: bytes, source: str = "<bytes>") -> "SeasonalBaseline":
-        """Restore from `to_bytes` output; errors name `source` (e.g. the file it came from)."""
-        header, arrays = _read_npz(data, source, _BASELINE_FORMAT)
-        return cls._from_parts(_config_from(header.get("config"), source), _n_series_from(header, source),
-                               arrays, "", source)
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write the snapshot to `path` atomically (a reader never sees half a file)."""
-        _atomic_write(Path(path), self.to_bytes())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "SeasonalBaseline":
-        return cls.from_bytes(_read_file(Path(path)), str(path))
-
-
-def _config_from(raw, source: str) -> BaselineConfig:
-    known = {f.name for f in fields(BaselineConfig)}
-    if not isinstance(raw, dict) or set(raw) - known:
-        extra = sorted(set(raw) - known) if isinstance(raw, dict) else raw
-        raise BaselineFormatError(f"{source}: baseline config has unknown or malformed entries ({extra!r})")
-    try:
-        return BaselineConfig(**raw)
-    except (TypeError, ValueError) as e:
-        raise BaselineFormatError(f"{source}: invalid baseline config: {e}") from None
-
-
-def _n_series_from(header: dict, source: str) -> int:
-    n = header.get("n_series")
-    if not (isinstance(n, int) and n >= 0):
-        raise BaselineFormatError(f"{source}: n_series should be an int >= 0, got {n!r}")
-    return n
-
-
-def learn_level(lv: np.ndarray, ts: np.ndarray, learn: np.ndarray, w: np.ndarray, num_x: np.ndarray,
-                den_x: np.ndarray, sq_x: np.ndarray, window_s: float, level_half_life_s) -> None:
-    """Decay the level moments `lv` (a view: rows lv_num, lv_den, lv_sq, lv_w, lv_w2, lv_ts) to `ts`
-    and add this window's, in place; rows that do not learn keep their level as it was."""
-    decay = np.exp2(-np.maximum(ts - lv[5], window_s) / level_half_life_s)
-    decay = np.where(learn, decay, 1.0)
-    learn_w = np.where(learn, w, 0.0)
-    lv[0] = lv[0] * decay + np.where(learn, num_x, 0.0)
-    lv[1] = lv[1] * decay + np.where(learn, den_x, 0.0)
-    lv[2] = lv[2] * decay + np.where(learn, sq_x, 0.0)
-    lv[3] = lv[3] * decay + learn_w
-    lv[4] = lv[4] * decay * decay + learn_w * learn_w
-    lv[5] = np.where(learn, ts, lv[5])

@@ -21,7 +21,7 @@ from detector import stats
 from detector.aggregate import sketch
 from detector.baselines.bank import BaselineBank, latency_signal
 from detector.baselines.fused import update_signals
-from detector.baselines.model import BaselineConfig
+from detector.baselines.settings import BaselineConfig
 from detector.config import Pipeline
 from detector.ingest.interner import Interner
 from detector.records import Anomaly

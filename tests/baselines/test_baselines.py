@@ -10,7 +10,7 @@ import pytest
 from river import stats as river_stats
 
 from detector.baselines import DAY_S, BaselineBank, BaselineConfig, BaselineFormatError, SeasonalBaseline, latency_signal
-from detector.baselines.model import _ew_welford
+from detector.baselines.recursions import _ew_welford
 
 MIDNIGHT = 1_764_028_800.0  # a UTC midnight, so hour-of-day arithmetic below is exact
 WINDOW_S = 10.0
