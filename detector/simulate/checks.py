@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import orjson
 
-from detector.simulate.scenario import (
+from detector.simulate.spec import (
     ErrorIncrease,
     InfraSlowdown,
     LatencyIncrease,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from detector.simulate.messages import Template
-from detector.simulate.scenario import (
+from detector.simulate.spec import (
     Disturbance,
     Fault,
     LatencyIncrease,

@@ -22,7 +22,7 @@ import numpy as np
 from detector.simulate.traffic import KIND_NAMES, Chunk
 
 if TYPE_CHECKING:
-    from detector.simulate.scenario import Scenario
+    from detector.simulate.spec import Scenario
 
 DEFAULT_TOPICS = {"request": "requests", "log": "logs", "metric": "metrics", "deploy": "deploys", "check": "checks"}
 # Wall-clock granularity of paced output: fine enough to look continuous.

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from detector.simulate.scenario import Deploy, Scenario
+from detector.simulate.spec import Deploy, Scenario
 
 # Kubernetes' pod-name alphabet (no vowels, no look-alike digits).
 _POD_ALPHABET = np.array(list("bcdfghjklmnpqrstvwxz2456789"))

@@ -28,7 +28,7 @@ from detector.simulate import messages as msg
 from detector.simulate.checks import smoke_events
 from detector.simulate.faults import Effects, compile_effects
 from detector.simulate.messages import RowContext, Template
-from detector.simulate.scenario import (
+from detector.simulate.spec import (
     DropTransactions,
     ErrorIncrease,
     InfraSlowdown,

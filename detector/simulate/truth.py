@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from detector.simulate.scenario import PodRestartBlip, Scenario
+from detector.simulate.spec import PodRestartBlip, Scenario
 from detector.simulate.timeline import Timeline
 
 TRUTH_SUFFIX = ".truth.json"
