@@ -5,7 +5,14 @@
 2. Errors from the new version's first requests on (nearly) every endpoint,
    or new configuration-error log templates -> `config`.
 3. Confined to the new version, with new exception log templates, or on some
-   endpoints only of a code change -> `code`.
+   endpoints only of a code change -> `code`. Also a slowdown or a drop of
+   completed transactions (no error finding) of the new version alone, on a
+   deploy that declares itself a code change, wherever it shows, service-wide
+   or on every endpoint: nothing shared moved (blame already cleared it), no
+   configuration sign (those are errors from the first requests on, or
+   configuration log lines), and the deploy's own event says what changed. A
+   deploy that names no change kind, or names `config`, stays `unknown`: the
+   judge does not guess the change from a slowdown alone.
 4. Otherwise `unknown`: an honest answer that tells a person to look.
 """
 
@@ -72,9 +79,14 @@ def hint(
             evidence.append("the deploy is a configuration change")
         return Hint("config", tuple(evidence))
     some_paths = bool(localised) and not service_wide and len(localised) < endpoints_with_traffic
-    if code_logs or (some_paths and change_kind == "code"):
+    # Slower, or fewer completed transactions, and no errors: nothing points at configuration.
+    not_errors = bool(findings) and all(f.signal in ("latency", "transactions") for f in findings)
+    if code_logs or (change_kind == "code" and (some_paths or not_errors)):
         if some_paths:
             evidence.append(f"confined to the new version on {len(localised)} of {endpoints_with_traffic} endpoints")
+        elif not_errors and not code_logs:
+            evidence.append("a slowdown or fewer completed transactions of the new version alone, no errors, "
+                            "nothing shared")
         evidence.extend(f"new log template: {e.template}" for e in code_logs[:3])
         if change_kind == "code":
             evidence.append("the deploy is a code change")
