@@ -21,7 +21,8 @@ what the core needs, and all are timed in alternation in one run:
   needs one schema per input and has no per-line rejection (a bad line fails
   the whole batch). Skipped when pyarrow is not installed.
 
-Not part of `make bench`: it needs the `bench` extra (msgspec, pyarrow).
+Not part of `make bench`. msgspec is a dependency of the package; pyarrow comes with the `bench`
+extra (its row is skipped without it).
 Run: `python benchmarks/decoders.py [--quick] [--json]`.
 """
 
