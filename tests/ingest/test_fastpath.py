@@ -271,3 +271,36 @@ def test_any_damage_to_a_stretch_of_the_demo_decodes_exactly_as_the_precise_path
         d.update(fields)
         lines[i] = orjson.dumps(d)
     _decode_both([lines])
+
+
+def _numeral(rng: np.random.Generator) -> str:
+    """A JSON number as a producer might write it: long mantissas, exponents, integers past 2**53 and 2**64."""
+    k = rng.integers(5)
+    if k == 0:
+        return str(int(rng.integers(0, 2**62)) * int(rng.integers(1, 2**40)))
+    if k == 1:
+        digits = "".join(map(str, rng.integers(0, 10, size=int(rng.integers(1, 30)))))
+        frac = "".join(map(str, rng.integers(0, 10, size=int(rng.integers(1, 30)))))
+        return f"{digits.lstrip('0') or '0'}.{frac}e{int(rng.integers(-20, 12))}"
+    if k == 2:
+        return repr(float(rng.uniform(0, 2e9)))
+    if k == 3:
+        return f"{rng.uniform(0, 1e4):.{int(rng.integers(0, 25))}f}"
+    x = abs(float(np.frombuffer(rng.bytes(8), dtype=np.float64)[0]))  # any double's shortest repr
+    return repr(x) if np.isfinite(x) else "1e308"
+
+
+def test_numbers_written_any_way_parse_to_the_same_bits_on_both_paths():
+    """ts, latency_ms and value as numerals orjson and msgspec might round differently: the same float64 bits."""
+    rng = np.random.default_rng(17)
+    batches = []
+    for _ in range(40):
+        batch = []
+        for _ in range(250):
+            ts, lat, value = _numeral(rng), _numeral(rng), _numeral(rng)
+            batch.append(b'{"type":"request","ts":%s,"service":"a","endpoint":"/","status":200,"latency_ms":%s}'
+                         % (ts.encode(), lat.encode()))
+            batch.append(b'{"type":"metric","ts":%s,"service":"a","name":"m","value":%s}'
+                         % (ts.encode(), value.encode()))
+        batches.append(batch)
+    assert _decode_both(batches) == len(batches)
