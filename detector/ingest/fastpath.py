@@ -105,6 +105,7 @@ class _Incident(Struct, tag_field="type", tag="incident", gc=False):
 _KIND = {_Request: "request", _Log: "log", _Metric: "metric", _Deploy: "deploy", _Check: "check",
          _Incident: "incident"}
 _CLASSES = tuple(_KIND)
+_CODE = {cls: i for i, cls in enumerate(_CLASSES)}
 assert tuple(_KIND.values()) == EVENT_TYPES
 _decode_one = msgspec.json.Decoder(Union[_Request, _Log, _Metric, _Deploy, _Check, _Incident]).decode
 
@@ -172,25 +173,22 @@ def _distinct(rows: Any, n: int) -> tuple[list, np.ndarray]:
     return list(first), slot[first_row]
 
 
-def _group(events: list, kinds: list) -> list[tuple[type, list, np.ndarray]]:
+def _group(events: list) -> list[tuple[type, list, np.ndarray]]:
     """(class, events, positions) per type, in order of each type's first event (the precise path's order)."""
     n = len(events)
-    first = kinds[0]
-    if kinds.count(first) == n:  # one type: the norm on a topic
-        return [(first, events, np.arange(n, dtype=np.int64))]
-    seen = {cls: c for cls in _CLASSES if (c := kinds.count(cls))}
-    main = max(seen, key=seen.__getitem__)
+    kinds = list(map(type, events))
+    if kinds.count(kinds[0]) == n:  # one type: the norm on a topic
+        return [(kinds[0], events, np.arange(n, dtype=np.int64))]
+    # one byte per event: counting and finding them is then numpy's work, not a compare per event
+    codes = np.frombuffer(bytes(map(_CODE.__getitem__, kinds)), dtype=np.uint8)
+    counts = np.bincount(codes, minlength=len(_CLASSES))
+    main = int(counts.argmax())
     groups = []
-    is_main = np.ones(n, dtype=bool)
-    for cls, how_many in seen.items():
-        if cls is not main:
-            index, pos, i = kinds.index, [], -1
-            for _ in range(how_many):  # list.index scans in C, one call per hit
-                i = index(cls, i + 1)
-                pos.append(i)
-            is_main[pos] = False
-            groups.append((cls, [events[i] for i in pos], np.asarray(pos, dtype=np.int64)))
-    groups.append((main, list(compress(events, is_main.tolist())), np.flatnonzero(is_main)))
+    for code in np.flatnonzero(counts).tolist():
+        is_code = codes == code
+        pos = np.flatnonzero(is_code)
+        group = list(compress(events, is_code.tolist())) if code == main else [events[i] for i in pos.tolist()]
+        groups.append((_CLASSES[code], group, pos))
     return sorted(groups, key=lambda g: int(g[2][0]))
 
 
@@ -221,7 +219,7 @@ def _build(values: Sequence[bytes], events: list, interner: Interner):
     rare: list[tuple[str, dict, int]] = []
     strings: list[list] = []  # per field, its values over the group's distinct tuples; in interning order
     plans = []
-    for cls, group, pos in _group(events, list(map(type, events))):
+    for cls, group, pos in _group(events):
         kind = _KIND[cls]
         n = len(group)
         if cls is _Request:
