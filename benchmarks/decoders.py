@@ -5,8 +5,11 @@ turns the same batches of raw demo lines (batches of `--batch` lines) into
 what the core needs, and all are timed in alternation in one run:
 
 * `orjson.loads` per line (baseline): parsing only, nothing validated or kept;
-* `decode_batch` (current): orjson, then whole-column checks, grouping by
-  `type`, interning, numpy columns (detector/ingest/contract.py);
+* `decode_batch` (current): on these clean batches the msgspec fast path
+  (detector/ingest/fastpath.py, since issue 17's third round); a batch with a
+  bad line goes to the precise path (orjson, then whole-column checks,
+  grouping by `type`, interning, numpy columns: `decode_precise`);
+* `decode_precise`: that precise path alone, on the same batches;
 * msgspec, typed: one `msgspec.json.decode` of the batch as a JSON array of a
   tagged union on `type` (Request, Log, Metric, Deploy, Check, Incident
   structs, with the contract's ranges and lengths as `Meta` constraints:
@@ -21,7 +24,8 @@ what the core needs, and all are timed in alternation in one run:
   needs one schema per input and has no per-line rejection (a bad line fails
   the whole batch). Skipped when pyarrow is not installed.
 
-Not part of `make bench`: it needs the `bench` extra (msgspec, pyarrow).
+Not part of `make bench`. msgspec is a dependency of the package; pyarrow comes with the `bench`
+extra (its row is skipped without it).
 Run: `python benchmarks/decoders.py [--quick] [--json]`.
 """
 
@@ -41,7 +45,7 @@ from msgspec import Meta, Struct
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import best_of, demo_lines, machine  # noqa: E402
 
-from detector.ingest.contract import decode_batch  # noqa: E402
+from detector.ingest.contract import decode_batch, decode_precise  # noqa: E402
 from detector.ingest.interner import Interner  # noqa: E402
 
 REQUEST_PREFIX = b'{"type":"request"'
@@ -175,6 +179,7 @@ def measure(lines: list[bytes], batch_lines: int, repeats: int, with_arrow: bool
     fns = {
         "orjson_loads": lambda: [[loads(v) for v in b] for b in batches],
         "decode_batch": lambda: [decode_batch(b, Interner()).accepted for b in batches],
+        "decode_precise": lambda: [decode_precise(b, Interner()).accepted for b in batches],
         "msgspec_columns": lambda: [msgspec_columns(b, Interner()) for b in batches],
         "msgspec_structs": lambda: [msgspec_structs(b) for b in batches],
     }

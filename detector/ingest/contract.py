@@ -1,6 +1,9 @@
 """Wire contract, input side: raw message values -> columnar batches.
 
-`decode_batch` is on the hot path. It parses every value with orjson, groups
+`decode_batch` is on the hot path. A clean batch (every line a valid event
+of the contract's fields) takes the msgspec fast path of `fastpath.py`, which
+builds the same columns; any other batch is decoded whole by
+`decode_precise`. That precise path parses every value with orjson, groups
 the documents by `type` and validates each group with whole-column checks.
 Only when a group fails a column check does it fall back to checking that
 group event by event, so that every bad event gets a precise reason and the
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import math
 import struct
-from datetime import datetime
 from itertools import compress, count, repeat
 from operator import itemgetter
 from typing import Any, Callable, Sequence
@@ -30,10 +32,7 @@ import numpy as np
 import orjson
 
 from detector.ingest.columns import (
-    LEVEL_ERROR,
-    LEVEL_FATAL,
     LEVEL_INFO,
-    LEVEL_WARN,
     PHASES,
     STRATEGIES,
     DecodedBatch,
@@ -47,60 +46,23 @@ from detector.ingest.columns import (
     Rejected,
     RequestColumns,
 )
+from detector.ingest.fields import (  # noqa: F401  (BadEvent, parse_ts and the limits are this module's API too)
+    _NUM,
+    DEFAULT_MAX_BYTES,
+    EVENT_TYPES,
+    LEVELS,
+    MAX_LEVEL_CHARS,
+    MAX_NAME_CHARS,
+    MAX_SERVICE_CHARS,
+    BadEvent,
+    _jtype,
+    parse_ts,
+)
+from detector.ingest.fastpath import decode_clean
 from detector.ingest.interner import Interner
 
-DEFAULT_MAX_BYTES = 1_048_576
-MAX_SERVICE_CHARS = 200
-MAX_NAME_CHARS = 2_000
-EVENT_TYPES = ("request", "log", "metric", "deploy", "check", "incident")
-
-LEVELS = {
-    "WARN": LEVEL_WARN,
-    "WARNING": LEVEL_WARN,
-    "ERROR": LEVEL_ERROR,
-    "FATAL": LEVEL_FATAL,
-    "CRITICAL": LEVEL_FATAL,
-}
-
-_NUM = {int, float}
 _STR = {str}
 _OPT_STR = {str, type(None)}
-
-
-class BadEvent(ValueError):
-    """One event breaks the contract; the message is the dead-letter reason."""
-
-
-def parse_ts(value: Any) -> float:
-    """Event time in Unix seconds from a JSON number or an RFC 3339 string."""
-    if type(value) in _NUM:
-        ts = float(value)
-        if not math.isfinite(ts):
-            raise BadEvent(f"field 'ts' must be finite (got {value!r})")
-        return ts
-    if isinstance(value, str):
-        try:
-            dt = datetime.fromisoformat(value.replace("z", "Z"))
-        except ValueError:
-            raise BadEvent(f"field 'ts' is not a number nor an RFC 3339 time (got {value[:64]!r})") from None
-        if dt.tzinfo is None:
-            raise BadEvent(f"field 'ts' RFC 3339 time needs a UTC offset or 'Z' (got {value[:64]!r})")
-        return dt.timestamp()
-    if value is None:
-        raise BadEvent("missing field 'ts'")
-    raise BadEvent(f"field 'ts' must be a number or an RFC 3339 string (got {_jtype(value)})")
-
-
-def _jtype(v: Any) -> str:
-    return {
-        bool: "boolean",
-        int: "integer",
-        float: "number",
-        str: "string",
-        list: "array",
-        dict: "object",
-        type(None): "null",
-    }.get(type(v), type(v).__name__)
 
 
 def _req_str(d: dict, key: str, max_chars: int = MAX_NAME_CHARS) -> str:
@@ -163,7 +125,7 @@ def check_request(d: dict) -> None:
 def check_log(d: dict) -> None:
     d["ts"] = parse_ts(d.get("ts"))
     _req_str(d, "service", MAX_SERVICE_CHARS)
-    _req_str(d, "level", 64)
+    _req_str(d, "level", MAX_LEVEL_CHARS)
     msg = d.get("message")
     if msg is None:
         raise BadEvent("missing field 'message'")
@@ -504,7 +466,7 @@ def _logs(docs: list[dict], pos: np.ndarray, interner: Interner, empty_ok: bool)
     if _types(levels) != _STR or _types(msgs) != _STR:
         raise _ColumnCheckFailed
     uniq = set(levels)
-    if "" in uniq or max(map(len, uniq)) > 64:
+    if "" in uniq or max(map(len, uniq)) > MAX_LEVEL_CHARS:
         raise _ColumnCheckFailed
     code = {lv: LEVELS.get(lv.upper(), LEVEL_INFO) for lv in uniq}
     if not _types(_col(docs, "trace_id")) <= _OPT_STR:
@@ -676,7 +638,33 @@ def decode_batch(
     interner: Interner,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> DecodedBatch:
-    """Decode raw message values into columns; never raises for bad input."""
+    """Decode raw message values into columns; never raises for bad input.
+
+    A clean batch takes the msgspec fast path (`fastpath.decode_clean`); any
+    batch it cannot decode exactly as `decode_precise` would, the precise
+    path decodes whole, so rejections and their reasons are always its own.
+    """
+    fast = decode_clean(values, interner, max_bytes)
+    if fast is None:
+        return decode_precise(values, interner, max_bytes)
+    out, rare = fast
+    for kind, d, p in rare:
+        decode, into = _RARE[kind]
+        try:
+            getattr(out, into).append(decode(d, p))
+        except BadEvent as e:
+            out.rejected.append(Rejected(p, f"{kind}: {e}"))
+    if len(out.rejected) > 1:
+        out.rejected.sort(key=lambda r: r.pos)
+    return out
+
+
+def decode_precise(
+    values: Sequence[bytes | None],
+    interner: Interner,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> DecodedBatch:
+    """Decode raw message values into columns, bad lines rejected one by one with their reasons."""
     out = DecodedBatch()
     n = len(values)
     if n == 0:
