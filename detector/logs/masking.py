@@ -108,6 +108,20 @@ _MEMO_MAX_TOKENS = 100_000
 _memo: dict[str, str] = {}
 
 
+# Memo of token shape -> masked token, for tokens whose digits all end up
+# inside placeholders. The shape is the token with the digits 1-9 written as 1
+# (0 is kept: `0x..` and zero-padded fields are rules of their own). No rule
+# names a digit 1-9 (they only say `\d`, `[0-9a-fA-F]`, `\w`, ...), so two
+# tokens of one shape are matched at the same places by the same rules; where
+# no digit 1-9 is left outside a placeholder, they mask to the same text
+# (`56375827` and `12` are not one shape, `10.0.3.7` and `10.0.9.2` are).
+# Numbers, addresses and `key=value` pairs vary a lot but take few shapes, so
+# most tokens the token memo misses skip the combined regex.
+_ONE_DIGIT = str.maketrans("23456789", "11111111")
+_KEEPS_DIGIT = re.compile("[1-9]").search
+_shape_memo: dict[str, str] = {}
+
+
 def _replace(m: re.Match) -> str:
     return _REPLACEMENT[m.lastgroup]  # type: ignore[index]
 
@@ -117,9 +131,16 @@ _sub = _COMBINED.sub
 
 def _mask_token(token: str) -> str:
     if _HAS_VARIABLE(token):
-        masked = _sub(_replace, token)
-        if "," in masked or ";" in masked:
-            masked = _LIST.sub(r"\1", masked)
+        shape = token.translate(_ONE_DIGIT)
+        masked = _shape_memo.get(shape)
+        if masked is None:
+            masked = _sub(_replace, token)
+            if "," in masked or ";" in masked:
+                masked = _LIST.sub(r"\1", masked)
+            if not _KEEPS_DIGIT(masked):
+                if len(_shape_memo) >= _MEMO_MAX_TOKENS:
+                    _shape_memo.clear()
+                _shape_memo[shape] = masked
     else:
         masked = token
     if len(_memo) >= _MEMO_MAX_TOKENS:
