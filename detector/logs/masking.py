@@ -115,10 +115,19 @@ _memo: dict[str, str] = {}
 # tokens of one shape are matched at the same places by the same rules; where
 # no digit 1-9 is left outside a placeholder, they mask to the same text
 # (`56375827` and `12` are not one shape, `10.0.3.7` and `10.0.9.2` are).
-# Numbers, addresses and `key=value` pairs vary a lot but take few shapes, so
-# most tokens the token memo misses skip the combined regex.
+# Numbers, addresses and `key=number` values vary a lot but take few shapes,
+# so most tokens the token memo misses skip the combined regex.
 _ONE_DIGIT = str.maketrans("23456789", "11111111")
 _KEEPS_DIGIT = re.compile("[1-9]").search
+# Random ids take as many shapes as values (digits and letters mix at random),
+# so the two common ones are recognised whole. What the combined rules make of
+# such a token: a UUID (`144e6379-0f3b-...`) is `<UUID>` (no TS rule matches
+# at its start: its fifth character is no `-`, it has no `:`); 8 or more
+# lower-case hex digits with a digit and a letter (`9bf70817f5da8535`) are
+# `<HEX>` (no rule before HEX can match: they need `-`, `:`, `.`, `@`, `x` or a
+# unit, and the units that hold only hex letters are upper-case `B`).
+_ID = re.compile(rf"(?P<UUID>{_H}{{8}}-{_H}{{4}}-{_H}{{4}}-{_H}{{4}}-{_H}{{12}})"
+                 r"|(?P<HEX>(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,})").fullmatch
 _shape_memo: dict[str, str] = {}
 
 
@@ -130,22 +139,48 @@ _sub = _COMBINED.sub
 
 
 def _mask_token(token: str) -> str:
-    if _HAS_VARIABLE(token):
-        shape = token.translate(_ONE_DIGIT)
-        masked = _shape_memo.get(shape)
-        if masked is None:
-            masked = _sub(_replace, token)
-            if "," in masked or ";" in masked:
-                masked = _LIST.sub(r"\1", masked)
-            if not _KEEPS_DIGIT(masked):
-                if len(_shape_memo) >= _MEMO_MAX_TOKENS:
-                    _shape_memo.clear()
-                _shape_memo[shape] = masked
-    else:
+    if not _HAS_VARIABLE(token):
         masked = token
+    elif "=" in token:
+        masked = "=".join([_mask_piece(p) for p in token.split("=")])
+    else:
+        masked = _mask_part(token)
     if len(_memo) >= _MEMO_MAX_TOKENS:
         _memo.clear()
     _memo[token] = masked
+    return masked
+
+
+def _mask_piece(piece: str) -> str:
+    """`piece`, a part of a token between `=` signs, under the combined rules.
+
+    No rule matches `=` and every look-around takes it as the end of the text,
+    so `key=value` masks as `key`, `=`, `value`: the key is usually a memoised
+    constant and the value's shape a common one. The whole token had a digit
+    or `@`, a piece may not: it still goes through the rules if it holds a `-`
+    or a `:` (a UUID or an IPv6 address of hex letters only), else no rule
+    can match it."""
+    if _HAS_VARIABLE(piece) or not ("-" in piece or ":" in piece):
+        masked = _memo.get(piece)
+        return _mask_token(piece) if masked is None else masked
+    return _mask_part(piece)
+
+
+def _mask_part(token: str) -> str:
+    """The combined rules (and the list rule) applied to `token`, whatever it holds."""
+    m = _ID(token)
+    if m is not None:
+        return _REPLACEMENT[m.lastgroup]  # type: ignore[index]
+    shape = token.translate(_ONE_DIGIT)
+    masked = _shape_memo.get(shape)
+    if masked is None:
+        masked = _sub(_replace, token)
+        if "," in masked or ";" in masked:
+            masked = _LIST.sub(r"\1", masked)
+        if not _KEEPS_DIGIT(masked):
+            if len(_shape_memo) >= _MEMO_MAX_TOKENS:
+                _shape_memo.clear()
+            _shape_memo[shape] = masked
     return masked
 
 
