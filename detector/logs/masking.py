@@ -31,7 +31,11 @@ How, and why this way: one combined regex over a whole line costs ~20 us
 (every alternative is tried at every position), more than the whole per-line
 budget. Instead the line is split on whitespace (the tokens the miner works on
 anyway), constant tokens are looked up in a bounded memo, and only tokens with
-a digit or `@` go through the combined pattern. Quoted values may contain
+a digit or `@` go through the combined pattern, and few of those: a token
+whose shape (its digits aside) was seen before is masked as that shape was,
+`key=value` is masked piece by piece, and whole UUIDs and hex ids are
+recognised by one full match (each shortcut gives what the pattern gives;
+why is written next to each below). Quoted values may contain
 spaces, so they are replaced first, and only in lines that contain a quote
 character; a number followed by a unit token (`3000 ms`, `12 MB`) and a
 ctime date are merged into one placeholder afterwards.
@@ -108,15 +112,17 @@ _MEMO_MAX_TOKENS = 100_000
 _memo: dict[str, str] = {}
 
 
-# Memo of token shape -> masked token, for tokens whose digits all end up
-# inside placeholders. The shape is the token with the digits 1-9 written as 1
-# (0 is kept: `0x..` and zero-padded fields are rules of their own). No rule
-# names a digit 1-9 (they only say `\d`, `[0-9a-fA-F]`, `\w`, ...), so two
-# tokens of one shape are matched at the same places by the same rules; where
-# no digit 1-9 is left outside a placeholder, they mask to the same text
-# (`56375827` and `12` are not one shape, `10.0.3.7` and `10.0.9.2` are).
-# Numbers, addresses and `key=number` values vary a lot but take few shapes,
-# so most tokens the token memo misses skip the combined regex.
+# Memo of token shape -> how the rules mask it. The shape is the token with
+# the digits 1-9 written as 1 (0 is kept: `0x..` and zero-padded fields are
+# rules of their own). No rule names a digit 1-9 (they only say `\d`,
+# `[0-9a-fA-F]`, `\w`, ...), so the rules match two tokens of one shape at the
+# same places with the same placeholders, and the text left between matches
+# differs only in its digits (`56375827` and `12` are not one shape,
+# `10.0.3.7` and `10.0.9.2` are, so are `/v1/users/42` and `/v1/users/7`). The
+# memo holds the masked text when no digit 1-9 is left outside a placeholder,
+# else the parts, the text holding such digits as slices of the token (see
+# `_recipe`). Numbers, addresses, paths and `key=number` values vary a lot
+# but take few shapes, so most tokens the token memo misses skip the regex.
 _ONE_DIGIT = str.maketrans("23456789", "11111111")
 _KEEPS_DIGIT = re.compile("[1-9]").search
 # Random ids take as many shapes as values (digits and letters mix at random),
@@ -128,14 +134,10 @@ _KEEPS_DIGIT = re.compile("[1-9]").search
 # unit, and the units that hold only hex letters are upper-case `B`).
 _ID = re.compile(rf"(?P<UUID>{_H}{{8}}-{_H}{{4}}-{_H}{{4}}-{_H}{{4}}-{_H}{{12}})"
                  r"|(?P<HEX>(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,})").fullmatch
-_shape_memo: dict[str, str] = {}
+_shape_memo: dict[str, str | tuple[str | slice, ...]] = {}
 
 
-def _replace(m: re.Match) -> str:
-    return _REPLACEMENT[m.lastgroup]  # type: ignore[index]
-
-
-_sub = _COMBINED.sub
+_finditer = _COMBINED.finditer
 
 
 def _mask_token(token: str) -> str:
@@ -172,15 +174,43 @@ def _mask_part(token: str) -> str:
     if m is not None:
         return _REPLACEMENT[m.lastgroup]  # type: ignore[index]
     shape = token.translate(_ONE_DIGIT)
-    masked = _shape_memo.get(shape)
-    if masked is None:
-        masked = _sub(_replace, token)
-        if "," in masked or ";" in masked:
-            masked = _LIST.sub(r"\1", masked)
-        if not _KEEPS_DIGIT(masked):
-            if len(_shape_memo) >= _MEMO_MAX_TOKENS:
-                _shape_memo.clear()
-            _shape_memo[shape] = masked
+    recipe = _shape_memo.get(shape)
+    if recipe is None:
+        recipe = _recipe(token)
+        if len(_shape_memo) >= _MEMO_MAX_TOKENS:
+            _shape_memo.clear()
+        _shape_memo[shape] = recipe
+        if recipe.__class__ is str:
+            return recipe
+    elif recipe.__class__ is str:
+        return recipe
+    masked = "".join([token[part] if part.__class__ is slice else part for part in recipe])
+    if "," in masked or ";" in masked:
+        masked = _LIST.sub(r"\1", masked)
+    return masked
+
+
+def _recipe(token: str) -> str | tuple[str | slice, ...]:
+    """How the rules mask every token of `token`'s shape: the masked text when no digit 1-9
+    is left outside a placeholder, else its parts, the text left between matches that holds
+    such a digit as a slice of the token (the same places in every token of the shape)."""
+    parts: list[str | slice] = []
+    last = 0
+    for m in _finditer(token):
+        start = m.start()
+        if start > last:
+            text = token[last:start]
+            parts.append(slice(last, start) if _KEEPS_DIGIT(text) else text)
+        parts.append(_REPLACEMENT[m.lastgroup])  # type: ignore[index]
+        last = m.end()
+    if last < len(token):
+        text = token[last:]
+        parts.append(slice(last, None) if _KEEPS_DIGIT(text) else text)
+    if any(part.__class__ is slice for part in parts):
+        return tuple(parts)
+    masked = "".join(parts)  # type: ignore[arg-type]
+    if "," in masked or ";" in masked:
+        masked = _LIST.sub(r"\1", masked)
     return masked
 
 

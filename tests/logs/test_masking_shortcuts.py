@@ -21,7 +21,7 @@ from detector.logs import masking
 def _rules(token: str) -> str:
     if not masking._HAS_VARIABLE(token):
         return token
-    masked = masking._COMBINED.sub(masking._replace, token)
+    masked = masking._COMBINED.sub(lambda m: masking._REPLACEMENT[m.lastgroup], token)
     if "," in masked or ";" in masked:
         masked = masking._LIST.sub(r"\1", masked)
     return masked
@@ -62,7 +62,8 @@ def test_random_tokens_of_repeated_shapes_mask_as_the_rules_say():
     "5=abcdefab-abcd-abcd-abcd-abcdefabcdef",  # a digit-free UUID after `=`: masked (the token has a digit)
     "abcdefab-abcd-abcd-abcd-abcdefabcdef",  # no digit nor `@`: kept as it is
     "x=ab:cd:ef:1", "x=ab:cd:ef", "id=7=8", "=5", "5=", "a==5", "ts=2026-11-26T01:02:03Z",
-    "request_id=144e6379-0f3b-4051-a34e-22f6af0e5622", "(144e6379-0f3b-4051-a34e-22f6af0e5622)",
+    "request_id=144e6379-0f3b-4051-a34e-22f6af0e5622", "(144e6379-0f3b-4051-a34e-22f6af0e5622)", "/api/v1/users/42/orders", "/api/v2/users/7", "en0,en1",
+    "v1.2.3-rc4", "a1b2c3", "a1,b2;c3",
     "144E6379-0F3B-4051-A34E-22F6AF0E5622", "9bf70817f5da8535", "9BF70817F5DA853B", "1234567B", "12345678b",
     "00000001", "0000000a", "0x1f", "size=12MB,", "ips=10.0.0.1,10.0.0.2", "u=a@b.io", "dur=1.5s", "v=en0",
     "host=db-1.internal:5432", "deadbeef", "deadbee1", "1ebc", "abc12345", "12345678", "0123",
