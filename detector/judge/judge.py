@@ -313,7 +313,8 @@ class Judge:
         same_here = self._same_window(here)
         for key, signal, q in self._signal_keys:
             llr, before_counts = accumulate.window_llr(signal, here["new"], here["stable"], pre_all, same_here, q,
-                                                       self.p.tests.latency_quantiles)
+                                                       self.p.tests.latency_quantiles,
+                                                       self.p.verification.window_evidence_cap)
             accumulate.add_window(v.evidence, key, here["new"].endpoints, llr, before_counts,
                                   self.p.verification.window_evidence_cap)
 
