@@ -50,13 +50,40 @@ def _slow(g: sketch.GroupedSketch, thr: np.ndarray) -> np.ndarray:
     return np.bincount(rows[above], weights=g.counts[above], minlength=g.n_series).astype(np.float64)
 
 
+def clip_before(k: np.ndarray, n: np.ndarray, r: np.ndarray, m: np.ndarray, cap_log10: float,
+                steps: int = 30) -> np.ndarray:
+    """One window's before-compared events, lowered per row until that window alone
+    against the service before the deploy (r events in m requests) says at most
+    10^cap_log10. Fewer events never raise the evidence, so the accumulated test
+    stays valid; a window where everything went wrong at once (a slowdown shared
+    with the stable version, a restart) then counts about as much as one window
+    against the stable version does, and a span's evidence has to come from its
+    windows together."""
+    k = np.asarray(k, dtype=np.float64)
+    if not math.isfinite(cap_log10) or not len(k):
+        return k
+    over = sequential.before_log10(k, n, r, m) > cap_log10
+    if not over.any():
+        return k
+    lo, hi = np.zeros(int(over.sum())), k[over]
+    nn, rr, mm = (np.asarray(a, dtype=np.float64)[over] for a in (n, r, m))
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        ok = sequential.before_log10(mid, nn, rr, mm) <= cap_log10
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    out = k.copy()
+    out[over] = lo
+    return out
+
+
 def window_llr(signal: str, new: Traffic, stable: Traffic, pre: Traffic, same_window: bool,
-               quantile: float = 0.95, test_quantiles: Sequence[float] = (0.5, 0.75, 0.9, 0.95, 0.99)
-               ) -> tuple[np.ndarray, np.ndarray]:
+               quantile: float = 0.95, test_quantiles: Sequence[float] = (0.5, 0.75, 0.9, 0.95, 0.99),
+               cap_log10: float = math.inf) -> tuple[np.ndarray, np.ndarray]:
     """One window's strata, rows of `new`: the same-window log likelihood ratios [rows, G]
     (zero where the row was not compared with the stable version) and, for rows
     compared with the service before the deploy instead, the new version's events
-    and requests [rows, 2] (what `before_counts` counts, at the same threshold)."""
+    and requests [rows, 2] (what `before_counts` counts, at the same threshold;
+    events clipped so the window alone says at most 10^cap_log10, `clip_before`)."""
     stable = on_endpoints(stable, new.endpoints)
     pre = on_endpoints(pre, new.endpoints)
     rows = len(new.endpoints)
@@ -87,6 +114,7 @@ def window_llr(signal: str, new: Traffic, stable: Traffic, pre: Traffic, same_wi
         if same.any():
             llr[same] = sequential.hypergeometric_llr(x_same[same], new_n[same], stable_n[same], t_same[same])
         before = ~same & (pre_n > 0) & (new_n > 0) & (thr_pre >= 0)
+        x_pre = clip_before(np.where(before, x_pre, 0.0), new_n, pre_slow, pre_n, cap_log10)
         return llr, np.stack([np.where(before, x_pre, 0.0), np.where(before, new_n, 0.0)], axis=1)
     k, n = _events(signal, new)
     r, m = _events(signal, stable)
@@ -98,7 +126,8 @@ def window_llr(signal: str, new: Traffic, stable: Traffic, pre: Traffic, same_wi
         same &= (stable.txn > 0) | (pre.txn > 0)
     if same.any():
         llr[same] = sequential.hypergeometric_llr(k[same], n[same], m[same], k[same] + r[same])
-    return llr, np.stack([np.where(before, k, 0.0), np.where(before, n, 0.0)], axis=1)
+    kb = clip_before(np.where(before, k, 0.0), n, pk, pn, cap_log10)
+    return llr, np.stack([np.where(before, kb, 0.0), np.where(before, n, 0.0)], axis=1)
 
 
 def before_counts(signal: str, pre: Traffic, quantile: float = 0.95) -> tuple[np.ndarray, np.ndarray]:

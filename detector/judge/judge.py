@@ -298,6 +298,9 @@ class Judge:
         if v.first_new_window is None:
             return out
         before = [h for h in history if h.end <= start_floor and h.start >= start_floor - self.p.verification.baseline_s]
+        # The fleet's "before" is what the history still holds, like `before`: a restored core
+        # rebuilds its part of the fleet view from the history alone, and must blame alike.
+        before_from = max(start_floor - self.p.verification.baseline_s, history[0].start if history else -math.inf)
         if v.pre is None:
             v.pre = self._pop(before, v.service, exclude_versions=(v.version,), endpoints=endpoints)
         # The service may have reached endpoints since (a new route, a flood folded into `other`).
@@ -313,7 +316,8 @@ class Judge:
         same_here = self._same_window(here)
         for key, signal, q in self._signal_keys:
             llr, before_counts = accumulate.window_llr(signal, here["new"], here["stable"], pre_all, same_here, q,
-                                                       self.p.tests.latency_quantiles)
+                                                       self.p.tests.latency_quantiles,
+                                                       self.p.verification.window_evidence_cap)
             accumulate.add_window(v.evidence, key, here["new"].endpoints, llr, before_counts,
                                   self.p.verification.window_evidence_cap)
 
@@ -383,7 +387,7 @@ class Judge:
                     new_versions={o.service: (o.version,) for o in self.verifications.values() if o.verifying},
                     min_requests=self.p.tests.min_requests, significance=self.p.tests.significance,
                     fleet=self.fleet, span_range=(starts[0], w.end),
-                    before_range=(start_floor - self.p.verification.baseline_s, start_floor))
+                    before_range=(before_from, start_floor))
                 shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx, endpoint=c.endpoint)
                 action = rule.action
                 if c.endpoint >= 0 and rule.critical_action and self._is_critical(c.endpoint, pre_all, new):

@@ -14,10 +14,10 @@ and a duration. It holds when
   `min_level`;
 - the effect persists: error and transaction rules split the span into six
   blocks; the median block (of those with data) must show `min_effect`
-  itself and two thirds of them at least half of it. Latency rules need
-  each third of the span with data to show half of it. A blip shorter than
-  half the rule's duration (pod restarts) holds nothing however strong it
-  was.
+  itself, and two thirds of them and the first and the last at least half
+  of it. Latency rules need each third of the span with data to show half
+  of it. A blip that does not reach from the span's start to its end (pod
+  restarts) holds nothing however strong it was.
 
 No minimum request count: the evidence says when there is enough.
 """
@@ -135,10 +135,11 @@ def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
         obs, exp, eff = float(o[0]), float(x[0]), float(f[0])
         if not (eff >= rule.min_effect and obs >= rule.min_level):
             continue
-        # Persistence: the median block of the span shows the effect and two thirds of
-        # the blocks at least half of it. A blip covering up to half the span leaves
-        # the lower blocks without it, and noise in quiet blocks cannot carry it (the
-        # median block alone needs the full effect).
+        # Persistence: the median block of the span shows the effect, two thirds of
+        # the blocks and the first and last of them at least half of it. A blip that
+        # does not cover the span from its start to its end (a pod restart shorter
+        # than the span less two blocks) holds nothing however strong it was, and
+        # noise in quiet blocks cannot carry it (the median block needs the full effect).
         effects = []
         for part in _blocks(len(kk), PERSISTENCE_BLOCKS):
             pk, pn, pr, pm = (a[part].ravel()[:, None] for a in (kk, nn, rr, mm))
@@ -146,7 +147,8 @@ def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
                 effects.append(float(_rate_effect(signal, pk, pn, pr, pm)[2][0]))
         if len(effects) >= 3:
             e = np.nan_to_num(np.array(effects), nan=-np.inf)
-            if not (np.median(e) >= rule.min_effect and np.quantile(e, 1 / 3) >= rule.min_effect / 2):
+            if not (np.median(e) >= rule.min_effect and np.quantile(e, 1 / 3) >= rule.min_effect / 2
+                    and min(e[0], e[-1]) >= rule.min_effect / 2):
                 continue
         score = inp.service_evidence if ep == -1 else float(inp.evidence[i])
         out.append(Candidate(ep, obs, exp, eff, score, int(nn.sum()), share))
