@@ -10,9 +10,11 @@ novel the current value is in its context:
 
 with q_t the value's level, h_k the k levels before it and n the counts of
 the series' history (a context h_k never seen counts as fully novel). A
-change of shape or density with no outstanding value (a wave that stops
-oscillating, spikes twice as dense) is a run of transitions the series has
-rarely made, which a level and spread model does not see.
+change of shape with no outstanding value (a wave that runs backwards) is a
+run of transitions the series has rarely made, which a level and spread
+model does not see. A new rhythm of known transitions (the usual spikes,
+twice as dense) is learnt within a few repeats and is not seen: counts learn
+at once (both pinned in tests/anomaly/test_context.py).
 
 Levels split the range of the values the series has shown so far (CAD OSE
 uses the whole file's range, known in advance; a stream does not know it).
@@ -23,8 +25,8 @@ detector's other tests: the exponentially weighted mean of the novelty
 standardised by its own long-run mean and spread, with its own learnt tail
 (`calibration.TailCalibration`); only a density above the usual counts.
 
-Counts are dense per series (levels ** (k + 1) cells for order k: 4,680
-values for 8 levels), so one step of K series is a few fancy-indexing
+Counts are dense per series (levels ** (k + 1) cells for order k: 4,672
+counts for 8 levels, 37 KB), so one step of K series is a few fancy-indexing
 operations.
 
 >>> import numpy as np
