@@ -9,6 +9,7 @@ about a tenth of the time. Design choices are measured on the development half:
     python benchmarks/nab_dev.py --set quiet_windows=48 --set level_half_life_samples=96
     python benchmarks/nab_dev.py --breakdown                       # each window found or missed, and why
     python benchmarks/nab_dev.py --split holdout                   # for reporting, not for choosing
+    python benchmarks/nab_dev.py --split all --context-alone       # the contextual novelty alone, NAB's sweep
 """
 
 from __future__ import annotations
@@ -28,16 +29,17 @@ from harness import machine  # noqa: E402  (sets one BLAS thread, puts the repos
 import nab  # noqa: E402
 import nab_scoring as ns  # noqa: E402
 
+from detector.anomaly.context import ContextNovelty  # noqa: E402
 from detector.anomaly.detector import MetricDetector  # noqa: E402
 from detector.config import ConfigError, load_pipeline, parse_pipeline  # noqa: E402
 
 
-PARTS = ("onset", "score", "point", "sustained")
+PARTS = ("onset", "score", "point", "sustained", "context")
 
 
 def stepped(names: list[str], series: dict, metrics) -> dict[str, dict[str, np.ndarray]]:
     """Per file, per row: `onset` (1 where the detector opens an episode: emits its record), the `score` and
-    its two parts (`point`, `sustained`; see `detector.anomaly.detector.Scored`)."""
+    its parts (`point`, `sustained`, `context`; see `detector.anomaly.detector.Scored`)."""
     det = MetricDetector(metrics)
     lengths = np.array([len(series[r][0]) for r in names])
     t = np.zeros((len(names), lengths.max()))
@@ -53,6 +55,27 @@ def stepped(names: list[str], series: dict, metrics) -> dict[str, dict[str, np.n
     return {r: {part: out[part][i, :lengths[i]] for part in PARTS} for i, r in enumerate(names)}
 
 
+def context_alone(names: list[str], series: dict, levels: int, file_range: bool) -> dict[str, np.ndarray]:
+    """The contextual novelty (`detector.anomaly.context.ContextNovelty`) of every row, alone: no baseline, no
+    calibration, no episodes. With `file_range`, levels split each file's whole range, known in advance (as CAD
+    OSE's NAB runs do); else the range of the values seen so far (as the detector does)."""
+    ctx = ContextNovelty(levels)
+    lengths = np.array([len(series[r][1]) for r in names])
+    y = np.zeros((len(names), lengths.max()))
+    for i, r in enumerate(names):
+        y[i, :lengths[i]] = series[r][1]
+    ctx.cols.ensure(len(names))
+    if file_range:
+        ctx.cols["lo"][:len(names)] = [series[r][1].min() for r in names]
+        # the maximum just inside the top level
+        ctx.cols["hi"][:len(names)] = [np.nextafter(series[r][1].max(), np.inf) for r in names]
+    out = np.zeros_like(y)
+    for k in range(lengths.max()):
+        idx = np.flatnonzero(lengths > k)
+        out[idx, k] = ctx.step(idx, y[idx, k])
+    return {r: out[i, :lengths[i]] for i, r in enumerate(names)}
+
+
 def records(names: list[str], series: dict, metrics) -> dict[str, np.ndarray]:
     """1 where the detector opens an episode (emits its record), per row of each file."""
     return {r: a["onset"] for r, a in stepped(names, series, metrics).items()}
@@ -61,7 +84,8 @@ def records(names: list[str], series: dict, metrics) -> dict[str, np.ndarray]:
 def breakdown(names: list[str], files: dict, rows: dict, profile, n_windows: int) -> list[str]:
     """Where the score comes from: every labelled window (found or missed, the score's peak in it and which
     test's part that was), the files' false-positive rows, and the totals in NAB's raw units."""
-    out = ["window                                                          found  weight  peak   point  sustained"]
+    out = ["window                                                          found  weight  peak   point  sustained"
+           "  context"]
     found_sum, missed, fp_rows, fp_cost, fp_by_file = 0.0, 0, 0, 0.0, []
     for rel in names:
         f, a = files[rel], rows[rel]
@@ -71,7 +95,8 @@ def breakdown(names: list[str], files: dict, rows: dict, profile, n_windows: int
             peak = int(np.flatnonzero(inside)[np.argmax(a["score"][inside])])
             label = f"{rel} #{k}"
             out.append(f"{label:<63} {'yes' if first is not None else 'MISS':>5}  {weight:6.2f}  "
-                       f"{a['score'][peak]:5.1f}  {a['point'][inside].max():5.1f}  {a['sustained'][inside].max():9.1f}")
+                       f"{a['score'][peak]:5.1f}  {a['point'][inside].max():5.1f}  {a['sustained'][inside].max():9.1f}"
+                       f"  {a['context'][inside].max():7.1f}")
             found_sum += weight
             missed += first is None
         fp_rows += len(o.fp_rows)
@@ -102,6 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--breakdown", action="store_true",
                     help="print every labelled window (found or missed, its peak score and which test) and the "
                          "false-positive rows by file, standard profile")
+    ap.add_argument("--context-alone", action="store_true",
+                    help="score the contextual novelty alone (context_levels of the pipeline, else 8) with NAB's "
+                         "threshold sweep, which tunes on the labels (a fidelity check, not a decision)")
+    ap.add_argument("--file-range", action="store_true",
+                    help="with --context-alone: levels split each file's whole range, known in advance (CAD OSE)")
     args = ap.parse_args(argv)
     pipeline = load_pipeline()
     if args.set:
@@ -124,6 +154,20 @@ def main(argv: list[str] | None = None) -> int:
         times = ns.parse_times(ts)
         series[rel] = (nab.to_seconds(times), values)
         files[rel] = ns.file_rows(rel, times, windows[rel])
+    n_windows = sum(len(windows[r]) for r in names)
+    if args.context_alone:
+        levels = pipeline.metrics.context_levels or 8
+        t0 = time.perf_counter()
+        novelty = context_alone(names, series, levels, args.file_range)
+        seconds = time.perf_counter() - t0
+        row = nab.table(files, {"context": (novelty, "sweep")}, profiles, n_windows)[0]
+        print(f"NAB {args.split} ({len(names)} files), contextual novelty alone, {levels} levels, range "
+              f"{'of each whole file (known in advance)' if args.file_range else 'seen so far'}, NAB's sweep; "
+              f"{machine()}")
+        print(f"standard {row['standard']:.2f} (threshold {row['standard_threshold']:.4f})  "
+              f"low FP {row['reward_low_FP_rate']:.2f}  low FN {row['reward_low_FN_rate']:.2f}  "
+              f"windows {row['windows_detected']}/{row['windows']}  FP rows {row['fp_rows']}  ({seconds:.0f} s)")
+        return 0
     t0 = time.perf_counter()
     stepped_rows = stepped(names, series, pipeline.metrics)
     dec = {r: a["onset"] for r, a in stepped_rows.items()}

@@ -127,6 +127,8 @@ class Metrics:
     shift_adopt_samples: int = 12  # a one-sided departure this long becomes the new level
     seasonality: str = "auto"  # auto: daily / weekly profiles where they explain the series; off
     season_min_gain: float = 0.2  # a profile must remove this share of the residual variance
+    context_levels: int = 0  # contextual novelty test: levels a value is quantised into (2 .. 8); 0: off
+    context_half_life_samples: float = 8.0  # memory of the density of novel transitions
     scores_topic: str = ""  # live: every series-window's score row to this topic (empty: off)
 
     def check(self) -> None:
@@ -139,6 +141,10 @@ class Metrics:
         _require(self.seasonality in ("auto", "off"), "metrics.seasonality", self.seasonality, "auto or off")
         _require(0 <= self.season_min_gain < 1, "metrics.season_min_gain", self.season_min_gain,
                  "a share of variance in [0, 1)")
+        _require(self.context_levels == 0 or 2 <= self.context_levels <= 8, "metrics.context_levels",
+                 self.context_levels, "0 (off) or an integer from 2 to 8 (memory grows as its fourth power)")
+        _require(self.context_half_life_samples >= 1, "metrics.context_half_life_samples",
+                 self.context_half_life_samples, "a number of samples >= 1")
         _require(self.scores_topic == self.scores_topic.strip() and " " not in self.scores_topic,
                  "metrics.scores_topic", self.scores_topic, "a topic name without spaces, or empty (off)")
 

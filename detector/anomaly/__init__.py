@@ -2,8 +2,9 @@
 
 Rooms: `columns` (per-series state arrays), `baseline` (robust level,
 detected seasonality, scale, level-shift adoption), `calibration` (learnt
-tail probabilities), `episodes` (one record per departure), `detector` (the
-three composed, vectorised over series), `watch` (the core's component).
+tail probabilities), `context` (the optional contextual novelty test),
+`episodes` (one record per departure), `detector` (the tests composed,
+vectorised over series), `watch` (the core's component).
 
 Imports `baselines`, `aggregate`, `ingest`, `stats`, `config` and `records`; never the judge or a driver.
 """

@@ -16,6 +16,10 @@ also absorbs the autocorrelation that inflates the sustained statistic), and
 the score is -log10 of the smaller p-value, Bonferroni-corrected for the two
 tests: `score = -log10(min(1, 2 * min(p_point, p_sustained)))`. A threshold of
 4 thus means about one false alarm per 10,000 windows of a well-behaved series.
+
+With `context_levels` > 0 a third test joins (`context.ContextTest`: the
+density of value transitions the series has rarely made) and the correction
+is for three: `score = -log10(min(1, 3 * min(p_point, p_sustained, p_context)))`.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import numpy as np
 from detector.anomaly.baseline import Baseline
 from detector.anomaly.calibration import TailCalibration
 from detector.anomaly.columns import SeriesColumns
+from detector.anomaly.context import ContextTest
 from detector.anomaly.episodes import Episodes
 from detector.anomaly.recurring import COLUMNS as RECURRING_COLUMNS
 from detector.anomaly.regimes import COLUMNS as REGIME_COLUMNS
@@ -34,7 +39,6 @@ from detector.config import Metrics
 
 Z_CLIP_SUSTAINED = 6.0
 SCORE_CAP = 50.0  # p < 1e-50 says nothing more; keeps scores finite when a flat series moves
-_LOG10_2 = float(np.log10(2.0))
 # columns added after warm-start files were first written: a file without them gives them their initial values
 ADDED_COLUMNS = frozenset(f"baseline/{name}" for name in (*RECURRING_COLUMNS, *REGIME_COLUMNS))
 
@@ -43,9 +47,10 @@ ADDED_COLUMNS = frozenset(f"baseline/{name}" for name in (*RECURRING_COLUMNS, *R
 class Scored:
     """One closed window's verdict for each series in `idx`."""
 
-    score: np.ndarray  # -log10 p, 0 while warming up: the larger of `point` and `sustained`
+    score: np.ndarray  # -log10 p, 0 while warming up: the largest of `point`, `sustained` and `context`
     point: np.ndarray  # the point test's part (-log10 of its corrected p-value)
     sustained: np.ndarray  # the sustained test's part
+    context: np.ndarray  # the context test's part (0 with `context_levels` = 0)
     expected: np.ndarray
     z: np.ndarray
     ready: np.ndarray
@@ -66,9 +71,15 @@ class MetricDetector:
         self.sustained = TailCalibration()
         self.episodes = Episodes(settings.persist_windows, settings.quiet_windows)
         self.cols = SeriesColumns({"zbar": (0, 0.0)})
+        self.context = (ContextTest(settings.context_levels, settings.context_half_life_samples)
+                        if settings.context_levels else None)
+        self.context_parts = self.context.parts() if self.context else {}
+        # Bonferroni over the tests in use
+        self.log10_tests = float(np.log10(3.0 if self.context else 2.0))
 
     def ensure(self, n_series: int) -> None:
-        for part in (self.baseline.cols, self.point.cols, self.sustained.cols, self.episodes.cols, self.cols):
+        for part in (self.baseline.cols, self.point.cols, self.sustained.cols, self.episodes.cols, self.cols,
+                     *self.context_parts.values()):
             part.ensure(n_series)
 
     def step(self, idx: np.ndarray, t: np.ndarray, y: np.ndarray) -> Scored:
@@ -79,10 +90,15 @@ class MetricDetector:
         zc = np.clip(b.z_raw, -Z_CLIP_SUSTAINED, Z_CLIP_SUSTAINED)
         zbar = np.where(b.ready, (1 - self.gamma) * self.cols["zbar"][idx] + self.gamma * zc, 0.0)
         u = zbar / np.sqrt(self.gamma / (2 - self.gamma))
-        # each test's part of the score, Bonferroni-corrected for the two; the score is the larger part
-        point = np.where(b.ready, np.clip(-(self.point.log10_p(idx, b.z) + _LOG10_2), 0.0, SCORE_CAP), 0.0)
-        sustained = np.where(b.ready, np.clip(-(self.sustained.log10_p(idx, u) + _LOG10_2), 0.0, SCORE_CAP), 0.0)
-        score = np.maximum(point, sustained)
+        # each test's part of the score, Bonferroni-corrected for the tests in use; the score is the largest part
+        lt = self.log10_tests
+        point = np.where(b.ready, np.clip(-(self.point.log10_p(idx, b.z) + lt), 0.0, SCORE_CAP), 0.0)
+        sustained = np.where(b.ready, np.clip(-(self.sustained.log10_p(idx, u) + lt), 0.0, SCORE_CAP), 0.0)
+        context = np.zeros(len(idx))
+        if self.context is not None:
+            log10_p = self.context.step(idx, np.asarray(y, np.float64), b.ready)
+            context = np.where(b.ready, np.clip(-(log10_p + lt), 0.0, SCORE_CAP), 0.0)
+        score = np.maximum(np.maximum(point, sustained), context)
         hit = b.ready & (score >= self.settings.score_threshold)
         learn = b.ready.astype(np.float64)
         self.point.learn(idx, b.z_raw, learn)
@@ -90,32 +106,34 @@ class MetricDetector:
         # an adopted level shift starts the sustained statistic afresh
         self.cols["zbar"][idx] = np.where(b.shifted, 0.0, zbar)
         onset, is_open = self.episodes.step(idx, hit)
-        return Scored(score=score, point=point, sustained=sustained, expected=b.expected, z=b.z, ready=b.ready,
-                      seasonal=b.seasonal, onset=onset, open=is_open, shifted=b.shifted)
+        return Scored(score=score, point=point, sustained=sustained, context=context, expected=b.expected, z=b.z,
+                      ready=b.ready, seasonal=b.seasonal, onset=onset, open=is_open, shifted=b.shifted)
 
     def to_state(self) -> dict:
         return {"baseline": self.baseline.cols.to_state(), "point": self.point.cols.to_state(),
                 "sustained": self.sustained.cols.to_state(), "episodes": self.episodes.cols.to_state(),
-                "detector": self.cols.to_state()}
+                "detector": self.cols.to_state(), **{k: v.to_state() for k, v in self.context_parts.items()}}
 
     # parts that carry what a series has learnt (an open episode is not carried to another process)
-    WARM_PARTS = ("baseline", "point", "sustained", "detector")
+    def warm_parts(self) -> tuple[str, ...]:
+        return ("baseline", "point", "sustained", "detector", *self.context_parts)
 
     def series_rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """What series `rows` have learnt, as flat "part/column" arrays (a warm-start file's content)."""
         state = self.to_state()
-        return {f"{part}/{name}": state[part][name][rows] for part in self.WARM_PARTS for name in state[part]}
+        return {f"{part}/{name}": state[part][name][rows] for part in self.warm_parts() for name in state[part]}
 
     def load_series_rows(self, dst: np.ndarray, arrays: dict[str, np.ndarray], src: np.ndarray, source: str) -> None:
         """Series `dst` take what saved series `src` learnt (`series_rows` output), shapes checked."""
         self.ensure(int(dst.max()) + 1 if len(dst) else 0)
         parts = {"baseline": self.baseline.cols, "point": self.point.cols, "sustained": self.sustained.cols,
-                 "detector": self.cols}
-        for part in self.WARM_PARTS:
+                 "detector": self.cols, **self.context_parts}
+        for part in self.warm_parts():
             cols = parts[part]
             for name, (width, fill) in cols.spec.items():
                 a = arrays.get(f"{part}/{name}")
-                if a is None and f"{part}/{name}" in ADDED_COLUMNS:
+                # a file written before (or without) the context test: its series start that test afresh
+                if a is None and (f"{part}/{name}" in ADDED_COLUMNS or part in self.context_parts):
                     cols[name][dst] = fill
                     continue
                 if a is None or a.ndim != (2 if width else 1) or (width and a.shape[1] != width) \
@@ -126,7 +144,7 @@ class MetricDetector:
 
     def load_state(self, state: dict, source: str) -> None:
         parts = {"baseline": self.baseline.cols, "point": self.point.cols, "sustained": self.sustained.cols,
-                 "episodes": self.episodes.cols, "detector": self.cols}
+                 "episodes": self.episodes.cols, "detector": self.cols, **self.context_parts}
         if set(state) != set(parts):
             raise ValueError(f"{source}: metric detector parts {sorted(state)} do not match {sorted(parts)}")
         for name, cols in parts.items():
