@@ -17,7 +17,8 @@ import signal
 import sys
 
 from detector.config import ConfigError, load_pipeline
-from detector.runtime.app import RunFailure, Sidecar
+from detector.runtime.app import Sidecar
+from detector.runtime.failures import RunFailure
 from detector.runtime.logsetup import configure
 from detector.runtime.topics import TopicSetupError
 from detector.smoke.settings import SmokeSettingError, resolve_env
