@@ -104,7 +104,8 @@ class Sidecar(BrokerCalls, Partitions, Shutdown, Watches):
                           client_kwargs=self._client_kwargs, alerts_topic=pipeline.topics.alerts,
                           op_timeout_s=self.k.op_timeout_s, broker_errors=self.metrics.broker_errors, log=self.log)
         self.sinks = build_sinks(pipeline.sinks, alertmanager_url=alertmanager_url,
-                                 rollback_state_path=pipeline.sinks.rollback_state_path)
+                                 rollback_state_path=pipeline.sinks.rollback_state_path,
+                                 alertmanager_state_path=pipeline.sinks.alertmanager_state_path)
         # [[smoke]] checks run after each deploy this sidecar reads; results go to the checks topic.
         self._check_producer = None
         self.prober = SmokeProber(pipeline.smoke, pipeline.prober, self._publish_check) if pipeline.smoke else None
