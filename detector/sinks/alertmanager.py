@@ -259,8 +259,11 @@ class AlertmanagerSink(QueuedSink):
                   for a in self._alerts.values()
                   if a.verdict is not None and a.starts_at_s is not None and a.last_sent_s is not None
                   and a.ends_at_s is not None]
+        data = self._state.changes(posted)
+        if data is None:
+            return
         try:
-            await asyncio.to_thread(self._state.save, posted)
+            await asyncio.to_thread(self._state.write, data)
         except OSError as e:
             # Delivery goes on; only a root_cause record after a restart would find nothing to update.
             self._log.warning("alertmanager_state_not_saved", state_path=str(self._state.path), error=repr(e))

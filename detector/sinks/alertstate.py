@@ -85,16 +85,18 @@ class AlertStateFile:
         self._written = data
         return alerts
 
-    def save(self, alerts: list[PostedAlert]) -> bool:
-        """Write `alerts` unless the file already holds them; True when written. Raises OSError."""
+    def changes(self, alerts: list[PostedAlert]) -> bytes | None:
+        """The file's new content for `alerts`; None when it holds them already (or no file is kept)."""
         if self.path is None:
-            return False
+            return None
         data = orjson.dumps({"version": STATE_VERSION, "alerts": [
             {"labels": a.labels, "annotations": a.annotations, "starts_at_s": a.starts_at_s,
              "last_sent_s": a.last_sent_s, "ends_at_s": a.ends_at_s, "verdict": a.verdict.to_dict()}
             for a in alerts]})
-        if data == self._written:
-            return False
+        return None if data == self._written else data
+
+    def write(self, data: bytes) -> None:
+        """Replace the file with `data` (from `changes`); raises OSError."""
+        assert self.path is not None, "changes() returns None when no file is kept"
         write_atomically(self.path, data)
         self._written = data
-        return True

@@ -9,8 +9,8 @@ import time
 
 import pytest
 from alertmanagerproc import get_alerts, require_alertmanager, running_alertmanager
-from sidecar import SidecarProcess, pipeline_for_test, produce_scenario, scenario_events, split_scenario, \
-    write_pipeline
+from sidecar import (SidecarProcess, pipeline_for_test, produce_scenario, scenario_events, split_scenario,
+                     write_pipeline)
 
 pytestmark = pytest.mark.kafka
 
@@ -33,7 +33,9 @@ def _verdict_alert(am_url: str) -> dict | None:
 
 
 def _until(what: str, check, timeout_s: float, sidecar: SidecarProcess):
-    return sidecar.wait_until(what, check, timeout_s) and check()
+    """What `check()` returns once it holds (the sidecar must stay up meanwhile)."""
+    sidecar.wait_until(what, check, timeout_s)
+    return check()
 
 
 def test_a_root_cause_after_a_restart_completes_the_alert_posted_before_it(tmp_path, kafka_bootstrap,

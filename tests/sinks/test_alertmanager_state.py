@@ -154,3 +154,17 @@ def test_the_state_file_must_not_be_the_rollback_hooks() -> None:
     with pytest.raises(ConfigError, match=r"m\.toml: sinks\.alertmanager_state_path must be a file of its own"):
         parse_pipeline('[sinks]\nalertmanager_state_path = "s.json"\nrollback_state_path = "s.json"\n', "m.toml")
     assert parse_pipeline('[sinks]\nalertmanager_state_path = ""\n', "m.toml").sinks.alertmanager_state_path == ""
+
+
+async def test_a_state_file_that_cannot_be_written_does_not_stop_delivery(server: Recorder, tmp_path: Path) -> None:
+    """The file's directory is a file: the alert is still posted and re-sent; only the restart would lose it."""
+    (tmp_path / "not-a-dir").write_text("")
+    clock = FakeClock()
+    sink = am_sink(server, clock, tmp_path / "not-a-dir" / "am-state.json")
+    await sink.start()
+    sink.submit(verdict())
+    assert await sink.flush(5)
+    clock.now_s += 61
+    assert await sink.flush(5)
+    await sink.close(1)
+    assert len(server.requests) == 2 and sink.stats.sent == 2 and sink.stats.failed == 0
