@@ -17,7 +17,7 @@ RUN pip install .
 COPY pipelines /app/pipelines
 COPY benchmarks/scenarios /app/benchmarks/scenarios
 
-# Runs unprivileged; its working directory holds the rollback hook's state file.
+# Runs unprivileged; its working directory holds the rollback hook's and the Alertmanager sink's state files.
 RUN useradd --system --uid 10001 --home-dir /var/lib/detector --create-home detector
 USER detector
 WORKDIR /var/lib/detector

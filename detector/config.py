@@ -294,6 +294,8 @@ class Sinks:
     rollback_dry_run: bool = True  # log and publish what would run, run nothing
     rollback_timeout_s: float = 60.0
     rollback_state_path: str = "detector-rollback-state.json"  # verdict ids already acted on (once per id)
+    # verdict alerts posted to Alertmanager and still firing, kept across restarts ("": not kept)
+    alertmanager_state_path: str = "detector-alertmanager-state.json"
 
     def check(self) -> None:
         for key in ("alertmanager_resend_s", "alert_resolve_s", "timeout_s", "rollback_timeout_s"):
@@ -306,6 +308,10 @@ class Sinks:
                      "an http:// or https:// URL, or empty")
         for d in self.alertmanager_decisions + self.pagerduty_decisions + self.webhook_decisions:
             _require(d in DECISIONS, "sinks.*_decisions", d, f"one of {', '.join(DECISIONS)}")
+        _require(not self.alertmanager_state_path
+                 or Path(self.alertmanager_state_path).resolve() != Path(self.rollback_state_path).resolve(),
+                 "sinks.alertmanager_state_path", self.alertmanager_state_path,
+                 "a file of its own, not sinks.rollback_state_path (each sink rewrites its file whole), or \"\"")
         for sev in self.alertmanager_severities:
             _require(sev in SEVERITIES, "sinks.alertmanager_severities", sev, f"one of {', '.join(SEVERITIES)}")
         # Off, the other sinks are the records' only destination; the file must name one (a PagerDuty key

@@ -1,8 +1,9 @@
 """The contract's field rules that both decoders share: limits, level names, event time.
 
-`contract.py` (the precise decoder, every rejection with its reason) and
-`fastpath.py` (msgspec structs for clean batches) read the same limits and
-the same timestamp rule, so a batch decodes alike whichever path takes it.
+`contract.py` (the precise decoder, every rejection with its reason; its rules
+in `columnchecks.py` and `eventchecks.py`) and `fastpath.py` (msgspec structs
+for clean batches) read the same limits and the same timestamp rule, so a
+batch decodes alike whichever path takes it.
 """
 
 from __future__ import annotations

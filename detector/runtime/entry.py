@@ -17,9 +17,11 @@ import signal
 import sys
 
 from detector.config import ConfigError, load_pipeline
-from detector.runtime.app import RunFailure, Sidecar
+from detector.runtime.app import Sidecar
+from detector.runtime.failures import RunFailure
 from detector.runtime.logsetup import configure
 from detector.runtime.topics import TopicSetupError
+from detector.sinks import AlertStateError, RollbackConfigError
 from detector.smoke.settings import SmokeSettingError, resolve_env
 
 
@@ -65,7 +67,7 @@ def run_live(args) -> int:
     stuck: list[bool] = [False]
     try:
         code = _run_bounded(main(), stuck)
-    except (RunFailure, TopicSetupError) as e:
+    except (RunFailure, TopicSetupError, AlertStateError, RollbackConfigError) as e:
         print(f"detector: {e}", file=sys.stderr, flush=True)
         code = 1
     if stuck[0]:

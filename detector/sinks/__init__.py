@@ -31,6 +31,7 @@ from typing import Any
 from detector.config import Sinks
 from detector.records import Record
 from detector.sinks.alertmanager import AlertmanagerSink
+from detector.sinks.alertstate import AlertStateError
 from detector.sinks.base import QueuedSink, Sink, SinkStats
 from detector.sinks.events import EventSink
 from detector.sinks.http import HttpClient, HttpResult
@@ -42,6 +43,7 @@ DEFAULT_ROLLBACK_STATE_PATH = Path("detector-rollback-state.json")
 
 __all__ = [
     "DEFAULT_ROLLBACK_STATE_PATH",
+    "AlertStateError",
     "AlertmanagerSink",
     "HttpClient",
     "HttpResult",
@@ -122,8 +124,11 @@ class SinkSet:
 
 def build_sinks(settings: Sinks, *, alertmanager_url: str | None = None, env: Mapping[str, str] = os.environ,
                 clock: Callable[[], float] = time.time,
-                rollback_state_path: str | Path | None = DEFAULT_ROLLBACK_STATE_PATH) -> SinkSet:
+                rollback_state_path: str | Path | None = DEFAULT_ROLLBACK_STATE_PATH,
+                alertmanager_state_path: str | Path | None = None) -> SinkSet:
     """The sinks `settings` switch on. `alertmanager_url` (e.g. from --alertmanager-url) overrides the setting.
+
+    `alertmanager_state_path` keeps the posted verdict alerts across restarts (None or "": in memory only).
 
     Raises ValueError subclasses (HttpConfigError, RollbackConfigError) naming the setting that is wrong.
     """
@@ -137,7 +142,7 @@ def build_sinks(settings: Sinks, *, alertmanager_url: str | None = None, env: Ma
             url=am_url, client=client(), severities=settings.alertmanager_severities,
             decisions=settings.alertmanager_decisions, resend_s=settings.alertmanager_resend_s,
             resolve_s=settings.alert_resolve_s, generator_url=settings.generator_url,
-            queue_max=settings.queue_max, clock=clock))
+            queue_max=settings.queue_max, clock=clock, state_path=alertmanager_state_path or None))
     routing_key = settings.pagerduty_routing_key or env.get(ROUTING_KEY_ENV, "")
     if routing_key.strip():
         sinks.append(PagerDutySink(

@@ -47,22 +47,30 @@ completed after the verdict went out) updates the verdict's alert in place:
 the alert is posted again with the same labels (so Alertmanager keeps one
 alert and takes the new annotations) and ``root_cause``,
 ``root_cause_evidence`` and ``description`` rebuilt from the completed root
-cause, plus ``root_cause_record_id``. The sink knows only the alerts it holds
-as firing (at most ``max_alerts``, the verdict kept with each); for a verdict
-it does not hold (not posted because of its decision, already resolved, or
-posted by a process before a restart) it posts nothing and logs
+cause, plus ``root_cause_record_id``. The sink knows the alerts it holds
+as firing (at most ``max_alerts``, the verdict kept with each); with
+``state_path`` the verdict alerts among them are kept in a file
+(``alertstate.py``) and, after a restart, those Alertmanager still holds as
+firing (their ``endsAt`` ahead) are held again: re-sent as before, resolved
+by a later deploy's verdict, updated by a late ``root_cause`` record. For a
+verdict it does not hold (not posted because of its decision, already
+resolved, expired in Alertmanager while the detector was down, or posted
+before a restart without a state file) it posts nothing and logs
 ``root_cause_not_posted``: the record alone has no version or decision to
 rebuild the labels from, and re-firing a resolved alert would page again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from detector.records import Anomaly, Record, RootCause, Verdict
+from detector.sinks.alertstate import AlertStateFile, PostedAlert
 from detector.sinks.base import QueuedSink
 from detector.sinks.describe import (
     VerdictTracker,
@@ -124,6 +132,7 @@ class _Alert:
     last_seen_s: float  # wall clock of the newest record with these labels
     starts_at_s: float | None = None  # wall clock of the first send
     last_sent_s: float | None = None
+    ends_at_s: float | None = None  # the endsAt of the last send
     changed: bool = True  # a new record arrived since the last send
     verdict: Verdict | None = None  # for a verdict alert: the verdict (root cause completed, once it is)
 
@@ -140,7 +149,8 @@ class AlertmanagerSink(QueuedSink):
     def __init__(self, *, url: str, client: HttpClient, severities: tuple[str, ...] = ("critical",),
                  decisions: tuple[str, ...] = ("rollback", "page"), resend_s: float = 60.0,
                  resolve_s: float = 600.0, generator_url: str = "", queue_max: int = 10_000,
-                 max_alerts: int | None = None, clock: Callable[[], float] = time.time) -> None:
+                 max_alerts: int | None = None, clock: Callable[[], float] = time.time,
+                 state_path: str | Path | None = None) -> None:
         super().__init__(queue_max=queue_max)
         check_url(url, "alertmanager URL")
         if resend_s <= 0 or resolve_s <= 0:
@@ -161,6 +171,22 @@ class AlertmanagerSink(QueuedSink):
         self._alerts: dict[tuple[tuple[str, str], ...], _Alert] = {}
         self._resolved: list[_Alert] = []  # resolved since the last pass, to be sent once with endsAt = now
         self._log = self._log.bind(endpoint=redact_url(url))
+        self._state = AlertStateFile(state_path)  # the posted verdict alerts, across restarts
+        self._restore(self._state.load())
+
+    def _restore(self, posted: list[PostedAlert]) -> None:
+        """Hold again the verdict alerts posted before a restart that Alertmanager still holds as firing."""
+        now = self.clock()
+        live = [a for a in posted if a.ends_at_s > now][-self.max_alerts:]
+        for a in live:
+            self.tracker.supersede(a.verdict)  # the service's current verdict, for later deploys to supersede
+            self.tracker.trigger(a.verdict)
+            self._alerts[tuple(sorted(a.labels.items()))] = _Alert(
+                "verdict", dict(a.labels), dict(a.annotations), last_seen_s=now, starts_at_s=a.starts_at_s,
+                last_sent_s=a.last_sent_s, ends_at_s=a.ends_at_s, changed=False, verdict=a.verdict)
+        if posted:
+            self._log.info("alerts_restored", firing=len(live), expired=len(posted) - len(live),
+                           state_path=str(self._state.path))
 
     # --- intake (called by submit, runs on the loop, never waits) ---
 
@@ -209,7 +235,8 @@ class AlertmanagerSink(QueuedSink):
                 if a.starts_at_s is None:
                     a.starts_at_s = now
                     self._log.info("alert_firing", **_ident(a))
-                batch.append(self._wire(a, ends_at_s=now + ENDS_AT_RESEND_INTERVALS * self.resend_s))
+                a.ends_at_s = now + ENDS_AT_RESEND_INTERVALS * self.resend_s
+                batch.append(self._wire(a, ends_at_s=a.ends_at_s))
                 # Marked as sent before the POST and even when it fails: the next try is the regular
                 # re-send, not a tight loop against an endpoint that is down.
                 a.last_sent_s, a.changed = now, False
@@ -222,6 +249,24 @@ class AlertmanagerSink(QueuedSink):
                 self.stats.failed += len(chunk)
                 self._log.warning("alertmanager_post_failed", alerts=len(chunk), status=result.status,
                                   attempts=result.attempts, error=result.error[:300])
+        await self._save_state()
+
+    async def _save_state(self) -> None:
+        """The verdict alerts sent and held as firing, to the state file (when it changed)."""
+        if self._state.path is None:
+            return
+        posted = [PostedAlert(a.labels, a.annotations, a.starts_at_s, a.last_sent_s, a.ends_at_s, a.verdict)
+                  for a in self._alerts.values()
+                  if a.verdict is not None and a.starts_at_s is not None and a.last_sent_s is not None
+                  and a.ends_at_s is not None]
+        data = self._state.changes(posted)
+        if data is None:
+            return
+        try:
+            await asyncio.to_thread(self._state.write, data)
+        except OSError as e:
+            # Delivery goes on; only a root_cause record after a restart would find nothing to update.
+            self._log.warning("alertmanager_state_not_saved", state_path=str(self._state.path), error=repr(e))
 
     def _resolve_key(self, key: tuple[tuple[str, str], ...]) -> None:
         a = self._alerts.pop(key)
@@ -275,8 +320,8 @@ class AlertmanagerSink(QueuedSink):
         a = next((a for a in self._alerts.values() if a.verdict is not None and a.verdict.id == rc.verdict_id), None)
         if a is None:
             self._log.info("root_cause_not_posted", record_id=rc.id, service=rc.service, deploy_id=rc.deploy_id,
-                           reason="no firing alert of this verdict here (decision not posted, resolved, or "
-                                  "posted before a restart)")
+                           reason="no firing alert of this verdict here (decision not posted, resolved, expired "
+                                  "while the detector was down, or posted before a restart without a state file)")
             return
         a.verdict = replace(a.verdict, root_cause=rc.root_cause, evidence=rc.evidence)
         a.annotations = {**alert_annotations(a.verdict), "root_cause_record_id": rc.id}

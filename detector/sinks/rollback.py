@@ -21,10 +21,10 @@ The action is either a command template or an HTTP POST:
 ``dry_run`` (the default) runs nothing: the outcome says what would have run.
 
 Once per verdict id, across restarts: the ids handled so far (dry runs
-included) are kept in a small JSON state file, written atomically (temporary
-file, fsync, rename). The id is recorded *before* the action runs, so the
-guarantee is at most once: after a crash mid-action the action is not
-repeated. That is the safe side for a rollback: ``kubectl rollout undo`` run
+included) are kept in a small JSON state file, written atomically
+(``statefile.py``: temporary file, fsync, rename). The id is recorded
+*before* the action runs, so the guarantee is at most once: after a crash
+mid-action the action is not repeated. That is the safe side for a rollback: ``kubectl rollout undo`` run
 twice undoes the undo.
 
 Each handled verdict yields an action record, returned by ``execute`` and
@@ -52,7 +52,6 @@ import os
 import shlex
 import signal
 import string
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -65,6 +64,7 @@ from detector.records import Anomaly, Record, Verdict
 from detector.sinks.base import QueuedSink
 from detector.sinks.describe import record_dict
 from detector.sinks.http import HttpClient, check_url, redact_url
+from detector.sinks.statefile import write_atomically
 
 PLACEHOLDERS = ("service", "deploy_id", "version", "verdict_id")
 OUTPUT_TAIL_CHARS = 2_000
@@ -152,24 +152,7 @@ class ExecutedIds:
             del self._ids[next(iter(self._ids))]
         if self.path is None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = orjson.dumps({"version": STATE_VERSION, "executed": list(self._ids)})
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)  # the rename itself survives a power cut only once the directory is synced
-        finally:
-            os.close(dir_fd)
+        write_atomically(self.path, orjson.dumps({"version": STATE_VERSION, "executed": list(self._ids)}))
 
 
 class RollbackHook(QueuedSink):

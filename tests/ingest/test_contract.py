@@ -11,8 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from detector.ingest import contract as C
-from detector.ingest.columns import LEVEL_ERROR, LEVEL_FATAL, LEVEL_INFO, LEVEL_WARN
+from detector.ingest.columns import (
+    LEVEL_ERROR,
+    LEVEL_FATAL,
+    LEVEL_INFO,
+    LEVEL_WARN,
+    LogColumns,
+    MetricColumns,
+    RequestColumns,
+)
 from detector.ingest.contract import decode_batch
+from detector.ingest.eventchecks import decode_deploy
+from detector.ingest.fields import LEVELS
 from detector.ingest.interner import Interner
 
 REQ = {"type": "request", "ts": 1764140400.5, "service": "checkout", "endpoint": "POST /pay", "status": 503,
@@ -202,11 +212,11 @@ def _ref_requests(docs, pos, it, ok):
     lat = _ref_num(col("latency_ms"))
     if status.min() < 100 or status.max() > 599 or lat.min() < 0:
         raise _Fail
-    return C.RequestColumns(pos, ts, _ref_str(col("service"), it, 200, False, True, ok),
-                            _ref_str(col("endpoint"), it, 2000, False, False, ok),
-                            _ref_str(col("version"), it, 2000, True, True, ok),
-                            _ref_str(col("instance"), it, 2000, True, False, ok), status.astype(np.int16), lat,
-                            _ref_str(col("txn"), it, 2000, True, False, ok))
+    return RequestColumns(pos, ts, _ref_str(col("service"), it, 200, False, True, ok),
+                          _ref_str(col("endpoint"), it, 2000, False, False, ok),
+                          _ref_str(col("version"), it, 2000, True, True, ok),
+                          _ref_str(col("instance"), it, 2000, True, False, ok), status.astype(np.int16), lat,
+                          _ref_str(col("txn"), it, 2000, True, False, ok))
 
 
 def _ref_logs(docs, pos, it, ok):
@@ -216,11 +226,11 @@ def _ref_logs(docs, pos, it, ok):
         raise _Fail
     if "" in set(levels) or max(map(len, levels)) > 64 or not set(map(type, col("trace_id"))) <= {str, type(None)}:
         raise _Fail
-    return C.LogColumns(pos, ts, _ref_str(col("service"), it, 200, False, True, ok),
-                        _ref_str(col("version"), it, 2000, True, True, ok),
-                        _ref_str(col("instance"), it, 2000, True, False, ok),
-                        np.asarray([C.LEVELS.get(lv.upper(), LEVEL_INFO) for lv in levels], dtype=np.int8),
-                        _ref_str(col("logger"), it, 2000, True, False, ok), msgs)
+    return LogColumns(pos, ts, _ref_str(col("service"), it, 200, False, True, ok),
+                      _ref_str(col("version"), it, 2000, True, True, ok),
+                      _ref_str(col("instance"), it, 2000, True, False, ok),
+                      np.asarray([LEVELS.get(lv.upper(), LEVEL_INFO) for lv in levels], dtype=np.int8),
+                      _ref_str(col("logger"), it, 2000, True, False, ok), msgs)
 
 
 def _ref_metrics(docs, pos, it, ok):
@@ -233,11 +243,11 @@ def _ref_metrics(docs, pos, it, ok):
             label_ids.append(it.intern(",".join(f"{k}={lab[k]}" for k in sorted(lab))) if lab else -1)
         else:
             raise _Fail
-    return C.MetricColumns(pos, ts, _ref_str(col("service"), it, 200, False, True, ok),
-                           _ref_str(col("name"), it, 2000, False, False, ok),
-                           np.asarray(label_ids, dtype=np.int32), value,
-                           _ref_str(col("version"), it, 2000, True, True, ok),
-                           _ref_str(col("instance"), it, 2000, True, False, ok))
+    return MetricColumns(pos, ts, _ref_str(col("service"), it, 200, False, True, ok),
+                         _ref_str(col("name"), it, 2000, False, False, ok),
+                         np.asarray(label_ids, dtype=np.int32), value,
+                         _ref_str(col("version"), it, 2000, True, True, ok),
+                         _ref_str(col("instance"), it, 2000, True, False, ok))
 
 
 # The per-event rule, written from the wire contract (shared contract README),
@@ -324,7 +334,7 @@ def _ref_decode(values, it, max_bytes=C.DEFAULT_MAX_BYTES):
         if kind == "deploy":
             for d, p in zip(gdocs, gpos):
                 try:
-                    out.deploys.append(C.decode_deploy(d, p))
+                    out.deploys.append(decode_deploy(d, p))
                 except C.BadEvent as e:
                     out.rejected.append(C.Rejected(p, f"deploy: {e}"))
             continue

@@ -13,7 +13,7 @@ from sidecar import (PARTITIONS, pipeline_for_test, produce_scenario, read_topic
 
 from detector.records import encode
 from detector.replay import replay
-from detector.runtime import app
+from detector.runtime import partitions as runtime_partitions
 from detector.runtime.app import Sidecar
 
 pytestmark = pytest.mark.kafka
@@ -56,7 +56,7 @@ async def test_records_fetched_while_the_checkpoint_loads_are_processed_once(tmp
 
     second._fetch = fetch_and_tell
     raced: list[bool] = []
-    load = app.load_checkpoints
+    load = runtime_partitions.load_checkpoints
 
     async def load_then_let_a_fetch_through(*args, **kwargs):
         # As on a loaded machine: the checkpoints arrive after the fetcher has served the committed offsets.
@@ -66,7 +66,7 @@ async def test_records_fetched_while_the_checkpoint_loads_are_processed_once(tmp
         raced.append(fetched.is_set())
         return got
 
-    monkeypatch.setattr(app, "load_checkpoints", load_then_let_a_fetch_through)
+    monkeypatch.setattr(runtime_partitions, "load_checkpoints", load_then_let_a_fetch_through)
     run = asyncio.create_task(second.run())
     try:
         expected = {}

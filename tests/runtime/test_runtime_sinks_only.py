@@ -10,7 +10,8 @@ from recorder import recording_server
 from detector.config import ConfigError, load_pipeline, parse_pipeline
 from detector.core import Core
 from detector.records import Verdict
-from detector.runtime.app import PartitionState, Sidecar
+from detector.runtime.app import Sidecar
+from detector.runtime.partitions import PartitionState
 
 
 @pytest.mark.parametrize("extra", ["", 'rollback_command = "true"', 'webhook_url = ""'])

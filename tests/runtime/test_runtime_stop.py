@@ -195,7 +195,8 @@ async def test_a_stop_interrupts_the_main_loops_wait_for_acknowledgements_and_ke
     record's delivery future is left alone and the record stays pending for the final checkpoint;
     after the stop, a broker operation of the main loop is not even attempted."""
     from detector.config import load_pipeline
-    from detector.runtime.app import Sidecar, Stopped
+    from detector.runtime.app import Sidecar
+    from detector.runtime.failures import Stopped
 
     sidecar = Sidecar(load_pipeline(), "127.0.0.1:1", http_port=-1)
     assert sidecar.k.op_timeout_s >= 5

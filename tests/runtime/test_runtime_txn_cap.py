@@ -9,7 +9,8 @@ import structlog
 
 from detector.config import load_pipeline
 from detector.core import Core
-from detector.runtime.app import PartitionState, Sidecar
+from detector.runtime.app import Sidecar
+from detector.runtime.partitions import PartitionState
 
 T0 = 1764140400.0
 
