@@ -43,6 +43,7 @@ STAGES = [
     ("seasonal: rollups ahead", "detector.baselines.watch", "SeasonalWatch", "prepare"),
     ("metric watch", "detector.anomaly.watch", "MetricWatch", "observe"),
     ("fleet summary", "detector.fleet.gate", "FleetGate", "summary"),
+    ("fleet: totals ahead", "detector.fleet.gate", "FleetGate", "_totals_ahead"),
     ("judge: windows", "detector.judge.judge", "Judge", "on_window"),
     ("judge: deploys", "detector.judge.judge", "Judge", "on_deploy"),
 ]
