@@ -11,12 +11,13 @@ and the learning of `SeasonalBaseline._update_round` run once over all of them.
 The arithmetic is the model's, operation for operation, with the kinds'
 branches selected per row (`np.where`): each row's result is bit for bit what
 `update` returns and learns (a test holds the two paths equal, state and
-expectations). The time -> slot mapping and the gather of the profile cells
-stay per signal (each has its own calendar and slot array); the pooling of
-the cells (`SeasonalBaseline._profile`) runs once over every row, each with
-its signal's kernel; the profile's learning writes each signal's own slot
-array. The per-row settings of a layout (which signals, how many rows each)
-are built once and kept.
+expectations). The time -> slot mapping is computed once per signal's
+window start (its rows share it) and the gather of the profile cells stays
+per signal (each has its own calendar and slot array); the pooling of the
+cells (`SeasonalBaseline._profile`) and the profile's learning run once over
+every row, each with its signal's kernel and half-life, and each signal
+writes its own slot array. The per-row settings of a layout (which signals,
+how many rows each) are built once and kept.
 
 Rows of weight 0 (a service under verification) are judged at the series'
 typical weight and not learnt, as `update` does. Only the plain case is

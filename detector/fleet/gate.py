@@ -55,7 +55,8 @@ class FleetGate:
                 continue
             if not self.head_ready:
                 core._prepare(head, out)
-                if not ahead:
+                held = ahead.get(id(head))
+                if held is None or held[1] != _verifying(core):  # none yet, or a verification opened or ended
                     self._totals_ahead(core, ahead)
                 self.publish(self.summary(core, head, ahead))
                 self.head_ready = True
@@ -88,7 +89,7 @@ class FleetGate:
         windows = [w for w in self.queue if isinstance(w, WindowFacts)]
         if len(windows) < 2:
             return
-        verifying = {o.service: (o.version,) for o in core.judge.verifications.values() if o.open}
+        verifying = _verifying(core)
         rs = core.requests
         for w, (services, totals) in zip(windows, service_totals_many(windows, rs.service, rs.version, verifying)):
             ahead[id(w)] = (w, verifying, services, totals)
@@ -113,3 +114,8 @@ class FleetGate:
     def take(self) -> list[WindowSummary]:
         out, self.outbox = self.outbox, []
         return out
+
+
+def _verifying(core: "Core") -> dict[int, tuple[int, ...]]:
+    """The versions a fleet summary leaves out: each open verification's new version, by service."""
+    return {o.service: (o.version,) for o in core.judge.verifications.values() if o.open}
