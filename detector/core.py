@@ -179,6 +179,7 @@ class Core:
         return out
 
     def _advance(self, closed: list[WindowFacts]) -> list[Record]:
+        self.seasonal.prepare(closed)  # their service rollups in one pass (the same as one by one)
         if self.gate is None:
             out: list[Record] = []
             for w in closed:

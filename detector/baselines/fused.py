@@ -11,12 +11,13 @@ and the learning of `SeasonalBaseline._update_round` run once over all of them.
 The arithmetic is the model's, operation for operation, with the kinds'
 branches selected per row (`np.where`): each row's result is bit for bit what
 `update` returns and learns (a test holds the two paths equal, state and
-expectations). The time -> slot mapping and the gather of the profile cells
-stay per signal (each has its own calendar and slot array); the pooling of
-the cells (`SeasonalBaseline._profile`) runs once over every row, each with
-its signal's kernel; the profile's learning writes each signal's own slot
-array. The per-row settings of a layout (which signals, how many rows each)
-are built once and kept.
+expectations). The time -> slot mapping is computed once per signal's
+window start (its rows share it) and the gather of the profile cells stays
+per signal (each has its own calendar and slot array); the pooling of the
+cells (`SeasonalBaseline._profile`) and the profile's learning run once over
+every row, each with its signal's kernel and half-life, and each signal
+writes its own slot array. The per-row settings of a layout (which signals,
+how many rows each) are built once and kept.
 
 Rows of weight 0 (a service under verification) are judged at the series'
 typical weight and not learnt, as `update` does. Only the plain case is
@@ -27,30 +28,18 @@ precise errors.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
 from detector.baselines.model import SeasonalBaseline
-from detector.baselines.recursions import (_FIRST_TS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B, _SLOT_FIELDS,
-                                           _ew_welford, _ratio, learn_level, learn_noise, pool_slots)
+from detector.baselines.recursions import (_FIRST_TS, _KERNEL_OFFSETS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B,
+                                           _SLOT_FIELDS, _ew_welford, _ratio, learn_level, learn_noise, pool_slots)
 from detector.baselines.settings import DAY_S, KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation
 
 Rows = tuple[np.ndarray, float, np.ndarray, np.ndarray]  # series index, window start, values, weights
-
-
-def _plain(b: SeasonalBaseline, idx: np.ndarray, y: np.ndarray, w: np.ndarray) -> bool:
-    """True when `update` would take the single-round path and raise no error."""
-    if not len(idx):
-        return False
-    if not (np.isfinite(w).all() and (w >= 0).all()):
-        return False
-    learn = w > 0
-    if not np.isfinite(y[learn]).all() or (b.config.multiplicative and (y[learn] < 0).any()):
-        return False
-    s = np.sort(idx)
-    return bool(s[0] >= 0 and not (s[1:] == s[:-1]).any())
 
 
 def update_signals(baselines: Sequence[SeasonalBaseline], rows: Sequence[Rows]) -> list[Expectation]:
@@ -59,18 +48,43 @@ def update_signals(baselines: Sequence[SeasonalBaseline], rows: Sequence[Rows]) 
     Same results and same learnt state as those calls; falls back to them
     unless every signal's rows are plain (see the module docstring).
     """
-    prepared = []
-    for b, (idx, ts, y, w) in zip(baselines, rows):
-        idx = np.asarray(idx, dtype=np.int64)
-        y = np.asarray(y, dtype=np.float64)
-        w = np.broadcast_to(np.asarray(w, dtype=np.float64), idx.shape)
-        if not (np.isfinite(ts) and _plain(b, idx, y, w)) or len(baselines) != len(rows):
-            return [b.update(i, t, v, weights=ww) for b, (i, t, v, ww) in zip(baselines, rows)]
-        prepared.append((b, idx, y, w))
-    if not prepared:
+    def one_by_one() -> list[Expectation]:
+        return [b.update(i, t, v, weights=ww) for b, (i, t, v, ww) in zip(baselines, rows)]
+
+    if not len(baselines) or not len(rows):
         return []
-    return _fused([p[0] for p in prepared], [p[1] for p in prepared], [r[1] for r in rows],
-                  [p[2] for p in prepared], [p[3] for p in prepared])
+    if len(baselines) != len(rows):
+        return one_by_one()
+    idxs, ys, ws = [], [], []
+    for idx, ts, y, w in rows:
+        idx = np.asarray(idx, dtype=np.int64)
+        w = np.asarray(w, dtype=np.float64)
+        if w.shape != idx.shape:
+            w = np.broadcast_to(w, idx.shape)
+        if not len(idx) or not math.isfinite(ts):
+            return one_by_one()
+        idxs.append(idx)
+        ys.append(np.asarray(y, dtype=np.float64))
+        ws.append(w)
+    rs = _row_settings(list(baselines), [len(i) for i in idxs])
+    idx, y, w = np.concatenate(idxs), np.concatenate(ys), np.concatenate(ws)
+    if not _plain(rs, idx, y, w):
+        return one_by_one()
+    return _fused(list(baselines), idxs, [r[1] for r in rows], rs, y, w)
+
+
+def _plain(rs: "_RowSettings", idx: np.ndarray, y: np.ndarray, w: np.ndarray) -> bool:
+    """True when `update` would take the single-round path and raise no error, for every
+    signal's rows (stacked: each row's signal and kind from the layout)."""
+    if not (np.isfinite(w).all() and (w >= 0).all()):
+        return False
+    learn = w > 0
+    if not np.isfinite(y[learn]).all() or (y[learn & rs.mult] < 0).any():
+        return False
+    if idx.min() < 0:
+        return False
+    s = np.sort(rs.signal * (int(idx.max()) + 1) + idx)  # one series twice in a signal: not plain
+    return not (s[1:] == s[:-1]).any()
 
 
 class _RowSettings(NamedTuple):
@@ -92,6 +106,7 @@ class _RowSettings(NamedTuple):
     profile_hl: np.ndarray
     kern_a: np.ndarray  # [4, rows]: each row's signal's soft-binning kernel (SeasonalBaseline._set_kernel)
     kern_b: np.ndarray
+    signal: np.ndarray  # each row's position among the signals
 
 
 # A watch updates the same signals with the same number of rows window after window: their
@@ -127,7 +142,8 @@ def _row_settings(bs: list[SeasonalBaseline], sizes: list[int]) -> _RowSettings:
         profile_hl=per_row([c.profile_half_life_s for c in cfgs]),
         # the kernel is the config's (neighbour_weight), so any baseline of that config gives the same
         kern_a=np.concatenate([np.repeat(b._kern_a, k, axis=1) for b, k in zip(bs, sizes)], axis=1),
-        kern_b=np.concatenate([np.repeat(b._kern_b, k, axis=1) for b, k in zip(bs, sizes)], axis=1))
+        kern_b=np.concatenate([np.repeat(b._kern_b, k, axis=1) for b, k in zip(bs, sizes)], axis=1),
+        signal=np.repeat(np.arange(len(sizes), dtype=np.int64), sizes))
     for a in rows:
         a.flags.writeable = False
     if len(_LAYOUTS) >= _MAX_LAYOUTS:
@@ -136,39 +152,56 @@ def _row_settings(bs: list[SeasonalBaseline], sizes: list[int]) -> _RowSettings:
     return rows
 
 
-def _profiles(bs, idxs, ts: np.ndarray, rs: _RowSettings) -> tuple:
+def _slot_map(b: SeasonalBaseline, t: float, memo: dict) -> tuple[np.ndarray, np.ndarray]:
+    """`SeasonalBaseline._slot_cells`' time -> slot arithmetic for one time `t` (a signal's rows
+    share their window start), on an array of one: the four cells' offsets within a series'
+    slots [4, 1] and the fraction between the centres [1]. Element-wise arithmetic, so each
+    row's flat cells and fraction are the ones `_slot_cells` computes on the repeated time;
+    signals of the same calendar and slot width share one answer (`memo`)."""
+    c = b.config
+    key = (c.timezone, c.day_profiles, c.slot_s, t)
+    hit = memo.get(key)
+    if hit is None:
+        profile, tod = b._calendar.split(np.array([t], dtype=np.float64))
+        pos = tod / c.slot_s - 0.5  # in slot units, 0 at the centre of slot 0
+        floor = np.floor(pos)
+        spd = c.slots_per_day
+        hit = memo[key] = (profile * spd + (floor.astype(np.int64) + _KERNEL_OFFSETS) % spd, pos - floor)
+    return hit
+
+
+def _profiles(bs, idxs, tss, ts: np.ndarray, rs: _RowSettings) -> tuple:
     """`SeasonalBaseline._profile` of every signal's rows, its arithmetic run once over all of them.
 
-    The time -> slot mapping and the gather of each signal's own slot cells
-    are per signal; the pooling that follows is the same operations on the
-    stacked cells, each row with its signal's kernel and half-life.
-    Returns the per-signal (flat, cells, frac) the profile's learning needs,
-    then the pooled mean, variance of the mean, weight and effective observations.
+    The time -> slot mapping is computed once per signal's window start (`_slot_map`), the
+    gather of each signal's own slot cells per signal; the pooling that follows is the
+    same operations on the stacked cells, each row with its signal's kernel and half-life.
+    Returns each signal's flat cells and all rows' stacked cells and fractions (the
+    profile's learning needs them), then the pooled mean, variance of the mean, weight
+    and effective observations.
     """
-    parts = []
-    bounds = rs.bounds
-    for b, idx, lo, hi in zip(bs, idxs, bounds[:-1], bounds[1:]):
-        flat, cells, frac = b._slot_cells(idx, ts[lo:hi])
-        parts.append({"flat": flat, "cells": cells, "frac": frac})
-    frac = np.concatenate([p["frac"] for p in parts])
-    mean, var_mean, w_pool, neff = pool_slots(np.concatenate([p["cells"] for p in parts], axis=2),
-                                              rs.kern_a + rs.kern_b * frac, ts, rs.profile_hl)
-    return parts, mean, var_mean, w_pool, neff
+    flats, cells, fracs, memo = [], [], [], {}
+    for b, idx, t in zip(bs, idxs, tss):
+        offsets, frac = _slot_map(b, float(t), memo)
+        flat = idx * b.config.n_slots + offsets  # [4, rows]: slots i0-1 .. i0+2 of each row's series
+        flats.append(flat)
+        cells.append(b._slots.reshape(len(_SLOT_FIELDS), -1)[:, flat])
+        fracs.append(frac)
+    frac = np.repeat(np.concatenate(fracs), rs.bounds[1:] - rs.bounds[:-1])
+    cells = np.concatenate(cells, axis=2)
+    mean, var_mean, w_pool, neff = pool_slots(cells, rs.kern_a + rs.kern_b * frac, ts, rs.profile_hl)
+    return flats, cells, frac, mean, var_mean, w_pool, neff
 
 
-def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
-    sizes = [len(i) for i in idxs]
-    rs = _row_settings(bs, sizes)
+def _fused(bs, idxs, tss, rs: _RowSettings, y: np.ndarray, w: np.ndarray) -> list[Expectation]:
     (bounds, mult, is_count, is_scale, window_s, level_hl, noise_hl, min_obs, min_hist, min_slot, season_hist,
      fallback, min_std) = rs[:13]
-    ts = np.repeat(np.asarray(tss, dtype=np.float64), sizes)
-    y = np.concatenate(ys)
-    w = np.concatenate(ws)
+    ts = np.repeat(np.asarray(tss, dtype=np.float64), bounds[1:] - bounds[:-1])
 
     for b, idx in zip(bs, idxs):
         b._ensure(int(idx.max()) + 1)
     g = np.concatenate([b._series[:, idx] for b, idx in zip(bs, idxs)], axis=1)
-    profs, P, var_P, w_pool, neff_P = _profiles(bs, idxs, ts, rs)
+    flats, cells, frac, P, var_P, w_pool, neff_P = _profiles(bs, idxs, tss, ts, rs)
 
     with np.errstate(all="ignore"):  # a kind's branch computed on another kind's rows is thrown away
         # --- SeasonalBaseline._predict
@@ -225,21 +258,26 @@ def _fused(bs, idxs, tss, ys, ws) -> list[Expectation]:
         den_x = np.where(mult, yhat * yhat, 1.0)
         learn_noise(g[_NZ], ts, num_x, den_x, w, window_s, noise_hl)
 
+    # the profile's learning of every learning row at once (element-wise: as signal by signal),
+    # then each signal writes its own slot array
+    keep = np.flatnonzero(learns)
+    t, yk, wk = ts[keep], y[keep], w[keep]
+    pf_w, pf_w2, pf_m, pf_s, pf_ts = cells[:, 1:3][:, :, keep]
+    share = _SHARE_A + _SHARE_B * frac[keep]
+    decay = np.exp2(-np.maximum(t - pf_ts, 0.0) / rs.profile_hl[keep])
+    learnt = np.stack(_ew_welford(pf_w, pf_w2, pf_m, pf_s, decay, wk * share, yk))
+    cut = np.searchsorted(keep, bounds)  # each signal's learning rows in `keep`
     out = []
-    for k, (b, idx, prof) in enumerate(zip(bs, idxs, profs)):
+    for k, (b, idx, flat) in enumerate(zip(bs, idxs, flats)):
         lo, hi = int(bounds[k]), int(bounds[k + 1])
         out.append(b._finish({name: col[lo:hi] for name, col in cols.items()}))
-        keep = np.flatnonzero(learns[lo:hi])
-        if not len(keep):
+        a, z = int(cut[k]), int(cut[k + 1])
+        if a == z:
             continue
-        b._series[:, idx[keep]] = g[:, lo:hi][:, keep]
-        # the profile's learning, per signal: each writes its own slot array
-        t, yk, wk = ts[lo:hi][keep], y[lo:hi][keep], w[lo:hi][keep]
-        flat = prof["flat"][1:3][:, keep]
-        pf_w, pf_w2, pf_m, pf_s, pf_ts = prof["cells"][:, 1:3][:, :, keep]
-        share = _SHARE_A + _SHARE_B * prof["frac"][keep]
-        decay = np.exp2(-np.maximum(t - pf_ts, 0.0) / b.config.profile_half_life_s)
+        mine = keep[a:z] - lo
+        b._series[:, idx[mine]] = g[:, lo:hi][:, mine]
+        flat = flat[1:3][:, mine]
         slots = b._slots.reshape(len(_SLOT_FIELDS), -1)
-        slots[:4, flat] = np.stack(_ew_welford(pf_w, pf_w2, pf_m, pf_s, decay, wk * share, yk))
-        slots[4, flat] = t
+        slots[:4, flat] = learnt[:, :, a:z]
+        slots[4, flat] = t[a:z]
     return out

@@ -13,14 +13,15 @@ this window's service-level series from `rollup`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
 from detector import stats
 
-from detector.aggregate import sketch
 from detector.baselines.bank import BaselineBank, latency_signal
 from detector.baselines.fused import update_signals
+from detector.baselines.rollup import Rollup, rollup_many, rollup_one
 from detector.baselines.settings import BaselineConfig
 from detector.config import Pipeline
 from detector.ingest.interner import Interner
@@ -75,6 +76,7 @@ class SeasonalWatch:
         # start for every known service, from one vectorised `expect` (see `_volume_at`)
         self._volume_memo: tuple[float, dict[int, int], object, np.ndarray] | None = None
         self.rollup: ServiceRollup | None = None  # the last window's, derived (not part of the state)
+        self._ahead: dict[int, tuple[WindowFacts, Rollup]] = {}  # window id -> its rollup (`prepare`)
 
     def to_state(self) -> dict:
         """Learnt state for a core snapshot: the bank as bytes and the departure episodes."""
@@ -106,6 +108,16 @@ class SeasonalWatch:
             cache.update(zip(missing, idx.tolist()))
         return np.asarray([cache[s] for s in services.tolist()], dtype=np.int64)
 
+    def prepare(self, windows: Sequence[WindowFacts]) -> None:
+        """Compute the service rollups of windows closed together in one pass (`rollup_many`),
+        for their `observe` calls to come (derived data: not part of the state)."""
+        if len(windows) < 2:
+            return
+        if len(self._ahead) > 4 * len(windows):  # windows prepared but never observed: let them go
+            self._ahead.clear()
+        for w, r in zip(windows, rollup_many(windows, self.requests.service, self.quantile)):
+            self._ahead[id(w)] = (w, r)  # holding the window keeps its id from being reused
+
     def observe(self, w: WindowFacts, held: frozenset[int] | set[int] = frozenset()) -> list[Anomaly]:
         """Test this window against expectations, learn it, return sustained departures.
 
@@ -116,22 +128,11 @@ class SeasonalWatch:
         out: list[Anomaly] = []
         self.rollup = None
         self._volume_memo = None  # the bank learns below
-        k = len(w.count)
-        svc_of = self.requests.service[:k].astype(np.int64)
-        services = np.unique(svc_of[w.count > 0]) if k else np.empty(0, np.int64)
+        ahead = self._ahead.pop(id(w), None)
+        r = ahead[1] if ahead is not None and ahead[0] is w else \
+            rollup_one(w, self.requests.service, self.quantile)
+        services, n, err, txn, p95 = r
         if len(services):
-            slot = np.searchsorted(services, svc_of)
-            slot = np.where((slot < len(services)) & (services[np.minimum(slot, len(services) - 1)] == svc_of), slot, -1)
-            ok = slot >= 0
-            n = np.bincount(slot[ok], weights=w.count[ok], minlength=len(services))
-            err = np.bincount(slot[ok], weights=w.errors[ok], minlength=len(services))
-            txn = np.zeros(len(services))
-            if len(w.txn_series):
-                ts_slot = slot[np.minimum(w.txn_series, k - 1)]
-                tv = (w.txn_series < k) & (ts_slot >= 0)
-                txn = np.bincount(ts_slot[tv], weights=w.txn_count[tv], minlength=len(services))
-            lat = sketch.merge_grouped(w.lat, np.where(ok, slot, -1)[: w.lat.n_series], len(services))
-            p95 = sketch.quantiles_grouped(lat, [self.quantile])[:, 0]
             self.rollup = ServiceRollup(services, n, err, p95)
             idx = self._service_keys(services)
             learn = self._learning(services, held)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Iterable
 
-from detector.fleet.summarize import summarize
+from detector.fleet.summarize import service_totals_many, summarize
 from detector.fleet.summary import WindowSummary
 from detector.fleet.view import FleetView
 from detector.aggregate.windows import WindowFacts
@@ -43,6 +43,9 @@ class FleetGate:
         """Judge the queued windows, in order, while the view holds them complete (the head
         one regardless when `force`: its records get `detail.fleet_missing`)."""
         out: list = []
+        # window id -> totals computed with the windows queued with it, for this call only (a
+        # version's series may be renamed by input that arrives between calls)
+        ahead: dict[int, tuple] = {}
         while self.queue:
             head = self.queue[0]
             if not isinstance(head, WindowFacts):  # a horizon
@@ -52,7 +55,10 @@ class FleetGate:
                 continue
             if not self.head_ready:
                 core._prepare(head, out)
-                self.publish(self.summary(core, head))
+                held = ahead.get(id(head))
+                if held is None or held[1] != _verifying(core):  # none yet, or a verification opened or ended
+                    self._totals_ahead(core, ahead)
+                self.publish(self.summary(core, head, ahead))
                 self.head_ready = True
             missing = self.view.missing(head.end)
             if missing and not force:
@@ -72,9 +78,21 @@ class FleetGate:
             force = False
         return out
 
-    def summary(self, core: "Core", w: WindowFacts) -> WindowSummary:
+    def summary(self, core: "Core", w: WindowFacts, ahead: dict | None = None) -> WindowSummary:
         # a core that is the whole fleet publishes nothing: what only the wire carries is not computed
-        return summarize(core, w, self.partition, self.partitions, self._templates_sent, wire=self.partitions > 1)
+        return summarize(core, w, self.partition, self.partitions, self._templates_sent, wire=self.partitions > 1,
+                         ahead=ahead)
+
+    def _totals_ahead(self, core: "Core", ahead: dict) -> None:
+        """The queued windows' service totals in one pass (`service_totals_many`), with the
+        versions under verification now; `summarize` uses a window's only while those stay."""
+        windows = [w for w in self.queue if isinstance(w, WindowFacts)]
+        if len(windows) < 2:
+            return
+        verifying = _verifying(core)
+        rs = core.requests
+        for w, (services, totals) in zip(windows, service_totals_many(windows, rs.service, rs.version, verifying)):
+            ahead[id(w)] = (w, verifying, services, totals)
 
     def republish(self, core: "Core", windows: Iterable[WindowFacts]) -> None:
         """After a restore: this partition's part of the view again, from the windows the
@@ -96,3 +114,8 @@ class FleetGate:
     def take(self) -> list[WindowSummary]:
         out, self.outbox = self.outbox, []
         return out
+
+
+def _verifying(core: "Core") -> dict[int, tuple[int, ...]]:
+    """The versions a fleet summary leaves out: each open verification's new version, by service."""
+    return {o.service: (o.version,) for o in core.judge.verifications.values() if o.open}

@@ -321,6 +321,8 @@ class Judge:
             accumulate.add_window(v.evidence, key, here["new"].endpoints, llr, before_counts,
                                   self.p.verification.window_evidence_cap)
 
+        evidence_of: dict[tuple, tuple] = {}  # (signal, quantile) -> log10 evidence: the same for every such rule
+        tables_of: dict[tuple, tuple] = {}  # a span's tables, the same for every rule of its kind and span
         for rule in self.p.rules:
             if rule.signal not in ("error_rate", "latency", "transactions", "volume"):
                 continue
@@ -345,6 +347,13 @@ class Judge:
                     v.findings[(rule.name, -1)] = f
                     out.append(anomaly)
                 continue
+            if (rule.signal, rule.quantile) not in evidence_of:
+                evidence_of[(rule.signal, rule.quantile)] = accumulate.log10_evidence(
+                    v.evidence, accumulate.signal_key(rule.signal, rule.quantile), endpoints,
+                    *accumulate.before_counts(rule.signal, pre_all, rule.quantile))
+            ev_rows, ev_service = evidence_of[(rule.signal, rule.quantile)]
+            if not rules.may_hold(rule, ev_rows, ev_service, self._alpha_rule):
+                continue  # its evidence rules out any candidate: nothing below can change a decision
             same = [self._same_window(v.slices[s]) for s in starts]
             in_same = sum(v.slices[s]["new"].total_n for s, u in zip(starts, same) if u)
             # "stable" only when every window of the span compared with the stable version:
@@ -359,9 +368,6 @@ class Judge:
                 return float(_p.n[row] / _p.total_n) if row >= 0 and _p.total_n else 0.0
 
             found = {ep for name, ep in v.findings if name == rule.name}
-            ev_rows, ev_service = accumulate.log10_evidence(
-                v.evidence, accumulate.signal_key(rule.signal, rule.quantile), endpoints,
-                *accumulate.before_counts(rule.signal, pre_all, rule.quantile))
             inp = rules.Inputs(endpoints, ev_rows, ev_service, self._alpha_rule, share_of=share_of, skip=found)
             if rule.signal == "latency":
                 k = len(starts)
@@ -369,10 +375,12 @@ class Judge:
                 inp.parts = [spans.total("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] \
                     if k >= 3 else []
             else:
-                inp.tables = accumulate.span_tables(
-                    "error_rate" if rule.signal == "error_rate" else "completions",
-                    [v.slices[s]["new"] for s in starts], [v.slices[s]["stable"] for s in starts], pre_all, same,
-                    endpoints)
+                kind = "error_rate" if rule.signal == "error_rate" else "completions"
+                if (kind, *starts) not in tables_of:
+                    tables_of[(kind, *starts)] = accumulate.span_tables(
+                        kind, [v.slices[s]["new"] for s in starts], [v.slices[s]["stable"] for s in starts],
+                        pre_all, same, endpoints)
+                inp.tables = tables_of[(kind, *starts)]
             for c in rules.evaluate(rule, inp):
                 key = (rule.name, c.endpoint)
                 if key in v.findings:

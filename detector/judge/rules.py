@@ -221,3 +221,18 @@ def _latency_rule(rule: Rule, inp: Inputs) -> list[Candidate]:
         out.append(Candidate(ep, float(q_new[j]), float(q_ref[j]), float(ratio[j]), score,
                              _requests(new, row), share, {"quantile": rule.quantile}))
     return out
+
+
+def may_hold(rule: Rule, evidence: np.ndarray, service_evidence: float, alpha: float) -> bool:
+    """False when `evaluate` cannot find a candidate for `rule` whatever the span's effects:
+    the evidence alone rules it out, so the judge need not build the span's tables.
+
+    Service-wide, a candidate needs `_passes` (as `_rate_rule` and `_latency_rule` ask).
+    Per endpoint it needs e-BH to reject the row and its evidence to reach `min_score`;
+    e-BH's lowest bar over K rows is log10(K / (alpha K)) = log10(1 / alpha), less a margin
+    far above the rounding of that quotient, so a row below both bars is never a candidate.
+    """
+    if rule.scope == "service":
+        return _passes(rule, service_evidence, math.log10(1 / alpha))
+    bar = max(rule.min_score, math.log10(1 / alpha) - 1e-9)
+    return bool((np.asarray(evidence, dtype=np.float64) >= bar).any())

@@ -160,6 +160,11 @@ def _score(p: float) -> float:
     return _MAX_SCORE if p <= 0 else min(_MAX_SCORE, -math.log10(p))
 
 
+# _Rows.of_kept: window ids -> (windows, rows); read only, a few deploys' worth
+_KEPT: dict[tuple, tuple] = {}
+_MAX_KEPT = 16
+
+
 @dataclass
 class _Rows:
     """Concatenated rows of several windows of one service (position = window number)."""
@@ -178,6 +183,20 @@ class _Rows:
         return cls(np.repeat(np.arange(len(windows)), [len(w.tpl) for w in windows]),
                    np.concatenate([w.tpl for w in windows]), np.concatenate([w.version for w in windows]),
                    np.concatenate([w.level for w in windows]), np.concatenate([w.count for w in windows]))
+
+    @classmethod
+    def of_kept(cls, windows: list[WindowArrays]) -> "_Rows":
+        """`of(windows)`, kept for the same window objects: a deploy's windows before it are
+        read again at every window of its verification. Closed windows never change (frozen,
+        replaced only by new objects), so the same objects give the same rows; the entry
+        holds them, so their ids cannot be reused while it lives."""
+        key = tuple(map(id, windows))
+        hit = _KEPT.get(key)
+        if hit is None:
+            if len(_KEPT) >= _MAX_KEPT:
+                _KEPT.pop(next(iter(_KEPT)))
+            hit = _KEPT[key] = (tuple(windows), cls.of(windows))
+        return hit[1]
 
     def where(self, mask: np.ndarray) -> "_Rows":
         return _Rows(self.pos[mask], self.tpl[mask], self.version[mask], self.level[mask], self.count[mask])
@@ -198,7 +217,7 @@ def evaluate(deploy: DeployContext, window: WindowArrays, counts: WindowCounts, 
         return []
     stable = strings.get(deploy.stable_version) if deploy.stable_version else -1
     service_arr = registry.service_arr
-    all_base = _Rows.of([w for w in counts.between(t - settings.baseline_s, t) if w.end_ts <= t])
+    all_base = _Rows.of_kept([w for w in counts.between(t - settings.baseline_s, t) if w.end_ts <= t])
     base = all_base.of_service(service_arr, svc)
     base_lines = int(base.count.sum())
     if base_lines < settings.min_baseline_lines:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from detector.baselines import BaselineBank
+from detector.baselines import fused as fused_step
 from detector.baselines.fused import update_signals
 from detector.baselines.model import BaselineConfig, SeasonalBaseline
 
@@ -13,10 +14,10 @@ T0 = 1_764_115_200.0
 SIGNALS = ("volume", "error_rate", "transactions", "latency_p95")
 
 
-def _bank() -> BaselineBank:
+def _bank(**calendar) -> BaselineBank:
     # a short slot and history so that the two days below reach the seasonal (profile x level) answers
     return BaselineBank.for_signals((0.95,), slot_s=3600.0, window_s=60.0, min_history_s=600.0,
-                                    seasonal_min_days=0.5, min_slot_obs=5.0)
+                                    seasonal_min_days=0.5, min_slot_obs=5.0, **calendar)
 
 
 def _window_rows(rng, k: int, n_series: int, t: float) -> list[tuple]:
@@ -50,6 +51,50 @@ def test_fused_step_equals_signal_by_signal(seed):
         seasonal += int(got[0].seasonal.sum())
     assert seasonal > 100  # the comparison reached the seasonal branch, not only the fallback
     assert fused.to_bytes() == plain.to_bytes()  # the learnt state (and so a snapshot) is the same
+
+
+def test_local_time_day_profiles_and_a_clock_change_map_to_the_same_slots_as_update():
+    """The fused step maps each window start to its slots once per signal (local time, day
+    profile); across a weekend and the spring clock change in Berlin it must learn and answer
+    as `update` does."""
+    rng = np.random.default_rng(3)
+    calendar = {"timezone": "Europe/Berlin", "day_profiles": "weekday_weekend"}
+    fused, plain = _bank(**calendar), _bank(**calendar)
+    t0 = 1_774_656_000.0  # 2026-03-28 00:00 UTC, a Saturday; clocks go forward on the 29th at 01:00 UTC
+    for step in range(3 * 24 * 60 // 5):
+        rows = _window_rows(rng, int(rng.integers(1, 9)), 12, t0 + step * 300.0 + 7.0)
+        got = update_signals([fused[s] for s in SIGNALS], rows)
+        want = [plain[s].update(i, t, y, weights=w) for s, (i, t, y, w) in zip(SIGNALS, rows)]
+        for a, b in zip(got, want):
+            _assert_same(a, b)
+    assert fused.to_bytes() == plain.to_bytes()
+
+
+def test_a_series_twice_in_one_signal_goes_through_update_and_answers_as_it_does():
+    """Duplicates are not plain in one signal only; the same index in two signals is."""
+    fused, plain = _bank(), _bank()
+    idx = np.array([0, 1], np.int64)
+    for step in range(50):
+        t = T0 + step * 300.0
+        rows = [(idx, t, np.array([10.0, 12.0]), np.ones(2)), (idx, t, np.array([0.1, 0.2]), np.ones(2)),
+                (idx, t, np.array([1.0, 2.0]), np.ones(2)), (idx, t, np.array([80.0, 90.0]), np.ones(2))]
+        got = update_signals([fused[s] for s in SIGNALS], rows)
+        want = [plain[s].update(i, tt, y, weights=w) for s, (i, tt, y, w) in zip(SIGNALS, rows)]
+        for a, b in zip(got, want):
+            _assert_same(a, b)
+    assert fused.to_bytes() == plain.to_bytes()
+    twice = [(np.array([3, 3, 0]), T0 + 50 * 300.0, np.array([1.0, 2.0, 11.0]), np.ones(3))] + rows[1:]
+    bs = [fused[s] for s in SIGNALS]
+    for layout, plain_rows in ((rows, True), (twice, False)):
+        rs = fused_step._row_settings(bs, [len(r[0]) for r in layout])
+        idx = np.concatenate([np.asarray(r[0], dtype=np.int64) for r in layout])
+        y, w = (np.concatenate([np.asarray(r[i], dtype=np.float64) for r in layout]) for i in (2, 3))
+        assert fused_step._plain(rs, idx, y, w) is plain_rows
+    got = update_signals([fused[s] for s in SIGNALS], twice)
+    want = [plain[s].update(i, tt, y, weights=w) for s, (i, tt, y, w) in zip(SIGNALS, twice)]
+    for a, b in zip(got, want):
+        _assert_same(a, b)
+    assert fused.to_bytes() == plain.to_bytes()
 
 
 def test_rows_that_do_not_learn_are_judged_and_left_out_as_by_update():

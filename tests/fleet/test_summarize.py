@@ -90,3 +90,72 @@ def test_a_summary_kept_off_the_wire_differs_only_in_its_quantiles_and_expected_
 
     _run(*shared_db, check)
     assert seen["quantiles"] > 100 and seen["expected"] > 10
+
+
+def test_totals_of_many_windows_at_once_equal_each_windows_own(shared_db):
+    """`service_totals_many` (windows closed together, one grouped pass) against `_service_totals`
+    window by window, with the versions under verification then and with every service's
+    busiest version left out."""
+    from detector.fleet.summarize import _service_totals, service_totals_many
+
+    windows, seen = [], {"compared": 0, "excluded": 0}
+    truth, events = shared_db
+    core = Core(pipeline_for(truth))
+    core.window_listeners.append(windows.append)
+    lines = events.read_bytes().splitlines()
+    rng = np.random.default_rng(6)
+
+    def same(got, want) -> None:
+        assert got[0] == want[0]
+        assert list(got[1]) == list(want[1])
+        for sid, (n, e, t, lat) in want[1].items():
+            gn, ge, gt, glat = got[1][sid]
+            assert (gn, ge, gt) == (n, e, t) and type(gn) is int
+            assert glat.buckets.dtype == lat.buckets.dtype and glat.counts.dtype == lat.counts.dtype
+            assert np.array_equal(glat.buckets, lat.buckets) and np.array_equal(glat.counts, lat.counts)
+
+    for i in range(0, len(lines), 4096):
+        core.process(decode_batch(lines[i:i + 4096], core.interner, core.pipeline.limits.max_message_bytes))
+        if len(windows) < 2:
+            continue
+        rs = core.requests
+        now = {o.service: (o.version,) for o in core.judge.verifications.values() if o.open}
+        busiest = {}
+        for sid in np.unique(rs.service).tolist():
+            mine = rs.service == sid
+            busiest[sid] = (int(rs.version[mine][0]),)
+        some = windows[-int(rng.integers(2, min(len(windows), 30) + 1)):]
+        for verifying in (now, busiest, {}):
+            for w, got in zip(some, service_totals_many(some, rs.service, rs.version, verifying)):
+                k = len(w.count)
+                services = np.unique(rs.service[:k][w.count > 0]).tolist() if k else []
+                same(got, (services, _service_totals(w, rs.service, rs.version, services, verifying)))
+                seen["compared"] += 1
+                seen["excluded"] += bool(verifying) and any(
+                    got[1][s][0] < int(w.count[:k][rs.service[:k] == s].sum()) for s in got[0])
+    assert seen["compared"] > 300 and seen["excluded"] > 50
+
+
+def test_a_core_summarising_windows_ahead_gives_the_same_records_and_summaries(shared_db):
+    truth, events = shared_db
+    lines = events.read_bytes().splitlines()
+    ahead, alone = Core(pipeline_for(truth)), Core(pipeline_for(truth))
+    alone.gate._totals_ahead = lambda core, out: None  # every window's totals on their own
+    records = {id(ahead): [], id(alone): []}
+    summaries = {id(ahead): [], id(alone): []}
+    for core in (ahead, alone):
+        publish = core.gate.publish
+        core.gate.publish = lambda s, _p=publish, _out=summaries[id(core)]: (_out.append(s), _p(s))[1]
+    for i in range(0, len(lines), 8192):
+        for core in (ahead, alone):
+            records[id(core)].extend(core.process(decode_batch(lines[i:i + 8192], core.interner)))
+    for core in (ahead, alone):
+        records[id(core)].extend(core.finish())
+    assert records[id(ahead)] == records[id(alone)] and len(records[id(ahead)]) > 5
+    assert len(summaries[id(ahead)]) == len(summaries[id(alone)]) > 100
+    for a, b in zip(summaries[id(ahead)], summaries[id(alone)]):
+        assert (a.start, a.end, [s.service for s in a.services]) == (b.start, b.end, [s.service for s in b.services])
+        for x, y in zip(a.services, b.services):
+            assert (x.requests, x.errors, x.txn, x.metrics, x.templates) == (y.requests, y.errors, y.txn, y.metrics,
+                                                                            y.templates)
+            assert np.array_equal(x.lat_buckets, y.lat_buckets) and np.array_equal(x.lat_counts, y.lat_counts)
