@@ -55,6 +55,15 @@ def _opt_str(d: dict, key: str, max_chars: int = MAX_NAME_CHARS) -> str | None:
         raise BadEvent(f"field '{key}' is longer than {max_chars} characters (got {len(v)})")
     return v
 
+def _opt_choice(d: dict, key: str, allowed: tuple[str, ...], default: str | None = None) -> str | None:
+    """An optional string out of `allowed`; absent (or empty, when there is a default) gives `default`."""
+    v = _opt_str(d, key)
+    if default is not None and not v:
+        return default
+    if v is not None and v not in allowed:
+        raise BadEvent(f"field '{key}' must be one of {', '.join(allowed)} (got {v[:64]!r})")
+    return v
+
 
 def _req_num(d: dict, key: str) -> float:
     v = d.get(key)
@@ -120,12 +129,8 @@ def decode_deploy(d: dict, pos: int) -> DeployEvent:
     service = _req_str(d, "service", MAX_SERVICE_CHARS)
     deploy_id = _req_str(d, "deploy_id")
     version = _req_str(d, "version")
-    phase = _opt_str(d, "phase") or "started"
-    if phase not in PHASES:
-        raise BadEvent(f"field 'phase' must be one of {', '.join(PHASES)} (got {phase[:64]!r})")
-    strategy = _opt_str(d, "strategy")
-    if strategy is not None and strategy not in STRATEGIES:
-        raise BadEvent(f"field 'strategy' must be one of {', '.join(STRATEGIES)} (got {strategy[:64]!r})")
+    phase = _opt_choice(d, "phase", PHASES, "started")
+    strategy = _opt_choice(d, "strategy", STRATEGIES)
     weight = d.get("canary_weight")
     if weight is not None:
         weight = _req_num(d, "canary_weight")
@@ -195,12 +200,8 @@ def decode_incident(d: dict, pos: int) -> IncidentEvent:
     ts = parse_ts(d.get("ts"))
     service = _req_str(d, "service", MAX_SERVICE_CHARS)
     incident_id = _req_str(d, "incident_id")
-    status = _opt_str(d, "status") or "opened"
-    if status not in INCIDENT_STATUSES:
-        raise BadEvent(f"field 'status' must be one of {', '.join(INCIDENT_STATUSES)} (got {status[:64]!r})")
-    root = _opt_str(d, "root_cause")
-    if root is not None and root not in ROOT_CAUSES:
-        raise BadEvent(f"field 'root_cause' must be one of {', '.join(ROOT_CAUSES)} (got {root[:64]!r})")
+    status = _opt_choice(d, "status", INCIDENT_STATUSES, "opened")
+    root = _opt_choice(d, "root_cause", ROOT_CAUSES)
     resolved = d.get("resolved_ts")
     return IncidentEvent(pos=pos, ts=ts, service=service, incident_id=incident_id, status=status,
                          severity=_opt_str(d, "severity"), title=_opt_str(d, "title", 10_000),

@@ -46,6 +46,16 @@ async def post_then_stop(server: Recorder, clock: FakeClock, state: Path, *recor
     return server.bodies()[0][0]
 
 
+async def restart_holding_nothing_then_root_cause(server: Recorder, clock: FakeClock, state: Path) -> None:
+    """A new sink on `state` that holds no alert as firing takes the verdict's root_cause record and stops."""
+    sink = am_sink(server, clock, state)
+    assert sink.firing == []
+    await sink.start()
+    sink.submit(root_cause())
+    assert await sink.flush(5)
+    await sink.close(1)
+
+
 async def test_after_a_restart_the_root_cause_record_updates_the_alert_in_place(server: Recorder,
                                                                                 tmp_path: Path) -> None:
     """The verdict is posted by one sink; a new sink on the same state file takes its root_cause record and
@@ -95,12 +105,7 @@ async def test_an_alert_expired_while_down_does_not_fire_again(server: Recorder,
     clock, state = FakeClock(), tmp_path / "am-state.json"
     await post_then_stop(server, clock, state, verdict())
     clock.now_s += 4 * 60 + 1
-    sink = am_sink(server, clock, state)
-    assert sink.firing == []
-    await sink.start()
-    sink.submit(root_cause())
-    assert await sink.flush(5)
-    await sink.close(1)
+    await restart_holding_nothing_then_root_cause(server, clock, state)
     assert len(server.requests) == 1
     assert orjson.loads(state.read_bytes())["alerts"] == []
 
@@ -112,12 +117,7 @@ async def test_a_resolved_alert_leaves_the_file_and_stays_resolved(server: Recor
     [[fired], [resolved]] = server.bodies()
     assert resolved["labels"] == fired["labels"] and resolved["endsAt"] == rfc3339(clock.now_s)
     assert orjson.loads(state.read_bytes())["alerts"] == []
-    sink = am_sink(server, clock, state)
-    assert sink.firing == []
-    await sink.start()
-    sink.submit(root_cause())
-    assert await sink.flush(5)
-    await sink.close(1)
+    await restart_holding_nothing_then_root_cause(server, clock, state)
     assert len(server.requests) == 2
 
 
