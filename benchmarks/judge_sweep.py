@@ -184,6 +184,8 @@ def report(rows: list[dict]) -> str:
         out.append(f"  {r['deploy_id']} {r['strategy']} w={r['canary_weight']:.2f} rollout={r['rollout_s']:.0f}s "
                    f"{what} affected {r['affected_rate']:.2f} req/s -> {r['decision']}: "
                    f"{(r['reasons'] or [''])[0][:160]}")
+        # what the verdict could not exclude on its least-covered endpoint
+        out.extend(f"    {x[:220]}" for x in r["reasons"][1:2] if x.startswith("on endpoint"))
     return "\n".join(out)
 
 

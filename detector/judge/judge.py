@@ -33,8 +33,7 @@ from detector.ingest.columns import DeployEvent
 from detector.config import Pipeline, Rule
 from detector.ingest.interner import Interner
 from detector import stats
-from detector.judge import accumulate, blame, rules
-from detector.stats import sequential
+from detector.judge import accumulate, blame, exclusion, rules
 from detector.judge.evidence import (Population, SpanSums, Traffic, WindowSums, on_endpoints, population,
                                      window_sums)
 from detector.judge.rootcause import LogEvidence, hint
@@ -292,6 +291,9 @@ class Judge:
         v.slices[w.start] = here
         new_here = here["new"].total_n
         v.new_requests += new_here
+        for ep, n in zip(here["new"].endpoints.tolist(), here["new"].n.tolist()):
+            if n:
+                v.endpoint_requests[ep] = v.endpoint_requests.get(ep, 0) + int(n)
         if new_here and v.first_new_window is None:
             v.first_new_window = w.start
         out: list[Record] = self._log_findings(v, w)
@@ -709,52 +711,31 @@ class Judge:
             return self._decide(v, now, top.action)
         blamed = [f for f in v.findings.values() if f.blamed_elsewhere]
         ver = self.p.verification
-        power = self._power(v)
-        if v.new_requests < ver.inconclusive_min_requests or power > ver.detectable_error_points:
-            if power >= 99.99 - self._reference_rate(v) * 100:
-                seen = "no regression of the error rate would have been seen at all"
+        seen = exclusion.service_points(v.new_requests, v.pre, self._alpha_rule)
+        weak = exclusion.least_covered(
+            exclusion.endpoints(v.endpoint_requests, v.pre, self._alpha_rule, self.p.rules, self.interner.lookup),
+            ver.detectable_error_points)
+        detectable = {"error_points": round(seen, 2), "endpoints": [e.to_dict() for e in weak]}
+        on_endpoints = [e.reason(ver.detectable_error_points) for e in weak]
+        if v.new_requests < ver.inconclusive_min_requests or seen > ver.detectable_error_points:
+            if seen >= 99.99 - self._reference_rate(v) * 100:
+                what = "no regression of the error rate would have been seen at all"
             else:
-                seen = f"only an error-rate regression of +{power:.1f} points or more would have been seen"
+                what = f"only an error-rate regression of +{seen:.1f} points or more would have been seen"
             reasons = [f"with {v.new_requests} requests to version {v.deploy.version} in {now - v.started:.0f} s "
-                       f"{seen}; a +{ver.detectable_error_points:g}-point regression cannot be excluded"]
-            return [self._verdict(v, now, "inconclusive", reasons, "unknown", ())]
+                       f"{what}; a +{ver.detectable_error_points:g}-point regression cannot be excluded",
+                       *on_endpoints]
+            return [self._verdict(v, now, "inconclusive", reasons, "unknown", (), detectable=detectable)]
         reasons = [f"no rule held for version {v.deploy.version} over {now - v.started:.0f} s "
-                   f"({v.new_requests} requests); an error-rate regression of +{power:.1f} points or more "
-                   f"would have been seen"]
-        reasons.extend(self._weak_endpoints(v))
+                   f"({v.new_requests} requests); an error-rate regression of +{seen:.1f} points or more "
+                   f"would have been seen", *on_endpoints]
         if rolled_back:
             reasons.append("the deploy was rolled back before the verification period ended")
         if blamed:
             reasons.extend(f"{self._reason(f)}; not the deploy's: {'; '.join(f.shared)}" for f in blamed[:3])
             h = hint([], blamed, self._log_evidence(v), 0, None, None)
-            return [self._verdict(v, now, "confirmed", reasons, h.category, h.evidence)]
-        return [self._verdict(v, now, "confirmed", reasons, "unknown", ())]
-
-    def _weak_endpoints(self, v: Verification, shown: int = 3) -> list[str]:
-        """What could not be excluded on endpoints whose requests were compared with the service
-        before the deploy: the smallest error-rate rise their counts would have shown at the
-        endpoint rule's threshold (the budget over e-BH's worst case, one finding among all
-        endpoints), where it is above `verification.detectable_error_points`."""
-        acc = v.evidence.get(accumulate.signal_key("error_rate", 0.0), {})
-        pre = v.pre
-        if not acc or pre is None or not len(pre.endpoints):
-            return []
-        r_all, m_all = accumulate.before_counts("error_rate", pre)
-        need = math.log10(max(1, len(pre.endpoints)) / self._alpha_rule)
-        weak = []
-        for ep, row in acc.items():
-            if ep == accumulate.SERVICE:
-                continue
-            n = row[sequential.G + 1]
-            at = pre.row(ep)
-            if n <= 0 or at < 0 or m_all[at] <= 0:
-                continue
-            rise = 100.0 * sequential.detectable_rise(n, r_all[at], m_all[at], need)
-            if rise > self.p.verification.detectable_error_points:
-                weak.append((-rise, self.interner.lookup(ep), int(n), rise))
-        return [f"on endpoint {name} only an error-rate regression of +{rise:.1f} points or more would have "
-                f"been seen ({n} requests compared with the service before the deploy)"
-                for _neg, name, n, rise in sorted(weak)[:shown]]
+            return [self._verdict(v, now, "confirmed", reasons, h.category, h.evidence, detectable=detectable)]
+        return [self._verdict(v, now, "confirmed", reasons, "unknown", (), detectable=detectable)]
 
     def _reference_rate(self, v: Verification) -> float:
         pre = v.pre
@@ -762,23 +743,15 @@ class Judge:
             return pre.total_errors / pre.total_n
         return 0.0
 
-    def _power(self, v: Verification) -> float:
-        """The smallest service-wide error-rate rise (points) the new version's requests
-        would have shown at the service-wide evidence threshold (inconclusive above
-        `verification.detectable_error_points`)."""
-        need = math.log10(1 / self._alpha_rule)
-        pre = v.pre
-        r, m = (pre.total_errors, pre.total_n) if pre is not None else (0, 0)
-        return 100.0 * sequential.detectable_rise(v.new_requests, r, m, need)
-
     def _verdict(self, v: Verification, now: float, decision: str, reasons: Sequence[str], category: str,
-                 evidence: Sequence[str], smoke: bool = True) -> Verdict:
+                 evidence: Sequence[str], smoke: bool = True, detectable: dict | None = None) -> Verdict:
         anomalies = tuple(f.anomaly_id for f in v.findings.values() if f.anomaly_id)
         verdict = Verdict(ts=now, service=v.deploy.service, deploy_id=v.deploy.deploy_id, version=v.deploy.version,
                           decision=decision, reasons=tuple(reasons), root_cause=category,
                           evidence=tuple(evidence) + (self.smoke.evidence(v.deploy, v.started, now) if smoke else ()),
                           anomalies=anomalies, started=v.started, ended=now,
-                          detail={"strategy": v.deploy.strategy, "new_version_requests": v.new_requests})
+                          detail={"strategy": v.deploy.strategy, "new_version_requests": v.new_requests,
+                                  **({"detectable": detectable} if detectable is not None else {})})
         v.verdict = verdict
         return verdict
 

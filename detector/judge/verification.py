@@ -70,6 +70,7 @@ class Verification:
     first_new_window: float | None = None
     first_error_window: float | None = None  # first window where the new version's errors stood out
     new_requests: int = 0
+    endpoint_requests: dict = field(default_factory=dict)  # endpoint id -> the new version's requests there
     verdict: Verdict | None = None
     ticket_hold_until: float | None = None  # a ticket rule held: the ticket goes out at this event time
     watch_until: float | None = None  # an early ticket went out: page/rollback rules still watched until then
