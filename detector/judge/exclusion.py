@@ -7,7 +7,9 @@ requests had their rate been the rate before the deploy plus d (the expected
 count, no luck either way), against the errors and requests before the deploy.
 
 Service-wide that is every request of the new version against the service
-before the deploy, at the service-wide threshold. A regression confined to one
+before the deploy, at the service-wide threshold; a confirmation states no less
+than the smallest `min_effect` of the error-rate rules, since no rule acts below
+it. A regression confined to one
 quiet endpoint is diluted there, so the same calculation runs per endpoint: the
 new version's requests on it (whichever reference each window compared them
 with) against that endpoint's own errors and requests before the deploy, at an
@@ -65,6 +67,13 @@ def service_points(new_requests: int, pre: Population | None, alpha_rule: float)
     shown at the service-wide evidence threshold."""
     r, m = (pre.total_errors, pre.total_n) if pre is not None else (0, 0)
     return 100.0 * sequential.detectable_rise(new_requests, r, m, math.log10(1 / alpha_rule))
+
+
+def service_floor(rules: Sequence[Rule]) -> float:
+    """The smallest error-rate rise any error-rate rule acts on (0 when none does): a confirmation
+    cannot claim to have excluded less, however many requests it saw."""
+    effects = [r.min_effect for r in rules if r.signal == "error_rate" and not r.dry_run]
+    return min(effects) if effects else 0.0
 
 
 def _floor(share: float, rules: Sequence[Rule]) -> float | None:

@@ -726,6 +726,8 @@ class Judge:
                        f"{what}; a +{ver.detectable_error_points:g}-point regression cannot be excluded",
                        *on_endpoints]
             return [self._verdict(v, now, "inconclusive", reasons, "unknown", (), detectable=detectable)]
+        seen = max(seen, exclusion.service_floor(self.p.rules))
+        detectable["error_points"] = round(seen, 2)
         reasons = [f"no rule held for version {v.deploy.version} over {now - v.started:.0f} s "
                    f"({v.new_requests} requests); an error-rate regression of +{seen:.1f} points or more "
                    f"would have been seen", *on_endpoints]

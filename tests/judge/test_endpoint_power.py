@@ -131,3 +131,14 @@ def test_a_missed_regression_on_a_quiet_endpoint_is_below_what_the_verdict_claim
     assert verdict["decision"] == "confirmed"
     (ep,) = [e for e in verdict["detail"]["detectable"]["endpoints"] if e["endpoint"] == "POST /reindex"]
     assert ep["error_points"] is None or ep["error_points"] > 8.0
+
+
+def test_a_confirmation_never_claims_less_than_the_rules_act_on(tmp_path):
+    """18,000 requests would show a +0.3-point rise in evidence, but no error-rate rule acts below its
+    `min_effect`: the confirmation states the smallest rule effect, not the finer power figure."""
+    pipeline = load_pipeline()
+    floor = min(r.min_effect for r in pipeline.rules if r.signal == "error_rate" and not r.dry_run)
+    verdict = _scenario(tmp_path, WEAK_ENDPOINT)
+    service_wide = verdict["reasons"][0]
+    assert service_wide.startswith("no rule held") and _points(service_wide) == floor
+    assert verdict["detail"]["detectable"]["error_points"] == floor
