@@ -40,6 +40,7 @@ from detector.judge.evidence import Traffic
 
 PART_MIN_REQUESTS = 10  # a block of a span with fewer requests says nothing about persistence
 PERSISTENCE_BLOCKS = 6
+END_MIN_REQUESTS = 5  # fewer blocks qualify: the span's first and last thirds of requests, each at least this many
 
 
 @dataclass
@@ -101,6 +102,18 @@ def _rate_effect(signal: str, k, n, r, m) -> tuple[np.ndarray, np.ndarray, np.nd
         return observed, observed / ratio, 1.0 - ratio
 
 
+def _end_thirds(per_window: np.ndarray) -> tuple[slice, slice] | None:
+    """The windows holding the first and the last third of a span's requests (None when a
+    third is fewer than `END_MIN_REQUESTS` requests: too few to say anything)."""
+    total = float(per_window.sum())
+    if total < 3 * END_MIN_REQUESTS:
+        return None
+    cum = np.cumsum(per_window)
+    first = int(np.searchsorted(cum, total / 3)) + 1
+    last = int(np.searchsorted(cum, 2 * total / 3, side="right"))
+    return slice(0, first), slice(last, len(per_window))
+
+
 def _blocks(w: int, k: int) -> list[slice]:
     """`w` windows in `k` consecutive blocks (fewer when there are fewer windows)."""
     k = min(k, w)
@@ -149,6 +162,15 @@ def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
             e = np.nan_to_num(np.array(effects), nan=-np.inf)
             if not (np.median(e) >= rule.min_effect and np.quantile(e, 1 / 3) >= rule.min_effect / 2
                     and min(e[0], e[-1]) >= rule.min_effect / 2):
+                continue
+        else:
+            # Too few requests for blocks of time: the span's first and last thirds of its
+            # requests (windows in order) still need half the effect, so a blip on a quiet
+            # service that misses the span's start or end holds nothing either.
+            ends = _end_thirds(nn.sum(axis=1))
+            if ends is not None and min(
+                    float(_rate_effect(signal, *(a[part].ravel()[:, None] for a in (kk, nn, rr, mm)))[2][0])
+                    for part in ends) < rule.min_effect / 2:
                 continue
         score = inp.service_evidence if ep == -1 else float(inp.evidence[i])
         out.append(Candidate(ep, obs, exp, eff, score, int(nn.sum()), share))

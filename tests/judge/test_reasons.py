@@ -24,13 +24,14 @@ def test_an_error_rule_expects_the_references_own_rate_not_observed_minus_the_ad
     (a window where the new version failed every call against a big reference, a quiet one that did
     not fail): the expected rate is what the reference showed in those windows, the effect the
     adjusted difference."""
-    rule = Rule(name="all", signal="error_rate", action="rollback", min_effect=5.0, min_score=0.0, duration_s=20)
-    k, n = np.array([[10.0], [0.0]]), np.array([[10.0], [1000.0]])
-    r, m = np.array([[1.0], [0.0]]), np.array([[1000.0], [10.0]])
+    rule = Rule(name="all", signal="error_rate", action="rollback", min_effect=5.0, min_score=0.0, duration_s=30)
+    # (the failing windows at both ends of the span: persistence needs the effect at its start and end)
+    k, n = np.array([[10.0], [0.0], [10.0]]), np.array([[10.0], [1000.0], [10.0]])
+    r, m = np.array([[1.0], [0.0], [1.0]]), np.array([[1000.0], [10.0], [1000.0]])
     inp = rules.Inputs(np.array([7], np.int32), np.array([9.0]), 9.0, 0.001, tables=(k, n, r, m))
     (c,) = rules.evaluate(rule, inp)
-    assert c.observed == 10 / 1010
-    assert c.expected == 1 / 1010  # the reference's errors over its requests in the windows compared
+    assert c.observed == 20 / 1020
+    assert c.expected == 2 / 2010  # the reference's errors over its requests in the windows compared
     assert c.effect > 40 and c.observed - c.effect / 100 < 0  # the old print: observed minus the difference
 
 

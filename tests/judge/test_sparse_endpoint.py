@@ -60,3 +60,27 @@ def test_a_fifteen_minute_before_sample_of_a_rare_endpoint_caps_the_evidence_bel
     ceiling = max(float(sequential.before_log10(0.146 * n, n, 2, 122)) for n in range(100, 100_000, 100))
     assert ceiling < need - 1.0
     assert float(sequential.before_log10(0.146 * 400, 400, 4, 244)) > need
+
+
+ALL = Rule(name="errors-everywhere", signal="error_rate", scope="service", action="rollback", min_effect=5.0,
+           min_score=0.0, duration_s=60)
+
+
+def _quiet_service(failing: list[int]) -> rules.Inputs:
+    """A quiet service: 3 requests a window over a 60 s span (18 requests, no block of 10), every
+    request failing in the windows given; the service before the deploy 300 requests, none failing."""
+    k = np.zeros((6, 1))
+    k[failing, 0] = 3.0
+    tables = (k, np.full((6, 1), 3.0), np.zeros((6, 1)), np.full((6, 1), 50.0))
+    return rules.Inputs(np.array([4], np.int32), np.array([9.0]), 9.0, 0.001, tables=tables,
+                        share_of=lambda ep: 1.0)
+
+
+def test_a_restart_blip_on_a_quiet_service_holds_nothing_although_no_block_has_ten_requests():
+    """Too few requests for blocks of time, the span's first and last thirds of its requests still
+    need half the effect: a pod restart failing every request for 40 s of a 60 s span, which
+    misses the span's start, holds nothing; the same failures over the whole span hold."""
+    assert rules.evaluate(ALL, _quiet_service([2, 3, 4, 5])) == []
+    assert rules.evaluate(ALL, _quiet_service([0, 1, 2, 3])) == []
+    (c,) = rules.evaluate(ALL, _quiet_service([0, 1, 2, 3, 4, 5]))
+    assert c.effect == 100.0
