@@ -105,10 +105,8 @@ def endpoints(requests: Mapping[int, int], pre: Population | None, alpha_rule: f
         floor = _floor(share_before, rules)
         p0 = r / m if m else 0.0
         rise = 100.0 * sequential.detectable_rise(n, r, m, need)
-        none_seen = m == 0 or floor is None or rise >= 100.0 * (1.0 - p0) - 1e-9
         points = max(rise, floor if floor is not None else 0.0)
-        if points >= 100.0 * (1.0 - p0) - 1e-9:
-            none_seen = True
+        none_seen = m == 0 or floor is None or points >= 100.0 * (1.0 - p0) - 1e-9
         out.append(EndpointPower(lookup(ep), int(n), n / total, r, m, points, none_seen))
     out.sort(key=lambda e: (not e.none_seen, -e.points, e.requests, e.endpoint))
     return out
