@@ -8,6 +8,7 @@ about a tenth of the time. Design choices are measured on the development half:
     python benchmarks/nab_dev.py                                   # shipped [metrics], dev half
     python benchmarks/nab_dev.py --set quiet_windows=48 --set level_half_life_samples=96
     python benchmarks/nab_dev.py --breakdown                       # each window found or missed, and why
+    python benchmarks/nab_dev.py --set spread_test=true            # an optional test on
     python benchmarks/nab_dev.py --split holdout                   # for reporting, not for choosing
     python benchmarks/nab_dev.py --split all --context-alone       # the contextual novelty alone, NAB's sweep
 """
