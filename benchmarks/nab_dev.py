@@ -8,6 +8,7 @@ about a tenth of the time. Design choices are measured on the development half:
     python benchmarks/nab_dev.py                                   # shipped [metrics], dev half
     python benchmarks/nab_dev.py --set quiet_windows=48 --set level_half_life_samples=96
     python benchmarks/nab_dev.py --breakdown                       # each window found or missed, and why
+    python benchmarks/nab_dev.py --set spread_test=true            # an optional test on
     python benchmarks/nab_dev.py --split holdout                   # for reporting, not for choosing
     python benchmarks/nab_dev.py --split all --context-alone       # the contextual novelty alone, NAB's sweep
 """
@@ -34,12 +35,12 @@ from detector.anomaly.detector import MetricDetector  # noqa: E402
 from detector.config import ConfigError, load_pipeline, parse_pipeline  # noqa: E402
 
 
-PARTS = ("onset", "score", "point", "sustained", "context")
+PARTS = ("onset", "score", "point", "sustained", "context", "spread")
 
 
 def stepped(names: list[str], series: dict, metrics) -> dict[str, dict[str, np.ndarray]]:
     """Per file, per row: `onset` (1 where the detector opens an episode: emits its record), the `score` and
-    its parts (`point`, `sustained`, `context`; see `detector.anomaly.detector.Scored`)."""
+    its parts (`point`, `sustained`, `context`, `spread`; see `detector.anomaly.detector.Scored`)."""
     det = MetricDetector(metrics)
     lengths = np.array([len(series[r][0]) for r in names])
     t = np.zeros((len(names), lengths.max()))
@@ -85,7 +86,7 @@ def breakdown(names: list[str], files: dict, rows: dict, profile, n_windows: int
     """Where the score comes from: every labelled window (found or missed, the score's peak in it and which
     test's part that was), the files' false-positive rows, and the totals in NAB's raw units."""
     out = ["window                                                          found  weight  peak   point  sustained"
-           "  context"]
+           "  context  spread"]
     found_sum, missed, fp_rows, fp_cost, fp_by_file = 0.0, 0, 0, 0.0, []
     for rel in names:
         f, a = files[rel], rows[rel]
@@ -96,14 +97,14 @@ def breakdown(names: list[str], files: dict, rows: dict, profile, n_windows: int
             label = f"{rel} #{k}"
             out.append(f"{label:<63} {'yes' if first is not None else 'MISS':>5}  {weight:6.2f}  "
                        f"{a['score'][peak]:5.1f}  {a['point'][inside].max():5.1f}  {a['sustained'][inside].max():9.1f}"
-                       f"  {a['context'][inside].max():7.1f}")
+                       f"  {a['context'][inside].max():7.1f}  {a['spread'][inside].max():6.1f}")
             found_sum += weight
             missed += first is None
         fp_rows += len(o.fp_rows)
         fp_cost += o.fp_cost
         if len(o.fp_rows):
             peaks = a["score"][o.fp_rows]
-            from_point = int(np.sum(a["point"][o.fp_rows] >= a["sustained"][o.fp_rows]))
+            from_point = int(np.sum(a["point"][o.fp_rows] >= a["score"][o.fp_rows]))
             fp_by_file.append((o.fp_cost, f"{rel:<63} {len(o.fp_rows):3d} rows  cost {o.fp_cost:6.2f}  scores "
                                           f"{np.min(peaks):.1f}-{np.max(peaks):.1f}  point test {from_point}"))
     out.append("false positives by file (cost in NAB raw units, fp_weight applied):")

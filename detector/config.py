@@ -129,6 +129,8 @@ class Metrics:
     season_min_gain: float = 0.2  # a profile must remove this share of the residual variance
     context_levels: int = 0  # contextual novelty test: levels a value is quantised into (2 .. 8); 0: off
     context_half_life_samples: float = 8.0  # memory of the density of novel transitions
+    spread_test: bool = False  # a test for a rise in the rate of wide residuals (a change of spread)
+    spread_half_life_samples: float = 24.0  # memory of that recent rate
     scores_topic: str = ""  # live: every series-window's score row to this topic (empty: off)
 
     def check(self) -> None:
@@ -145,6 +147,8 @@ class Metrics:
                  self.context_levels, "0 (off) or an integer from 2 to 8 (memory grows as its fourth power)")
         _require(self.context_half_life_samples >= 1, "metrics.context_half_life_samples",
                  self.context_half_life_samples, "a number of samples >= 1")
+        _require(self.spread_half_life_samples >= 1, "metrics.spread_half_life_samples",
+                 self.spread_half_life_samples, "a number of samples >= 1")
         _require(self.scores_topic == self.scores_topic.strip() and " " not in self.scores_topic,
                  "metrics.scores_topic", self.scores_topic, "a topic name without spaces, or empty (off)")
 

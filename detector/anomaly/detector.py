@@ -20,6 +20,10 @@ tests: `score = -log10(min(1, 2 * min(p_point, p_sustained)))`. A threshold of
 With `context_levels` > 0 a third test joins (`context.ContextTest`: the
 density of value transitions the series has rarely made) and the correction
 is for three: `score = -log10(min(1, 3 * min(p_point, p_sustained, p_context)))`.
+
+With `spread_test` a further test joins (`spread.SpreadTest`: the recent rate
+of wide residuals against its sampling distribution under the series'
+long-run rate), and the correction counts it too.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from detector.anomaly.context import ContextTest
 from detector.anomaly.episodes import Episodes
 from detector.anomaly.recurring import COLUMNS as RECURRING_COLUMNS
 from detector.anomaly.regimes import COLUMNS as REGIME_COLUMNS
+from detector.anomaly.spread import SpreadTest
 from detector.config import Metrics
 
 Z_CLIP_SUSTAINED = 6.0
@@ -47,10 +52,11 @@ ADDED_COLUMNS = frozenset(f"baseline/{name}" for name in (*RECURRING_COLUMNS, *R
 class Scored:
     """One closed window's verdict for each series in `idx`."""
 
-    score: np.ndarray  # -log10 p, 0 while warming up: the largest of `point`, `sustained` and `context`
+    score: np.ndarray  # -log10 p, 0 while warming up: the largest of the tests' parts
     point: np.ndarray  # the point test's part (-log10 of its corrected p-value)
     sustained: np.ndarray  # the sustained test's part
     context: np.ndarray  # the context test's part (0 with `context_levels` = 0)
+    spread: np.ndarray  # the spread test's part (0 without `spread_test`)
     expected: np.ndarray
     z: np.ndarray
     ready: np.ndarray
@@ -73,13 +79,16 @@ class MetricDetector:
         self.cols = SeriesColumns({"zbar": (0, 0.0)})
         self.context = (ContextTest(settings.context_levels, settings.context_half_life_samples)
                         if settings.context_levels else None)
-        self.context_parts = self.context.parts() if self.context else {}
+        self.spread = SpreadTest(settings.spread_half_life_samples) if settings.spread_test else None
+        # the optional tests' state, each its own snapshot part
+        self.optional_parts = {**(self.context.parts() if self.context else {}),
+                               **({"spread": self.spread.cols} if self.spread else {})}
         # Bonferroni over the tests in use
-        self.log10_tests = float(np.log10(3.0 if self.context else 2.0))
+        self.log10_tests = float(np.log10(2.0 + (self.context is not None) + (self.spread is not None)))
 
     def ensure(self, n_series: int) -> None:
         for part in (self.baseline.cols, self.point.cols, self.sustained.cols, self.episodes.cols, self.cols,
-                     *self.context_parts.values()):
+                     *self.optional_parts.values()):
             part.ensure(n_series)
 
     def step(self, idx: np.ndarray, t: np.ndarray, y: np.ndarray) -> Scored:
@@ -98,7 +107,11 @@ class MetricDetector:
         if self.context is not None:
             log10_p = self.context.step(idx, np.asarray(y, np.float64), b.ready)
             context = np.where(b.ready, np.clip(-(log10_p + lt), 0.0, SCORE_CAP), 0.0)
-        score = np.maximum(np.maximum(point, sustained), context)
+        spread = np.zeros(len(idx))
+        if self.spread is not None:
+            log10_p = self.spread.step(idx, b.z_raw, b.ready, b.shifted)
+            spread = np.where(b.ready, np.clip(-(log10_p + lt), 0.0, SCORE_CAP), 0.0)
+        score = np.maximum(np.maximum(np.maximum(point, sustained), context), spread)
         hit = b.ready & (score >= self.settings.score_threshold)
         learn = b.ready.astype(np.float64)
         self.point.learn(idx, b.z_raw, learn)
@@ -106,17 +119,18 @@ class MetricDetector:
         # an adopted level shift starts the sustained statistic afresh
         self.cols["zbar"][idx] = np.where(b.shifted, 0.0, zbar)
         onset, is_open = self.episodes.step(idx, hit)
-        return Scored(score=score, point=point, sustained=sustained, context=context, expected=b.expected, z=b.z,
+        return Scored(score=score, point=point, sustained=sustained, context=context, spread=spread,
+                      expected=b.expected, z=b.z,
                       ready=b.ready, seasonal=b.seasonal, onset=onset, open=is_open, shifted=b.shifted)
 
     def to_state(self) -> dict:
         return {"baseline": self.baseline.cols.to_state(), "point": self.point.cols.to_state(),
                 "sustained": self.sustained.cols.to_state(), "episodes": self.episodes.cols.to_state(),
-                "detector": self.cols.to_state(), **{k: v.to_state() for k, v in self.context_parts.items()}}
+                "detector": self.cols.to_state(), **{k: v.to_state() for k, v in self.optional_parts.items()}}
 
     # parts that carry what a series has learnt (an open episode is not carried to another process)
     def warm_parts(self) -> tuple[str, ...]:
-        return ("baseline", "point", "sustained", "detector", *self.context_parts)
+        return ("baseline", "point", "sustained", "detector", *self.optional_parts)
 
     def series_rows(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """What series `rows` have learnt, as flat "part/column" arrays (a warm-start file's content)."""
@@ -127,13 +141,13 @@ class MetricDetector:
         """Series `dst` take what saved series `src` learnt (`series_rows` output), shapes checked."""
         self.ensure(int(dst.max()) + 1 if len(dst) else 0)
         parts = {"baseline": self.baseline.cols, "point": self.point.cols, "sustained": self.sustained.cols,
-                 "detector": self.cols, **self.context_parts}
+                 "detector": self.cols, **self.optional_parts}
         for part in self.warm_parts():
             cols = parts[part]
             for name, (width, fill) in cols.spec.items():
                 a = arrays.get(f"{part}/{name}")
-                # a file written before (or without) the context test: its series start that test afresh
-                if a is None and (f"{part}/{name}" in ADDED_COLUMNS or part in self.context_parts):
+                # a file written before (or without) the context or spread test: its series start that test afresh
+                if a is None and (f"{part}/{name}" in ADDED_COLUMNS or part in self.optional_parts):
                     cols[name][dst] = fill
                     continue
                 if a is None or a.ndim != (2 if width else 1) or (width and a.shape[1] != width) \
@@ -144,7 +158,7 @@ class MetricDetector:
 
     def load_state(self, state: dict, source: str) -> None:
         parts = {"baseline": self.baseline.cols, "point": self.point.cols, "sustained": self.sustained.cols,
-                 "episodes": self.episodes.cols, "detector": self.cols, **self.context_parts}
+                 "episodes": self.episodes.cols, "detector": self.cols, **self.optional_parts}
         if set(state) != set(parts):
             raise ValueError(f"{source}: metric detector parts {sorted(state)} do not match {sorted(parts)}")
         for name, cols in parts.items():
