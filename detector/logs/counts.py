@@ -124,9 +124,15 @@ class WindowCounts:
             self.closed[k] = arrays
             out.append(arrays)
         if self.closed:
+            # `closed` is in time order (windows close oldest first, none below `closed_before`
+            # is opened again, `from_state` sorts): the windows to forget are at its front
             oldest_kept = self.closed_before - math.ceil(self.history_s / self.window_s)
-            for k in [k for k in self.closed if k < oldest_kept]:
-                del self.closed[k]
+            closed = self.closed
+            while closed:
+                k = next(iter(closed))
+                if k >= oldest_kept:
+                    break
+                del closed[k]
         return out
 
     def close_all(self) -> list[WindowArrays]:
