@@ -70,6 +70,10 @@ SNAPSHOT_FORMAT = 2
 OLD_FORMATS = (1,)  # format 1: masking rules v1 and a drain3 prefix tree
 
 
+# The level columns above INFO, as a slice: levels are in order of severity, INFO the lowest
+_ABOVE_INFO = slice(LEVEL_NAMES.index("info") + 1, None)
+
+
 class SnapshotVersionError(ValueError):
     """A well-formed snapshot of other masking rules or an older format: its template ids are not ours."""
 
@@ -267,8 +271,7 @@ class LogTemplates:
         n = len(reg)
         if not n:
             return []
-        above = np.asarray([name != "info" for name in LEVEL_NAMES])
-        hits = np.flatnonzero((reg._first[:n] < before_ts) & (reg._levels[:n, above] > 0).any(axis=1))
+        hits = np.flatnonzero((reg._first[:n] < before_ts) & reg._levels[:n, _ABOVE_INFO].any(axis=1))
         return [reg.info(i) for i in hits.tolist() if reg.tid[i] not in skip_ids and not reg.overflow[i]]
 
     def __len__(self) -> int:
