@@ -73,7 +73,7 @@ def update_signals(baselines: Sequence[SeasonalBaseline], rows: Sequence[Rows]) 
         ws.append(w)
     rs = _row_settings(list(baselines), [len(i) for i in idxs])
     idx, y, w = np.concatenate(idxs), np.concatenate(ys), np.concatenate(ws)
-    if not (_plain_small(rs, idxs, y, w) if len(y) <= _SMALL_ROWS else _plain(rs, idx, y, w)):
+    if not _plain(rs, idx, y, w):
         return one_by_one()
     return _fused(list(baselines), idxs, [r[1] for r in rows], rs, y, w)
 
@@ -90,20 +90,6 @@ def _plain(rs: "_RowSettings", idx: np.ndarray, y: np.ndarray, w: np.ndarray) ->
         return False
     s = np.sort(rs.signal * (int(idx.max()) + 1) + idx)  # one series twice in a signal: not plain
     return not (s[1:] == s[:-1]).any()
-
-
-def _plain_small(rs: "_RowSettings", idxs: list[np.ndarray], y: np.ndarray, w: np.ndarray) -> bool:
-    """`_plain` of a few rows, on Python values."""
-    for wi, yi, mult in zip(w.tolist(), y.tolist(), rs.mult.tolist()):
-        if not 0.0 <= wi < math.inf:  # NaN fails too
-            return False
-        if wi > 0 and (not -math.inf < yi < math.inf or (mult and yi < 0)):
-            return False
-    for idx in idxs:
-        series = idx.tolist()
-        if min(series) < 0 or len(set(series)) != len(series):
-            return False
-    return True
 
 
 class _RowSettings(NamedTuple):

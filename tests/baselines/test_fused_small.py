@@ -107,21 +107,3 @@ def test_more_rows_than_the_small_size_take_the_array_path(monkeypatch):
     assert not calls
     update_signals([bank[s] for s in SIGNALS[:3]], [(idx[:2], T0 + 60, np.ones(2), np.ones(2))] * 3)
     assert calls
-
-
-@pytest.mark.parametrize("seed", range(3))
-def test_plain_check_of_a_few_rows_agrees_with_the_array_check(seed):
-    rng = np.random.default_rng(seed)
-    bank = _bank()
-    odd = [0.0, -0.0, 1.0, 3.0, -1.0, np.inf, -np.inf, np.nan]
-    for _ in range(400):
-        sizes = [int(rng.integers(1, 6)) for _ in range(3)]
-        rs = fused_step._row_settings([bank[s] for s in SIGNALS[:3]], sizes)
-        idxs = [rng.choice(8, k, replace=bool(rng.random() < 0.3)).astype(np.int64) - int(rng.random() < 0.05)
-                for k in sizes]
-        n = sum(sizes)
-        y = rng.choice(odd, n) if rng.random() < 0.5 else rng.random(n)
-        w = rng.choice(odd, n) if rng.random() < 0.5 else (rng.random(n) < 0.8).astype(float)
-        with np.errstate(invalid="ignore"):
-            want = fused_step._plain(rs, np.concatenate(idxs), y, w)
-        assert fused_step._plain_small(rs, idxs, y, w) == want
