@@ -34,15 +34,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from detector.baselines.fused_small import fused_rows
 from detector.baselines.model import SeasonalBaseline
 from detector.baselines.recursions import (_FIRST_TS, _KERNEL_OFFSETS, _LV, _N_OBS, _NZ, _RW, _SHARE_A, _SHARE_B,
                                            _SLOT_FIELDS, _ew_welford, _ratio, learn_level, learn_noise, pool_slots)
 from detector.baselines.settings import DAY_S, KIND_ADDITIVE, KIND_COUNT, KIND_SCALE, Expectation
-
-# Up to this many stacked rows, `_fused` runs row by row on Python floats (`fused_small`):
-# below it numpy's per-call overhead costs more than the arithmetic.
-_SMALL_ROWS = 64
 
 Rows = tuple[np.ndarray, float, np.ndarray, np.ndarray]  # series index, window start, values, weights
 
@@ -185,14 +180,6 @@ def _profiles(bs, idxs, tss, ts: np.ndarray, rs: _RowSettings) -> tuple:
     profile's learning needs them), then the pooled mean, variance of the mean, weight
     and effective observations.
     """
-    flats, cells, frac = _gather_cells(bs, idxs, tss, rs)
-    mean, var_mean, w_pool, neff = pool_slots(cells, rs.kern_a + rs.kern_b * frac, ts, rs.profile_hl)
-    return flats, cells, frac, mean, var_mean, w_pool, neff
-
-
-def _gather_cells(bs, idxs, tss, rs: _RowSettings) -> tuple:
-    """Each signal's flat profile cells [4, rows], all rows' stacked cells (fields x 4 x rows)
-    and each row's fraction between slot centres."""
     flats, cells, fracs, memo = [], [], [], {}
     for b, idx, t in zip(bs, idxs, tss):
         offsets, frac = _slot_map(b, float(t), memo)
@@ -201,7 +188,9 @@ def _gather_cells(bs, idxs, tss, rs: _RowSettings) -> tuple:
         cells.append(b._slots.reshape(len(_SLOT_FIELDS), -1)[:, flat])
         fracs.append(frac)
     frac = np.repeat(np.concatenate(fracs), rs.bounds[1:] - rs.bounds[:-1])
-    return flats, np.concatenate(cells, axis=2), frac
+    cells = np.concatenate(cells, axis=2)
+    mean, var_mean, w_pool, neff = pool_slots(cells, rs.kern_a + rs.kern_b * frac, ts, rs.profile_hl)
+    return flats, cells, frac, mean, var_mean, w_pool, neff
 
 
 def _fused(bs, idxs, tss, rs: _RowSettings, y: np.ndarray, w: np.ndarray) -> list[Expectation]:
@@ -212,9 +201,6 @@ def _fused(bs, idxs, tss, rs: _RowSettings, y: np.ndarray, w: np.ndarray) -> lis
     for b, idx in zip(bs, idxs):
         b._ensure(int(idx.max()) + 1)
     g = np.concatenate([b._series[:, idx] for b, idx in zip(bs, idxs)], axis=1)
-    if len(y) <= _SMALL_ROWS:  # a few rows: the same arithmetic on Python floats (fused_small.py)
-        flats, cells, frac = _gather_cells(bs, idxs, tss, rs)
-        return fused_rows(bs, idxs, flats, rs, ts.tolist(), y, w, g, cells, frac)
     flats, cells, frac, P, var_P, w_pool, neff_P = _profiles(bs, idxs, tss, ts, rs)
 
     with np.errstate(all="ignore"):  # a kind's branch computed on another kind's rows is thrown away
