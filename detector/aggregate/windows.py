@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from detector.aggregate import sketch
+from detector.aggregate.grouping import unique_counts
 from detector.config import Limits
 from detector.ingest.columns import DecodedBatch, LogColumns, MetricColumns, RequestColumns
 from detector.aggregate.series import MetricSeries, RequestSeries
@@ -76,8 +77,8 @@ def _distinct(chunks: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Distinct codes over a list of code chunks and how often each occurs."""
     if not chunks:
         return np.empty(0, np.int64), np.empty(0, np.int64)
-    uniq, counts = np.unique(np.concatenate(chunks), return_counts=True)
-    return uniq.astype(np.int64), counts.astype(np.int64)
+    uniq, counts = unique_counts(np.concatenate(chunks))
+    return uniq.astype(np.int64), counts
 
 
 @dataclass
@@ -125,8 +126,7 @@ class _OpenWindow:
         weights = np.concatenate(
             [np.ones(len(c), np.int64) if w is None else w for c, w in zip(self.lat_codes, self.lat_counts)]
         )
-        uniq, inv = np.unique(codes, return_inverse=True)
-        return uniq, np.bincount(inv, weights=weights, minlength=len(uniq)).astype(np.int64)
+        return unique_counts(codes, weights)
 
     def add_metrics(self, m: np.ndarray, value: np.ndarray, n_mseries: int) -> None:
         self.m_n = _grow(self.m_n, n_mseries)
@@ -173,11 +173,11 @@ class _OpenWindow:
         codes, counts = self._lat_merged()
         lat = sketch.group_codes(codes, n_series, counts)
         if self.txn_codes:
-            t_uniq, t_counts = np.unique(np.concatenate(self.txn_codes), return_counts=True)
+            t_uniq, t_counts = unique_counts(np.concatenate(self.txn_codes))
         else:
             t_uniq, t_counts = np.empty(0, np.int64), np.empty(0, np.int64)
         if self.log_codes:
-            l_uniq, l_counts = np.unique(np.concatenate(self.log_codes), return_counts=True)
+            l_uniq, l_counts = unique_counts(np.concatenate(self.log_codes))
         else:
             l_uniq, l_counts = np.empty(0, np.int64), np.empty(0, np.int64)
         return WindowFacts(

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from detector.aggregate.grouping import unique_counts
+
 _VERSION_BITS = 22
 _MAX_VERSION_ID = (1 << _VERSION_BITS) - 2
 _COMPACT_ROWS = 262_144
@@ -65,9 +67,7 @@ class _Open:
     def merged(self) -> tuple[np.ndarray, np.ndarray]:
         if not self.codes:
             return np.empty(0, np.int64), np.empty(0, np.int64)
-        uniq, inv = np.unique(np.concatenate(self.codes), return_inverse=True)
-        w = np.bincount(inv, weights=np.concatenate(self.weights), minlength=len(uniq))
-        return uniq, w.astype(np.int64)
+        return unique_counts(np.concatenate(self.codes), np.concatenate(self.weights))
 
 
 class WindowCounts:
@@ -124,9 +124,15 @@ class WindowCounts:
             self.closed[k] = arrays
             out.append(arrays)
         if self.closed:
+            # `closed` is in time order (windows close oldest first, none below `closed_before`
+            # is opened again, `from_state` sorts): the windows to forget are at its front
             oldest_kept = self.closed_before - math.ceil(self.history_s / self.window_s)
-            for k in [k for k in self.closed if k < oldest_kept]:
-                del self.closed[k]
+            closed = self.closed
+            while closed:
+                k = next(iter(closed))
+                if k >= oldest_kept:
+                    break
+                del closed[k]
         return out
 
     def close_all(self) -> list[WindowArrays]:

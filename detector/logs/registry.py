@@ -48,6 +48,10 @@ class TemplateInfo:
     versions: dict[str, float]  # version -> first time it emitted this template (unknown version omitted)
 
 
+# A batch of at most this many rows is folded in by `_observe_small`.
+_SMALL_BATCH = 64
+
+
 def _grow(a: np.ndarray, n: int, fill) -> np.ndarray:
     if len(a) >= n:
         return a
@@ -128,6 +132,9 @@ class TemplateRegistry:
         """Fold one batch's rows (template index, ts, version string id, level code) in."""
         if not len(tpl):
             return
+        if len(tpl) <= _SMALL_BATCH:
+            self._observe_small(tpl, ts, version, level)
+            return
         order = np.lexsort((ts, tpl))
         t_sorted, ts_sorted = tpl[order], ts[order]
         starts = np.flatnonzero(np.r_[True, t_sorted[1:] != t_sorted[:-1]])
@@ -150,6 +157,44 @@ class TemplateRegistry:
             v = (k & 0xFFFFFFFF) - 1
             if first < seen.get(v, np.inf):
                 seen[v] = first
+
+    def _observe_small(self, tpl: np.ndarray, ts: np.ndarray, version: np.ndarray, level: np.ndarray) -> None:
+        """`observe` of a few rows in plain Python (a quiet window holds a handful of lines, and a
+        dozen numpy calls on arrays of five cost more than the work). Same state: the first and
+        last time per template are the minimum and maximum of its rows' times, level counts are
+        sums, and each template's versions are visited in the array path's order (by version id:
+        its lexsort by template, then version) so the dicts keep the same insertion order."""
+        n_levels = len(LEVEL_NAMES)
+        span: dict[int, list[float]] = {}
+        levels: dict[int, int] = {}
+        firsts: dict[tuple[int, int], float] = {}
+        for t, s, v, lv in zip(tpl.tolist(), ts.tolist(), version.tolist(), level.tolist()):
+            lo_hi = span.get(t)
+            if lo_hi is None:
+                span[t] = [s, s]
+            else:
+                if s < lo_hi[0]:
+                    lo_hi[0] = s
+                if s > lo_hi[1]:
+                    lo_hi[1] = s
+            code = t * n_levels + lv
+            levels[code] = levels.get(code, 0) + 1
+            key = (t, v)
+            f = firsts.get(key)
+            if f is None or s < f:
+                firsts[key] = s
+        first, last = self._first, self._last
+        for t, (lo, hi) in span.items():
+            if lo < first[t]:
+                first[t] = lo
+            if hi > last[t]:
+                last[t] = hi
+        for code, c in levels.items():
+            self._levels[code // n_levels, code % n_levels] += c
+        for (t, v), f in sorted(firsts.items()):
+            seen = self.versions[t]
+            if f < seen.get(v, np.inf):
+                seen[v] = f
 
     def first_seen_by_others(self, idx: int, version: int) -> float:
         """When any version other than `version` (unknown included) first logged template `idx`."""

@@ -70,6 +70,14 @@ SNAPSHOT_FORMAT = 2
 OLD_FORMATS = (1,)  # format 1: masking rules v1 and a drain3 prefix tree
 
 
+# The level columns above INFO, as a slice: levels are in order of severity, INFO the lowest
+_ABOVE_INFO = slice(LEVEL_NAMES.index("info") + 1, None)
+
+
+# A window of at most this many lines is split by service in plain Python.
+_SMALL_LINES = 64
+
+
 class SnapshotVersionError(ValueError):
     """A well-formed snapshot of other masking rules or an older format: its template ids are not ours."""
 
@@ -156,6 +164,13 @@ class LogTemplates:
             return tpl
         if svc.min() == svc.max():
             tpl[:] = self._assign(int(svc[0]), msgs)
+        elif len(ts) <= _SMALL_LINES:  # as below: services in increasing id, lines in arrival order
+            rows_of: dict[int, list[int]] = {}
+            for i, s in enumerate(svc.tolist()):
+                rows_of.setdefault(s, []).append(i)
+            for s in sorted(rows_of):
+                rows = rows_of[s]
+                tpl[rows] = self._assign(s, [msgs[i] for i in rows])
         else:
             order = np.argsort(svc, kind="stable")
             s_sorted = svc[order]
@@ -267,8 +282,7 @@ class LogTemplates:
         n = len(reg)
         if not n:
             return []
-        above = np.asarray([name != "info" for name in LEVEL_NAMES])
-        hits = np.flatnonzero((reg._first[:n] < before_ts) & (reg._levels[:n, above] > 0).any(axis=1))
+        hits = np.flatnonzero((reg._first[:n] < before_ts) & reg._levels[:n, _ABOVE_INFO].any(axis=1))
         return [reg.info(i) for i in hits.tolist() if reg.tid[i] not in skip_ids and not reg.overflow[i]]
 
     def __len__(self) -> int:
