@@ -100,18 +100,15 @@ class MetricDetector:
         zbar = np.where(b.ready, (1 - self.gamma) * self.cols["zbar"][idx] + self.gamma * zc, 0.0)
         u = zbar / np.sqrt(self.gamma / (2 - self.gamma))
         # each test's part of the score, Bonferroni-corrected for the tests in use; the score is the largest part
-        lt = self.log10_tests
-        point = np.where(b.ready, np.clip(-(self.point.log10_p(idx, b.z) + lt), 0.0, SCORE_CAP), 0.0)
-        sustained = np.where(b.ready, np.clip(-(self.sustained.log10_p(idx, u) + lt), 0.0, SCORE_CAP), 0.0)
-        context = np.zeros(len(idx))
-        if self.context is not None:
-            log10_p = self.context.step(idx, np.asarray(y, np.float64), b.ready)
-            context = np.where(b.ready, np.clip(-(log10_p + lt), 0.0, SCORE_CAP), 0.0)
-        spread = np.zeros(len(idx))
-        if self.spread is not None:
-            log10_p = self.spread.step(idx, b.z_raw, b.ready, b.shifted)
-            spread = np.where(b.ready, np.clip(-(log10_p + lt), 0.0, SCORE_CAP), 0.0)
-        score = np.maximum(np.maximum(np.maximum(point, sustained), context), spread)
+        def part(log10_p: np.ndarray) -> np.ndarray:
+            return np.where(b.ready, np.clip(-(log10_p + self.log10_tests), 0.0, SCORE_CAP), 0.0)
+
+        point = part(self.point.log10_p(idx, b.z))
+        sustained = part(self.sustained.log10_p(idx, u))
+        context = (np.zeros(len(idx)) if self.context is None
+                   else part(self.context.step(idx, np.asarray(y, np.float64), b.ready)))
+        spread = np.zeros(len(idx)) if self.spread is None else part(self.spread.step(idx, b.z_raw, b.ready, b.shifted))
+        score = np.maximum.reduce([point, sustained, context, spread])
         hit = b.ready & (score >= self.settings.score_threshold)
         learn = b.ready.astype(np.float64)
         self.point.learn(idx, b.z_raw, learn)
@@ -120,8 +117,8 @@ class MetricDetector:
         self.cols["zbar"][idx] = np.where(b.shifted, 0.0, zbar)
         onset, is_open = self.episodes.step(idx, hit)
         return Scored(score=score, point=point, sustained=sustained, context=context, spread=spread,
-                      expected=b.expected, z=b.z,
-                      ready=b.ready, seasonal=b.seasonal, onset=onset, open=is_open, shifted=b.shifted)
+                      expected=b.expected, z=b.z, ready=b.ready, seasonal=b.seasonal, onset=onset, open=is_open,
+                      shifted=b.shifted)
 
     def to_state(self) -> dict:
         return {"baseline": self.baseline.cols.to_state(), "point": self.point.cols.to_state(),
