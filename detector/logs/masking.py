@@ -172,16 +172,14 @@ _finditer = _COMBINED.finditer
 
 
 def _mask_token(token: str) -> str:
-    m = _FAST(token)
-    if m is not None:
-        # Ids are seen once: left out of the memo, which keeps its room for what repeats.
+    if not _HAS_VARIABLE(token):
+        masked = token
+    elif (m := _FAST(token)) is not None:  # every token it matches holds a digit
         kind = m.lastgroup
         key = m.group("key")
         masked = _REPLACEMENT[kind] if key is None else key + _REPLACEMENT[kind]  # type: ignore[index]
         if kind == "UUID" or kind == "HEX":
-            return masked
-    elif not _HAS_VARIABLE(token):
-        masked = token
+            return masked  # ids are seen once: left out of the memo, which keeps its room for what repeats
     elif "=" in token:
         masked = "=".join([_mask_piece(p) for p in token.split("=")])
     else:
