@@ -113,8 +113,9 @@ _WEEKDAYS = frozenset("Mon Tue Wed Thu Fri Sat Sun".split())
 # a flood of distinct tokens at the price of a few re-masked tokens.
 _MEMO_MAX_TOKENS = 100_000
 _memo: dict[str, str] = {}
-# Masked token lists with a unit -> the list with units merged (`_merge_units`), cleared when full.
-_MEMO_MAX_LINES = 20_000
+# Masked token lists with a unit -> the list with units merged (`_merge_units`), cleared when
+# full (the demo holds 59 such lists, the quiet history 49; at most ~48 tokens each).
+_MEMO_MAX_LINES = 4_096
 _units_memo: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 

@@ -184,3 +184,15 @@ def test_a_caller_changing_the_returned_tokens_changes_no_memo():
     first = masking.mask_tokens(line)
     first[0] = "changed"
     assert masking.mask_tokens(line) == _plain_line(line)
+
+
+def test_the_unit_memo_stays_bounded_and_right_across_clears(monkeypatch):
+    _cold()
+    monkeypatch.setattr(masking, "_MEMO_MAX_LINES", 16)
+    def word(i: int) -> str:  # a distinct word per line, so each line is another masked list
+        return "".join("abcdefghijklmnopqrstuvwxyz"[int(d)] for d in str(i))
+
+    lines = [f"call {word(i)} took {i % 7} ms of {i} MB" for i in range(500)]
+    for line in lines + lines:
+        assert masking.mask_tokens(line) == _plain_line(line)
+        assert len(masking._units_memo) <= 16
