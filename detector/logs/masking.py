@@ -31,14 +31,16 @@ How, and why this way: one combined regex over a whole line costs ~20 us
 (every alternative is tried at every position), more than the whole per-line
 budget. Instead the line is split on whitespace (the tokens the miner works on
 anyway), constant tokens are looked up in a bounded memo, and only tokens with
-a digit or `@` go through the combined pattern, and few of those: a token
+a digit or `@` go through the combined pattern, and few of those: ids,
+numbers and IPv4 addresses, alone or after a plain `key=`, are recognised by
+one full match (and ids kept out of the memo: they are seen once), a token
 whose shape (its digits aside) was seen before is masked as that shape was,
-`key=value` is masked piece by piece, and whole UUIDs and hex ids are
-recognised by one full match (each shortcut gives what the pattern gives;
-why is written next to each below). Quoted values may contain
+`key=value` is masked piece by piece (each shortcut gives what the pattern
+gives; why is written next to each below). Quoted values may contain
 spaces, so they are replaced first, and only in lines that contain a quote
 character; a number followed by a unit token (`3000 ms`, `12 MB`) and a
-ctime date are merged into one placeholder afterwards.
+ctime date are merged into one placeholder afterwards (the unit merge through
+a bounded memo of masked token lists: they repeat).
 
 Multi-line messages (stack traces) are reduced to their first line; a Python
 traceback, whose first line says nothing, keeps its last line (the exception).
@@ -100,6 +102,7 @@ _SIZE_UNITS = frozenset(("B", "KB", "MB", "GB", "TB", "KiB", "MiB", "GiB", "TiB"
 _UNITS = _DURATION_UNITS | _SIZE_UNITS
 # A unit may end a clause: "(estimated size 93.0 B, free 317.1 KB)".
 _PUNCT_UNITS = frozenset(u + p for u in _UNITS for p in ",.;:)]")
+_ANY_UNIT = _UNITS | _PUNCT_UNITS
 # A ctime/syslog date ("Sun Jul  3 10:05:25 2005") is one timestamp, not two
 # constant words and three numbers.
 _MONTHS = frozenset("Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())
@@ -110,6 +113,10 @@ _WEEKDAYS = frozenset("Mon Tue Wed Thu Fri Sat Sun".split())
 # a flood of distinct tokens at the price of a few re-masked tokens.
 _MEMO_MAX_TOKENS = 100_000
 _memo: dict[str, str] = {}
+# Masked token lists with a unit -> the list with units merged (`_merge_units`), cleared when
+# full (the demo holds 59 such lists, the quiet history 49; at most ~48 tokens each).
+_MEMO_MAX_LINES = 4_096
+_units_memo: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 # Memo of token shape -> how the rules mask it. The shape is the token with
@@ -136,6 +143,31 @@ _ID = re.compile(rf"(?P<UUID>{_H}{{8}}-{_H}{{4}}-{_H}{{4}}-{_H}{{4}}-{_H}{{12}})
                  r"|(?P<HEX>(?=[0-9a-f]*\d)(?=[0-9a-f]*[a-f])[0-9a-f]{8,})").fullmatch
 _shape_memo: dict[str, str | tuple[str | slice, ...]] = {}
 
+# The values a token memo misses most (ids, numbers, addresses), alone or after a
+# key of ASCII letters and `_`, in one full match: `key=` is kept, the value is one
+# placeholder. What the combined rules make of each (the token holds a digit, so
+# they run): the key holds no digit, `@`, `-`, `:`, `.` or `=`, so no rule
+# matches in it (each needs one of those, or the ID rule a digit in the key's
+# `[\w-]` run, which `=` ends), and none matches across `=` (no rule's characters
+# include it), so the rules mask the value as if it stood alone after a non-word
+# character:
+# - UUID with a digit: no TS rule matches at its start (its fifth character is
+#   no `-`, it has no `:`), so UUID does, whole;
+# - lower-case hex, 8+ characters, a digit and a letter a-f: the rules before HEX
+#   need `-`, `:`, `.`, `@`, `x` or a unit, and every unit holds a letter that is
+#   no lower-case hex digit; HEX matches, whole;
+# - a decimal number (ASCII, no leading zero but `0` itself, at most one `.`):
+#   TS needs `-` or `:`, IP three dots, HOST `:`, DUR and SIZE a unit, HEX a
+#   letter, `0x` or a leading zero, ID a letter; NUM matches, whole;
+# - four dotted groups of 1-3 ASCII digits: the IPv4 rule, whole.
+# A UUID without any digit leaves the token digit-free: kept as it is, so the
+# pattern asks for one. Misses of any other kind take the general path below.
+_FAST = re.compile(
+    rf"(?P<key>[A-Za-z_]*=)?(?:(?=[-0-9a-fA-F]*[0-9])(?P<UUID>{_H}{{8}}-{_H}{{4}}-{_H}{{4}}-{_H}{{4}}-{_H}{{12}})"
+    r"|(?P<HEX>(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{8,})"
+    r"|(?P<NUM>(?:[1-9][0-9]*|0)(?:\.[0-9]+)?)"
+    r"|(?P<IP>[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}))").fullmatch
+
 
 _finditer = _COMBINED.finditer
 
@@ -143,6 +175,12 @@ _finditer = _COMBINED.finditer
 def _mask_token(token: str) -> str:
     if not _HAS_VARIABLE(token):
         masked = token
+    elif (m := _FAST(token)) is not None:  # every token it matches holds a digit
+        kind = m.lastgroup
+        key = m.group("key")
+        masked = _REPLACEMENT[kind] if key is None else key + _REPLACEMENT[kind]  # type: ignore[index]
+        if kind == "UUID" or kind == "HEX":
+            return masked  # ids are seen once: left out of the memo, which keeps its room for what repeats
     elif "=" in token:
         masked = "=".join([_mask_piece(p) for p in token.split("=")])
     else:
@@ -244,8 +282,16 @@ def mask_tokens(message: str, max_chars: int = 2000, max_tokens: int = 48) -> li
         del tokens[max_tokens:]
     get = _memo.get
     out = [get(t) or _mask_token(t) for t in tokens]
-    if not (_UNITS.isdisjoint(out) and _PUNCT_UNITS.isdisjoint(out)):
-        out = _merge_units(out)
+    if not _ANY_UNIT.isdisjoint(out):
+        # A pure function of the masked tokens, which repeat: "timed out after <NUM> ms ..."
+        shape = tuple(out)
+        merged = _units_memo.get(shape)
+        if merged is None:
+            merged = tuple(_merge_units(out))
+            if len(_units_memo) >= _MEMO_MAX_LINES:
+                _units_memo.clear()
+            _units_memo[shape] = merged
+        out = list(merged)
     if "<TS>" in out and not _MONTHS.isdisjoint(out):
         out = _merge_dates(out)
     return out

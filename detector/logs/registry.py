@@ -137,8 +137,8 @@ class TemplateRegistry:
             return
         order = np.lexsort((ts, tpl))
         t_sorted, ts_sorted = tpl[order], ts[order]
-        starts = np.flatnonzero(np.r_[True, t_sorted[1:] != t_sorted[:-1]])
-        ends = np.r_[starts[1:], len(t_sorted)] - 1
+        starts = np.flatnonzero(np.concatenate(([True], t_sorted[1:] != t_sorted[:-1])))
+        ends = np.append(starts[1:], len(t_sorted)) - 1
         uniq = t_sorted[starts]
         self._first[uniq] = np.minimum(self._first[uniq], ts_sorted[starts])
         self._last[uniq] = np.maximum(self._last[uniq], ts_sorted[ends])
@@ -151,7 +151,7 @@ class TemplateRegistry:
         key = tpl.astype(np.int64) << 32 | (version.astype(np.int64) + 1)
         order = np.lexsort((ts, key))
         k_sorted = key[order]
-        starts = np.flatnonzero(np.r_[True, k_sorted[1:] != k_sorted[:-1]])
+        starts = np.flatnonzero(np.concatenate(([True], k_sorted[1:] != k_sorted[:-1])))
         for k, first in zip(k_sorted[starts].tolist(), ts[order][starts].tolist()):
             seen = self.versions[k >> 32]
             v = (k & 0xFFFFFFFF) - 1

@@ -30,6 +30,7 @@ def _rules(token: str) -> str:
 def _cold() -> None:
     masking._memo.clear()
     masking._shape_memo.clear()
+    masking._units_memo.clear()
 
 
 def _variants(rng: random.Random, base: str, n: int) -> list[str]:
@@ -95,3 +96,103 @@ def test_ids_and_key_values_of_a_log_stream_mask_as_the_rules_say():
 def test_any_token_masks_as_the_rules_say(tokens):
     for token in tokens + tokens:  # the second time through the memos
         assert masking._mask_token(token) == _rules(token)
+
+
+# --- the one-match path for ids, numbers and addresses (`masking._FAST`) ---
+
+KEYS = ["", "=", "k=", "request_id=", "a_b=", "K=", "k1=", "k-1=", "k.x=", "k:x=", "a=b=", "k@=", "ab:cd:ef="]
+VALUES = [
+    lambda r: str(uuid.UUID(int=r.getrandbits(128))),
+    lambda r: str(uuid.UUID(int=r.getrandbits(128))).upper(),
+    lambda r: "abcdefab-abcd-abcd-abcd-abcdefabcdef",  # no digit
+    lambda r: "".join(r.choice("0123456789abcdef") for _ in range(r.randint(1, 40))),
+    lambda r: "".join(r.choice("0123456789ABCDEFabcdef") for _ in range(r.randint(6, 20))),
+    lambda r: str(r.randint(0, 10 ** r.randint(1, 20))),
+    lambda r: "0" * r.randint(1, 3) + str(r.randint(0, 10 ** r.randint(1, 12))),
+    lambda r: f"{r.randint(0, 10 ** r.randint(1, 6))}.{r.randint(0, 999)}",
+    lambda r: ".".join(str(r.randint(0, 1200)) for _ in range(r.randint(2, 6))),
+    lambda r: ".".join(str(r.randint(0, 255)) for _ in range(4)) + r.choice(["", ":80", ",", ".", "x", "ms"]),
+    lambda r: r.choice(["-", "+", "", "0x", "x"]) + str(r.randint(0, 99999)) + r.choice(["", "s", "ms", "KB", "a"]),
+    lambda r: r.choice(["\u0663", "\u00b2", "1\u0663", "1.\u0663"]),  # digits that are not ASCII 0-9
+]
+
+
+def test_ids_numbers_and_addresses_after_any_key_mask_as_the_rules_say():
+    _cold()
+    rng = random.Random(29)
+    fast = 0
+    for _ in range(30_000):
+        token = rng.choice(KEYS) + rng.choice(VALUES)(rng)
+        fast += masking._FAST(token) is not None
+        assert masking._mask_token(token) == _rules(token), token
+    assert fast > 5_000  # the one-match path did answer (about a fifth of the tokens)
+
+
+@pytest.mark.parametrize("token", [
+    "0", "00", "01", "0.5", "00.5", "1.", ".5", "1.2.3", "1.2.3.4", "999.999.999.999", "1.2.3.4.5", "1234.1.1.1",
+    "=7", "k==7", "k=0x1f", "k=1e5", "k=12345678", "k=012345678", "k=deadbeef", "k=deadbee1", "k=DEADBEE1",
+    "k=1234567", "k=144e6379-0f3b-4051-a34e-22f6af0e5622", "k=144e6379-0f3b-4051-a34e-22f6af0e5622x",
+    "é=5", "k=\u0663", "k=1\u0663",
+])
+def test_edge_tokens_of_the_one_match_path_mask_as_the_rules_say(token):
+    for _ in range(2):
+        _cold()
+        assert masking._mask_token(token) == _rules(token)
+        assert masking._mask_token(token) == _rules(token)
+
+
+def test_ids_stay_out_of_the_token_memo():
+    _cold()
+    rng = random.Random(5)
+    for _ in range(1_000):
+        masking._mask_token(f"request_id={uuid.UUID(int=rng.getrandbits(128))}")
+        masking._mask_token(f"session={rng.getrandbits(64) | 1 << 60:016x}")
+    assert len(masking._memo) < 10
+
+
+# --- whole lines: units merged through a memo of masked token lists ---
+
+def _plain_line(message: str, max_chars: int = 2000, max_tokens: int = 48) -> list[str]:
+    """`mask_tokens` without memos: every token through the rules, units and dates merged each time."""
+    if "\n" in message:
+        message = masking.first_line(message)
+    message = message[:max_chars]
+    if '"' in message or "'" in message or "`" in message:
+        message = masking._QUOTED.sub(masking._quoted, message)
+    out = [_rules(t) for t in message.split()[:max_tokens]]
+    out = masking._merge_units(out)
+    if "<TS>" in out:
+        out = masking._merge_dates(out)
+    return out
+
+
+def test_lines_with_units_mask_as_the_plain_steps_say():
+    _cold()
+    rng = random.Random(11)
+    words = ["took", "after", "free", "size", "(", "B,", "ms", "KB)", "(1.5", "bytes", "s", "ms,", "MB", "at",
+             "Jul", "3", "10:05:25", "2005", "Sun", "x=5", "ok"]
+    lines = [" ".join(rng.choice(words) if rng.random() < 0.7 else str(rng.randint(0, 3000))
+                      for _ in range(rng.randint(1, 12))) for _ in range(3_000)]
+    for line in lines + lines:  # the second time through the memos
+        assert masking.mask_tokens(line) == _plain_line(line), line
+    assert masking._units_memo  # the memo did hold lines
+
+
+def test_a_caller_changing_the_returned_tokens_changes_no_memo():
+    _cold()
+    line = "timed out after 3000 ms (pool=a, attempt 1)"
+    first = masking.mask_tokens(line)
+    first[0] = "changed"
+    assert masking.mask_tokens(line) == _plain_line(line)
+
+
+def test_the_unit_memo_stays_bounded_and_right_across_clears(monkeypatch):
+    _cold()
+    monkeypatch.setattr(masking, "_MEMO_MAX_LINES", 16)
+    def word(i: int) -> str:  # a distinct word per line, so each line is another masked list
+        return "".join("abcdefghijklmnopqrstuvwxyz"[int(d)] for d in str(i))
+
+    lines = [f"call {word(i)} took {i % 7} ms of {i} MB" for i in range(500)]
+    for line in lines + lines:
+        assert masking.mask_tokens(line) == _plain_line(line)
+        assert len(masking._units_memo) <= 16
