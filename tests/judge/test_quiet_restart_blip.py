@@ -7,8 +7,8 @@ one pod of the new version failing 64 % of its requests for 38 s. Its 60 s span 
 persistence was read on the first and the last THIRD of the span's requests; a 38 s blip inside
 a 60 s span reaches into both, and the deploy was rolled back (+16.6 points). Time blocks ask
 the first and the last sixth of the span to show the effect; the sparse ends now ask the same
-of the requests: the windows holding the span's first and last sixth (at least
-`END_MIN_REQUESTS` each).
+of the requests: the windows wholly within the span's first (last) sixth of requests, and
+when they hold fewer than `END_MIN_REQUESTS` the next window pro rata up to that many.
 
 The scenario is `txn_drop` (a blue/green switch of payments, four instances) made quiet: 0.75
 requests/s (45 a minute), its fault replaced by a restart blip failing 30 % of the new version's
@@ -88,8 +88,8 @@ def test_a_blip_where_the_spans_first_blocks_are_too_thin_to_qualify_holds_nothi
     """Three to five blocks with ten requests: the first and last blocks checked were the
     first and last QUALIFYING blocks, so a blip filling every qualifying block held while the
     span's first requests (thin blocks of a deploy ramping up) showed nothing. An end block
-    with fewer than ten requests is read as the sparse ends are: the windows holding the first
-    (last) sixth of the span's requests. The same errors from the span's start still hold."""
+    with fewer than ten requests is read as the sparse ends are, by the span's first (last)
+    sixth of requests. The same errors from the span's start still hold."""
     n = [6, 7, 12, 14, 15, 15]  # blocks 2-5 qualify; blocks 0-1 hold 13 requests, over a sixth
     assert sum(x >= rules.PART_MIN_REQUESTS for x in n) >= 3
     assert rules.evaluate(ALL, _span([0, 0, 3, 4, 4, 4], n)) == []
