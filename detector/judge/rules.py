@@ -14,9 +14,11 @@ and a duration. It holds when
   `min_level`;
 - the effect persists: error and transaction rules split the span into six
   blocks; the median block (of those with data) must show `min_effect`
-  itself, and two thirds of them and the first and the last at least half
-  of it. Latency rules need each third of the span with data to show half
-  of it. A blip that does not reach from the span's start to its end (pod
+  itself, two thirds of them at least half of it, and so must the span's
+  first and last block (one too thin to say anything, or a span too quiet
+  for blocks: the windows holding its first and last sixth of requests).
+  Latency rules need each third of the span with data to show half of it.
+  A blip that does not reach from the span's start to its end (pod
   restarts) holds nothing however strong it was.
 
 No minimum request count: the evidence says when there is enough.
@@ -40,7 +42,7 @@ from detector.judge.evidence import Traffic
 
 PART_MIN_REQUESTS = 10  # a block of a span with fewer requests says nothing about persistence
 PERSISTENCE_BLOCKS = 6
-END_MIN_REQUESTS = 5  # fewer blocks qualify: the span's first and last thirds of requests, each at least this many
+END_MIN_REQUESTS = 5  # an end read by requests: the span's first (last) sixth of them, at least this many
 
 
 @dataclass
@@ -102,16 +104,37 @@ def _rate_effect(signal: str, k, n, r, m) -> tuple[np.ndarray, np.ndarray, np.nd
         return observed, observed / ratio, 1.0 - ratio
 
 
-def _end_thirds(per_window: np.ndarray) -> tuple[slice, slice] | None:
-    """The windows holding the first and the last third of a span's requests (None when a
-    third is fewer than `END_MIN_REQUESTS` requests: too few to say anything)."""
+def _request_ends(k, n, r, m) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] | None:
+    """The tables (windows x strata) of a span's first and last sixth of requests: the windows
+    wholly within that sixth, and when they hold fewer than `END_MIN_REQUESTS` the next window
+    pro rata up to that many (None below three times that in the span: too few to say anything).
+
+    Time blocks ask a blip to cover the span's first and last sixth of time; read by requests
+    the ends ask the same of its first and last sixth of requests. Thirds let a 38 s restart
+    inside a 60 s span through (it reached into both), and so does any end that takes in the
+    whole window after a thin first one: that window may lie inside the blip."""
+    per_window = n.sum(axis=1)
     total = float(per_window.sum())
     if total < 3 * END_MIN_REQUESTS:
         return None
-    cum = np.cumsum(per_window)
-    first = int(np.searchsorted(cum, total / 3)) + 1
-    last = int(np.searchsorted(cum, 2 * total / 3, side="right"))
-    return slice(0, first), slice(last, len(per_window))
+    q = max(float(END_MIN_REQUESTS), total / PERSISTENCE_BLOCKS)
+
+    def end(order: np.ndarray) -> tuple[np.ndarray, ...]:
+        cum = np.cumsum(per_window[order])
+        whole = int(np.searchsorted(cum, q, side="right"))
+        weight = np.zeros(len(order))
+        weight[:whole] = 1.0
+        held = float(cum[whole - 1]) if whole else 0.0
+        if held < END_MIN_REQUESTS:  # the next window (one exists: the span holds more) pro rata
+            nxt = int(np.searchsorted(cum, held, side="right"))
+            weight[whole:nxt] = 1.0  # windows without requests on the way
+            weight[nxt] = (END_MIN_REQUESTS - held) / float(per_window[order][nxt])
+        w = np.zeros(len(order))
+        w[order] = weight
+        return tuple(a * w[:, None] for a in (k, n, r, m))
+
+    windows = np.arange(len(per_window))
+    return end(windows), end(windows[::-1])
 
 
 def _blocks(w: int, k: int) -> list[slice]:
@@ -149,29 +172,30 @@ def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
         if not (eff >= rule.min_effect and obs >= rule.min_level):
             continue
         # Persistence: the median block of the span shows the effect, two thirds of
-        # the blocks and the first and last of them at least half of it. A blip that
-        # does not cover the span from its start to its end (a pod restart shorter
-        # than the span less two blocks) holds nothing however strong it was, and
-        # noise in quiet blocks cannot carry it (the median block needs the full effect).
-        effects = []
-        for part in _blocks(len(kk), PERSISTENCE_BLOCKS):
-            pk, pn, pr, pm = (a[part].ravel()[:, None] for a in (kk, nn, rr, mm))
-            if pn.sum() >= PART_MIN_REQUESTS:
-                effects.append(float(_rate_effect(signal, pk, pn, pr, pm)[2][0]))
-        if len(effects) >= 3:
-            e = np.nan_to_num(np.array(effects), nan=-np.inf)
-            if not (np.median(e) >= rule.min_effect and np.quantile(e, 1 / 3) >= rule.min_effect / 2
-                    and min(e[0], e[-1]) >= rule.min_effect / 2):
+        # the blocks and the span's first and last block at least half of it. A blip that
+        # does not cover the span from its start to its end (a pod restart shorter than
+        # the span less two blocks) holds nothing however strong it was, and noise in
+        # quiet blocks cannot carry it (the median block needs the full effect). An end
+        # block too thin to say anything (a deploy ramping up), or a span too quiet for
+        # three blocks, is read by requests: the windows holding the span's first (last)
+        # sixth of them. Reading the first and last QUALIFYING blocks instead let a blip
+        # through that filled every block after the thin ones.
+        def effect(tables: tuple[np.ndarray, ...]) -> float:  # one that cannot be estimated shows nothing
+            x = float(_rate_effect(signal, *(a.ravel()[:, None] for a in tables))[2][0])
+            return -math.inf if math.isnan(x) else x
+
+        blocks = [tuple(a[b] for a in (kk, nn, rr, mm)) for b in _blocks(len(kk), PERSISTENCE_BLOCKS)]
+        full = [b[1].sum() >= PART_MIN_REQUESTS for b in blocks]
+        by_requests = _request_ends(kk, nn, rr, mm)
+        if sum(full) >= 3:
+            e = np.array([effect(b) for b, ok in zip(blocks, full) if ok])
+            if not (np.median(e) >= rule.min_effect and np.quantile(e, 1 / 3) >= rule.min_effect / 2):
                 continue
+            ends = [blocks[0] if full[0] else by_requests[0], blocks[-1] if full[-1] else by_requests[1]]
         else:
-            # Too few requests for blocks of time: the span's first and last thirds of its
-            # requests (windows in order) still need half the effect, so a blip on a quiet
-            # service that misses the span's start or end holds nothing either.
-            ends = _end_thirds(nn.sum(axis=1))
-            if ends is not None and min(
-                    float(_rate_effect(signal, *(a[part].ravel()[:, None] for a in (kk, nn, rr, mm)))[2][0])
-                    for part in ends) < rule.min_effect / 2:
-                continue
+            ends = list(by_requests) if by_requests is not None else []
+        if ends and min(effect(part) for part in ends) < rule.min_effect / 2:
+            continue
         score = inp.service_evidence if ep == -1 else float(inp.evidence[i])
         out.append(Candidate(ep, obs, exp, eff, score, int(nn.sum()), share))
     return out
