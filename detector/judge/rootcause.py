@@ -67,7 +67,10 @@ def hint(
     endpoints_hit = {f.endpoint for f in error_findings if f.endpoint >= 0}
     localised = {f.endpoint for f in findings if f.endpoint >= 0}
     service_wide = any(f.endpoint < 0 for f in error_findings)
-    everywhere = service_wide and (not endpoints_hit or len(endpoints_hit) >= max(1, int(0.8 * endpoints_with_traffic)))
+    # (Nearly) every endpoint: at least 80 % of those with traffic, rounded up, so that one of
+    # two endpoints (or two of three) is some code paths, not every one.
+    everywhere = service_wide and (not endpoints_hit
+                                   or len(endpoints_hit) >= max(1, (4 * endpoints_with_traffic + 4) // 5))
     early = first_error_after_s is not None and first_error_after_s <= 60
     if config_logs or (everywhere and early and not [e for e in code_logs if e.reported]):
         if early and error_findings:
@@ -78,7 +81,9 @@ def hint(
         if change_kind == "config":
             evidence.append("the deploy is a configuration change")
         return Hint("config", tuple(evidence))
-    some_paths = bool(localised) and not service_wide and len(localised) < endpoints_with_traffic
+    # Some code paths: endpoint findings on fewer endpoints than had traffic (a service-wide
+    # finding too when those endpoints carry it, as long as the errors are not everywhere).
+    some_paths = bool(localised) and not everywhere and len(localised) < endpoints_with_traffic
     # Slower, or fewer completed transactions, and no errors: nothing points at configuration.
     not_errors = bool(findings) and all(f.signal in ("latency", "transactions") for f in findings)
     if code_logs or (change_kind == "code" and (some_paths or not_errors)):

@@ -51,3 +51,17 @@ def test_shared_or_configuration_signs_still_come_first():
     assert hint([], [shared], [], 3, None, "code").category == "data_or_infra"
     config_log = LogEvidence("invalid value for pool_size", "config", 20, 5.0, False)
     assert hint([_finding("latency")], [], [config_log], 3, None, "code").category == "config"
+
+
+def test_errors_on_one_of_two_endpoints_are_some_code_paths_not_every_endpoint():
+    """A service-wide error finding carried by one endpoint of two (its errors lift the service's
+    rate) is a fault of some code paths: `code` on a declared code change, never `config`, even
+    when the errors began with the new version's first requests."""
+    errors = [_finding("error_rate"), _finding("error_rate", endpoint=0)]
+    assert hint(errors, [], [], 2, 20.0, "code").category == "code"
+    assert hint(errors, [], [], 2, 20.0, None).category == "unknown"
+    # Four of five endpoints is (nearly) every endpoint: from the first requests on, configuration.
+    everywhere = [_finding("error_rate")] + [_finding("error_rate", endpoint=ep) for ep in range(4)]
+    assert hint(everywhere, [], [], 5, 20.0, "code").category == "config"
+    # Two of three is not.
+    assert hint(everywhere[:3], [], [], 3, 20.0, "code").category == "code"
