@@ -115,6 +115,11 @@ async def _topic_configs(bootstrap: str, topic: str) -> dict[str, str]:
             if e[0] in ("cleanup.policy", "retention.ms")}
 
 
+# Two sidecars judging a whole scenario: a liveness bound, not a speed figure (on a loaded 2-core
+# machine the run took longer than 90 s once); a pass returns as soon as every verdict is read.
+VERDICTS_WAIT_S = 180
+
+
 def _key(v: dict) -> tuple:
     return v["decision"], tuple(v["reasons"]), orjson.dumps(v["root_cause"], option=orjson.OPT_SORT_KEYS)
 
@@ -139,7 +144,7 @@ def test_two_sidecars_that_split_the_services_judge_a_shared_incident_as_one_sid
     expected = _replayed(setup, PARTITIONS)
     assert expected
     msgs = asyncio.run(read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
-                                  lambda m: set(verdicts(m)) >= set(expected), 90))
+                                  lambda m: set(verdicts(m)) >= set(expected), VERDICTS_WAIT_S))
     live = verdicts(msgs)
     _same(live, expected)
     one = _replayed(setup, 1)
@@ -174,7 +179,7 @@ def test_a_sidecar_killed_and_started_again_rebuilds_its_fleet_view_from_the_top
     second.wait_for_log("partition restored", 60)
     expected = _replayed(setup, PARTITIONS)
     msgs = asyncio.run(read_topic(setup["bootstrap"], setup["pipeline"].topics.alerts,
-                                  lambda m: set(verdicts(m)) >= set(expected), 90))
+                                  lambda m: set(verdicts(m)) >= set(expected), VERDICTS_WAIT_S))
     _same(verdicts(msgs), expected)
     assert second.wait_for_log("verdict", 30)["deploy_id"] == "d-shared-db"  # judged after the restart
     assert not [r for r in second.log_lines() if r.get("event", "").startswith("judging without partitions")]
