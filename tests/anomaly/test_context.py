@@ -10,18 +10,10 @@ import pytest
 from detector.anomaly.context import ORDER, ContextNovelty
 from detector.anomaly.detector import MetricDetector
 from detector.config import ConfigError, Metrics, parse_pipeline
+from metric_runs import one_spike, run
 
-IDX = np.zeros(1, dtype=np.int64)
-STEP_S = 60.0
 ON = dataclasses.replace(Metrics(), context_levels=8)
 THRESHOLD = Metrics().score_threshold
-
-
-def run(y: np.ndarray, settings: Metrics, detector: MetricDetector | None = None):
-    d = detector or MetricDetector(settings)
-    t = np.arange(len(y)) * STEP_S
-    out = [d.step(IDX, t[i:i + 1], y[i:i + 1]) for i in range(len(y))]
-    return d, out
 
 
 def ramps(n: int, reversed_at: tuple[int, int] | None = None, seed: int = 31) -> np.ndarray:
@@ -105,9 +97,7 @@ def test_spikes_twice_as_dense_are_learnt_not_found():
 
 def test_with_the_context_test_the_correction_is_for_three_tests():
     """The other two parts lose log10(3 / 2) against the two-test score, the stated false-alarm rate kept."""
-    rng = np.random.default_rng(9)
-    y = rng.normal(0, 1, 600)
-    y[500] = 9.0
+    y = one_spike()
     _, off = run(y, Metrics())
     _, on = run(y, ON)
     assert on[500].point[0] == pytest.approx(off[500].point[0] - np.log10(1.5))

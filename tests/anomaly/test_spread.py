@@ -11,17 +11,11 @@ from scipy import stats
 from detector.anomaly.detector import MetricDetector
 from detector.anomaly.spread import C, SpreadTest
 from detector.config import ConfigError, Metrics, parse_pipeline
+from metric_runs import IDX, one_spike, run
 
-IDX = np.zeros(1, dtype=np.int64)
 ON = dataclasses.replace(Metrics(), spread_test=True)
 THRESHOLD = Metrics().score_threshold
 CHANGE = 3000
-
-
-def run(y: np.ndarray, settings: Metrics, step_s: float = 60.0, detector: MetricDetector | None = None):
-    d = detector or MetricDetector(settings)
-    t = np.arange(len(y)) * step_s
-    return d, [d.step(IDX, t[i:i + 1], y[i:i + 1]) for i in range(len(y))]
 
 
 def doubled(seed: int = 7) -> np.ndarray:
@@ -106,9 +100,7 @@ def test_the_p_value_is_the_binomial_tail_for_independent_values():
 
 def test_with_the_spread_test_the_correction_counts_it():
     """The other parts lose log10(3 / 2) against the two-test score, and with the context test too, log10(4 / 3)."""
-    rng = np.random.default_rng(9)
-    y = rng.normal(0, 1, 600)
-    y[500] = 9.0
+    y = one_spike()
     _, off = run(y, Metrics())
     _, on = run(y, ON)
     _, both = run(y, dataclasses.replace(ON, context_levels=4))
