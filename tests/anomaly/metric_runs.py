@@ -22,3 +22,11 @@ def one_spike(seed: int = 9, n: int = 600, at: int = 500, value: float = 9.0) ->
     y = np.random.default_rng(seed).normal(0, 1, n)
     y[at] = value
     return y
+
+
+def round_trip(y: np.ndarray, settings: Metrics, split: int) -> tuple[list, list]:
+    """Results after sample `split` of one detector run straight on, and of one restored from its state there."""
+    a, _ = run(y[:split], settings)
+    b = MetricDetector(settings)
+    b.load_state(a.to_state(), "test")
+    return run(y[split:], settings, detector=a)[1], run(y[split:], settings, detector=b)[1]

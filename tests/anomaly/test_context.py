@@ -10,7 +10,7 @@ import pytest
 from detector.anomaly.context import ORDER, ContextNovelty
 from detector.anomaly.detector import MetricDetector
 from detector.config import ConfigError, Metrics, parse_pipeline
-from metric_runs import one_spike, run
+from metric_runs import one_spike, round_trip, run
 
 ON = dataclasses.replace(Metrics(), context_levels=8)
 THRESHOLD = Metrics().score_threshold
@@ -105,11 +105,7 @@ def test_with_the_context_test_the_correction_is_for_three_tests():
 
 def test_state_round_trip_with_the_context_test_continues_identically():
     y = ramps(900, reversed_at=(700, 760))
-    a, _ = run(y[:600], ON)
-    b = MetricDetector(ON)
-    b.load_state(a.to_state(), "test")
-    _, ra = run(y[600:], ON, detector=a)
-    _, rb = run(y[600:], ON, detector=b)
+    ra, rb = round_trip(y, ON, 600)
     assert [r.score[0] for r in ra] == [r.score[0] for r in rb]
     assert any(r.context[0] > 0 for r in ra)
 

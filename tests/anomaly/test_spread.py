@@ -11,7 +11,7 @@ from scipy import stats
 from detector.anomaly.detector import MetricDetector
 from detector.anomaly.spread import C, SpreadTest
 from detector.config import ConfigError, Metrics, parse_pipeline
-from metric_runs import IDX, one_spike, run
+from metric_runs import IDX, one_spike, round_trip, run
 
 ON = dataclasses.replace(Metrics(), spread_test=True)
 THRESHOLD = Metrics().score_threshold
@@ -126,11 +126,7 @@ def test_an_adopted_level_shift_restarts_the_recent_rate():
 
 def test_state_round_trip_with_the_spread_test_continues_identically():
     y = doubled()
-    a, _ = run(y[:2900], ON)
-    b = MetricDetector(ON)
-    b.load_state(a.to_state(), "test")
-    _, ra = run(y[2900:], ON, detector=a)
-    _, rb = run(y[2900:], ON, detector=b)
+    ra, rb = round_trip(y, ON, 2900)
     assert [r.score[0] for r in ra] == [r.score[0] for r in rb]
     assert max(r.spread[0] for r in ra) >= THRESHOLD
 
