@@ -186,13 +186,17 @@ def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
 
         blocks = [tuple(a[b] for a in (kk, nn, rr, mm)) for b in _blocks(len(kk), PERSISTENCE_BLOCKS)]
         full = [b[1].sum() >= PART_MIN_REQUESTS for b in blocks]
-        by_requests = _request_ends(kk, nn, rr, mm)
         if sum(full) >= 3:
             e = np.array([effect(b) for b, ok in zip(blocks, full) if ok])
             if not (np.median(e) >= rule.min_effect and np.quantile(e, 1 / 3) >= rule.min_effect / 2):
                 continue
-            ends = [blocks[0] if full[0] else by_requests[0], blocks[-1] if full[-1] else by_requests[1]]
+            if full[0] and full[-1]:
+                ends = [blocks[0], blocks[-1]]
+            else:  # >= 30 requests in the span: the ends by requests exist
+                first, last = _request_ends(kk, nn, rr, mm)
+                ends = [blocks[0] if full[0] else first, blocks[-1] if full[-1] else last]
         else:
+            by_requests = _request_ends(kk, nn, rr, mm)
             ends = list(by_requests) if by_requests is not None else []
         if ends and min(effect(part) for part in ends) < rule.min_effect / 2:
             continue
