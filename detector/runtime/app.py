@@ -35,6 +35,7 @@ import contextlib
 import errno
 import time
 
+import aiokafka
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
@@ -53,6 +54,7 @@ from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import redact
 from detector.runtime.outbox import Outbox
 from detector.runtime.partitions import PartitionState, Partitions, RebalanceListener
+from detector.runtime import rawfetch
 from detector.runtime.probe import BrokerProbe
 from detector.runtime.rulecounters import RuleCounters, follow_incidents
 from detector.runtime.scores import ScoresTopic
@@ -216,6 +218,10 @@ class Sidecar(BrokerCalls, Partitions, Shutdown, Watches):
         self.consumer = AIOKafkaConsumer(**self._consumer_kwargs())
         self.consumer.subscribe(self.inputs, listener=RebalanceListener(self))
         await self._retry("consumer start", self.consumer.start, give_up_at=give_up_at)
+        why = rawfetch.install(self.consumer)  # no ConsumerRecord per message (runtime/rawfetch.py)
+        if why is not None:
+            self.log.warning("fetched records go through aiokafka's ConsumerRecord (slower, same results): "
+                             "its fetcher differs from the one expected", reason=why, aiokafka=aiokafka.__version__)
         self.started = True
 
     async def _loop(self) -> None:
