@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import time
 
 import aiokafka
@@ -166,6 +167,10 @@ class Sidecar(BrokerCalls, Partitions, Shutdown, Watches):
             except Stopped:
                 self.log.info("stopped before the broker answered")
                 return 0
+            # What exists now (modules, settings, clients) lives as long as the run: out of the
+            # collector's full passes, which otherwise walk it all again and again.
+            gc.collect()
+            gc.freeze()
             await self._loop()
         finally:
             # Also on a failure: ends the probe's loop and makes shutdown steps single attempts.
@@ -173,6 +178,7 @@ class Sidecar(BrokerCalls, Partitions, Shutdown, Watches):
             try:
                 await self._shutdown()
             finally:
+                gc.unfreeze()
                 probe_task.cancel()
                 incidents_task.cancel()
                 with contextlib.suppress(BaseException):

@@ -3,7 +3,9 @@ the same offsets, keys and values as a plain consumer, and nothing changed when 
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import gc
 import time
 from types import SimpleNamespace
 
@@ -13,8 +15,10 @@ from aiokafka.consumer import fetcher
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.record.memory_records import MemoryRecords
 from aiokafka.structs import ConsumerRecord
+from sidecar import pipeline_for_test
 
 from detector.runtime import rawfetch
+from detector.runtime.app import Sidecar
 from detector.runtime.topics import ensure_topics
 
 
@@ -139,3 +143,21 @@ async def test_same_records_as_a_plain_consumer(kafka_bootstrap: str, unique_top
     values = [m.value for m in got]
     assert got[0].offset == 3 and None in values and values[-1] == b'{"last": true}'
     assert len(got) == last.offset + 1 - 3
+
+
+@pytest.mark.kafka
+async def test_the_sidecar_reads_through_the_hook_with_its_start_up_objects_frozen(kafka_bootstrap, topic_prefix):
+    """While `detector run` runs, its consumer hands out records as fetched and what existed at its start
+    is out of the collector's full passes; after the run, nothing stays frozen."""
+    sidecar = Sidecar(pipeline_for_test(topic_prefix, 600.0), kafka_bootstrap, http_port=-1)
+    task = asyncio.create_task(sidecar.run())
+    try:
+        deadline = time.monotonic() + 30
+        while not (sidecar.started and gc.get_freeze_count()) and time.monotonic() < deadline and not task.done():
+            await asyncio.sleep(0.05)
+        assert type(sidecar.consumer._fetcher._records) is rawfetch._RawResults
+        assert gc.get_freeze_count() > 0
+    finally:
+        sidecar.stopping.set()
+        assert await asyncio.wait_for(task, 60) == 0
+    assert gc.get_freeze_count() == 0
