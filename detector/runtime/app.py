@@ -4,7 +4,8 @@ One consumer group over the input topics. The range assignor gives partition
 p of every input topic to the same member (they are co-partitioned by
 service), and each owned partition has its own `Core`. The loop:
 
-    getmany -> decode -> core (in steps bounded by max_batch_records, so heartbeats keep going)
+    getmany -> decode -> core (in steps bounded by max_batch_records, so heartbeats keep going;
+               getmany hands out aiokafka's records as fetched: runtime/rawfetch.py)
             -> bad input to the dead-letter topic, records to the alerts topic (through
                the outbox, which holds them until acknowledged: runtime/outbox.py)
     every checkpoint_interval_s: wait for every produced record's ack,
