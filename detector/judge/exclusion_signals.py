@@ -33,7 +33,7 @@ latency figure is what the endpoint rules would have caught on some endpoint.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -62,6 +62,7 @@ class SignalExclusion:
     value: float | None  # the same change on every endpoint (None: none would have been seen)
     endpoints: tuple[Figure, ...]  # every endpoint it applies to, least covered first
     quantile: float = 0.0  # latency: the rules' quantile
+    covered: float = 1.0  # the share of the new version's requests on the endpoints it applies to
 
     def named(self) -> Figure | None:
         """The endpoint a verdict names: the least covered, when there are two or more and it
@@ -86,6 +87,8 @@ class SignalExclusion:
         else:
             what = f"a drop of {self.text(self.value)} or more in completed transactions per request"
         what += " would have been seen"
+        if self.signal == "transactions" and self.covered < 0.995:
+            what += f" (on the endpoints completing them, {_percent(self.covered)} of the new version's requests)"
         e = self.named()
         if e is not None:
             only = "none at all" if e.value is None else f"only one of {self.text(e.value)} or more"
@@ -299,8 +302,9 @@ def transactions(requests: Mapping[int, int], pre: Population | None, alpha_rule
                  service_m - float(done_all.sum()), service_m, total)
     floors, service_floor = _floors(rules, "transactions", None, share)
     k_endpoints = len(set(pre.endpoints.tolist()) | set(ep for ep, k in requests.items() if k > 0))
-    return _exclusion("transactions", rows, lambda d: d, lambda d: d, floors, service_floor, alpha_rule,
-                      k_endpoints, 0.0)
+    ex = _exclusion("transactions", rows, lambda d: d, lambda d: d, floors, service_floor, alpha_rule,
+                    k_endpoints, 0.0)
+    return replace(ex, covered=float(n.sum()) / total if total else 0.0)
 
 
 def statements(powers: Sequence[SignalExclusion | None], named: Sequence[str],
