@@ -120,7 +120,6 @@ class _Rows:
     n: np.ndarray  # the new version's requests
     r: np.ndarray  # events and requests before the deploy
     m: np.ndarray
-    share_before: np.ndarray  # the share endpoint rules select it by
     top: np.ndarray  # the largest change parameter that can matter
     events: Callable[[np.ndarray], np.ndarray]  # change parameter per row -> expected events per row
     service_r: float  # the service's events and requests before the deploy (every endpoint it had)
@@ -135,7 +134,8 @@ def _floors(rules: Sequence[Rule], signal: str, quantile: float | None, shares: 
     mine = [r for r in rules if r.signal == signal and not r.dry_run and (quantile is None or r.quantile == quantile)]
     per = np.full(len(shares), np.nan)
     for i, s in enumerate(shares.tolist()):
-        effects = [r.min_effect for r in mine if r.scope == "endpoint" and r.min_traffic_share <= s <= r.max_traffic_share]
+        effects = [r.min_effect for r in mine
+                   if r.scope == "endpoint" and r.min_traffic_share <= s <= r.max_traffic_share]
         if effects:
             per[i] = min(effects)
     service = [r.min_effect for r in mine if r.scope == "service"]
@@ -263,11 +263,12 @@ def latency(requests: Mapping[int, int], pre: Population | None, alpha_rule: flo
             a = above(per_row)[_rows]
             return np.where(_m > 0, _n * a / np.where(_m > 0, _m, 1.0), 0.0)
 
-        rows = _Rows([lookup(ep) for ep in eps], n, r, m, share, top, events,
+        rows = _Rows([lookup(ep) for ep in eps], n, r, m, top, events,
                      float(r_all.sum()), float(np.where(valid_all, m_all, 0.0).sum()), float(n.sum()))
         floors, service_floor = _floors(rules, "latency", q, share)
-        ex = _exclusion("latency", rows, lambda s: sketch.GAMMA ** s, lambda x: math.log(x) / math.log(sketch.GAMMA),
-                        floors, service_floor, alpha_rule, k_endpoints, q)
+        ex = _exclusion("latency", rows, lambda s: sketch.GAMMA ** s,
+                        lambda x: math.log(max(x, 1.0)) / math.log(sketch.GAMMA), floors, service_floor,
+                        alpha_rule, k_endpoints, q)
         if best is None or (ex.value is not None and (best.value is None or ex.value < best.value)):
             best = ex
     return best
@@ -298,7 +299,7 @@ def transactions(requests: Mapping[int, int], pre: Population | None, alpha_rule
     def events(d: np.ndarray) -> np.ndarray:
         return n * (1.0 - c * (1.0 - np.minimum(d, 1.0)))
 
-    rows = _Rows([lookup(ep) for ep in eps], n, r, m, share, np.ones(len(eps)), events,
+    rows = _Rows([lookup(ep) for ep in eps], n, r, m, np.ones(len(eps)), events,
                  service_m - float(done_all.sum()), service_m, total)
     floors, service_floor = _floors(rules, "transactions", None, share)
     k_endpoints = len(set(pre.endpoints.tolist()) | set(ep for ep, k in requests.items() if k > 0))

@@ -82,6 +82,8 @@ def test_the_latency_figure_is_the_slowdown_whose_expected_slow_requests_reach_t
 
     assert rejects(x * 1.021) and not rejects(0.95 * x)
     assert x <= figures["GET /a"].value + 1e-9
+    # a rule acting on any slowdown (min_effect 0) changes nothing: a ratio is at least 1
+    assert xs.latency(new, _population(before), ALPHA, _rules("latency", min_effect=0.0), NAMES.get).value == x
 
 
 def test_latency_figures_never_go_below_the_rules_effects():
