@@ -84,6 +84,8 @@ class SignalExclusion:
             return "no drop in completed transactions would have been seen at all"
         if self.signal == "latency":
             what = f"a p{self.quantile * 100:g} latency rise of {self.text(self.value)} or more on every endpoint"
+        elif self.text(self.value) == "100%":
+            what = "only the loss of every completed transaction"
         else:
             what = f"a drop of {self.text(self.value)} or more in completed transactions per request"
         what += " would have been seen"
@@ -92,6 +94,8 @@ class SignalExclusion:
         e = self.named()
         if e is not None:
             only = "none at all" if e.value is None else f"only one of {self.text(e.value)} or more"
+            if self.signal == "transactions" and e.value is not None and self.text(e.value) == "100%":
+                only = "only the loss of every completed transaction"
             what += f"; on endpoint {e.endpoint} ({_percent(e.share)} of the new version's requests) {only}"
         return what
 

@@ -4,7 +4,8 @@
 rollback, page or ticket with its root cause (`rootcause.hint`, smoke checks'
 evidence included), and a verification without one into a confirmation or an
 inconclusive verdict that says what its data could and could not exclude
-(`exclusion`: service-wide and on the least-covered endpoints).
+(`exclusion`: service-wide and on the least-covered endpoints; `exclusion_signals`:
+the same for latency and completed transactions).
 """
 
 from __future__ import annotations

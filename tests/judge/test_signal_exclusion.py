@@ -150,6 +150,9 @@ def test_the_transactions_figure_is_the_drop_whose_expected_non_completions_reac
     assert ex.reason().startswith(f"a drop of {math.ceil(100 * d - 1e-6):.0f}% or more in completed transactions")
     assert "(on the endpoints completing them, 65% of the new version's requests)" in ex.reason()  # 1700 of 2600
     assert ex.of("POST /c") == (False, None)
+    # a drop seen only when no transaction completes at all is said so, not as "100% or more"
+    assert xs.SignalExclusion("transactions", 0.998, ()).reason() == \
+        "only the loss of every completed transaction would have been seen"
     # a service that completed no transactions gets no statement
     assert xs.transactions(new, _population(before), ALPHA, rules, NAMES.get) is None
 
