@@ -260,9 +260,10 @@ class Recorder:
         lat = w.lat
         n_lat = lat.n_series
         both = sketch.GroupedSketch(np.concatenate([lat.indptr, lat.indptr[1:] + lat.indptr[-1]]),
-                                    np.concatenate([lat.buckets, lat.buckets]), np.concatenate([lat.counts, lat.counts]))
-        q = sketch.quantiles_grouped(sketch.merge_grouped(both, np.concatenate([g_ver[:n_lat], g_all[:n_lat]]), n_g),
-                                     QUANTILES)
+                                    np.concatenate([lat.buckets, lat.buckets]),
+                                    np.concatenate([lat.counts, lat.counts]))  # every series twice
+        merged = sketch.merge_grouped(both, np.concatenate([g_ver[:n_lat], g_all[:n_lat]]), n_g)
+        q = sketch.quantiles_grouped(merged, QUANTILES)
         is_all = (keys & ((1 << 22) - 1)) == 0
         s.name_id(ALL)  # names get their ids in this order: ALL, then services, then versions
         svc_ids = np.array([self._local(x) for x in (keys >> 22).tolist()], np.int64)
