@@ -10,7 +10,9 @@ topics (4 partitions), then measures in the same run:
    checkpoints, alerts and dead letters included.
 
 Prints events/s of both and the ratio (target >= 0.6), and the sidecar's lag
-after the run (must be zero), and what the live fleet topic carried: bytes of
+after the run (must be zero), the CPU seconds of the process while the sidecar
+read (of it, garbage collection: wall time of the collector's passes), and
+what the live fleet topic carried: bytes of
 summaries (values and keys) per million input events. With `--fleet`, the
 sidecar also runs with `[fleet] enabled = false` (its own group, same run), so
 the fleet's cost in throughput is a ratio of the two.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
 import os
 import platform
 import sys
@@ -74,24 +77,34 @@ async def sidecar_rate(bootstrap: str, pipeline, total: int, group_id: str = "be
     sc = Sidecar(pipeline, bootstrap, group_id=group_id, http_port=-1)
     task = asyncio.create_task(sc.run())
     t0 = None
+    gc_s = [0.0, 0.0]  # collections' time in the measured interval, start of the current one
+
+    def on_gc(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_s[1] = time.perf_counter()
+        elif t0 is not None:
+            gc_s[0] += time.perf_counter() - gc_s[1]
+
+    gc.callbacks.append(on_gc)
     try:
         while True:
             await asyncio.sleep(0.05)
             read = sc._events
             if t0 is None and read > 0:
-                t0 = time.perf_counter()
+                t0, cpu0 = time.perf_counter(), time.process_time()
             if read >= total:
                 break
             if task.done():
                 raise RuntimeError(f"sidecar stopped early: {task.result()}")
         elapsed = time.perf_counter() - t0
+        cpu, gc_wall = time.process_time() - cpu0, gc_s[0]
         lag = 0
         for p, st in sc.parts.items():
             for topic, offset in st.offsets.items():
                 hw = sc.consumer.highwater(TopicPartition(topic, p))
                 lag += max(0, (hw or 0) - offset)
         stats = {"records_out": sum(s.core.stats.anomalies + s.core.stats.verdicts for s in sc.parts.values()),
-                 "late": sum(s.core.late_events for s in sc.parts.values())}
+                 "late": sum(s.core.late_events for s in sc.parts.values()), "cpu_s": cpu, "gc_s": gc_wall}
         if sc.fleet is not None:
             await asyncio.sleep(1.0)  # the summaries of the last windows closed
             async with sc._lock:
@@ -100,6 +113,7 @@ async def sidecar_rate(bootstrap: str, pipeline, total: int, group_id: str = "be
                          fleet_bytes=sc.fleet.stats["published_bytes"] + sc.fleet.stats["published_keys_bytes"])
         return read / elapsed, lag, stats
     finally:
+        gc.callbacks.remove(on_gc)
         sc.stopping.set()
         await asyncio.wait_for(task, 60)
 
@@ -151,6 +165,8 @@ def main(argv: list[str] | None = None) -> dict:
     met = "met" if res["ratio"] >= 0.6 else "NOT MET"
     print(f"ratio {res['ratio']:.2f} (target >= 0.6: {met}); lag after the run: {res['lag_after']} "
           f"(must be 0); records out {res['records_out']}, late events {res['late']}")
+    print(f"detector run: {res['cpu_s']:.2f} s CPU of this process in the measured interval "
+          f"({res['cpu_s'] / res['events'] * 1e6:.1f} us per event), of it {res['gc_s']:.2f} s garbage collection")
     if "fleet_bytes" in res:
         per_m = res["fleet_bytes"] / res["events"] * 1e6
         print(f"fleet topic: {res['fleet_messages']:,} summaries, {res['fleet_bytes']:,} bytes "

@@ -86,8 +86,9 @@ class Core:
         self.stats = CoreStats()
         self._pending_deploys: list = []
         self._pending_checks: list = []  # smoke check results, handed to the judge as their window closes
-        # Called with each closed window after its log counts close and before the
-        # seasonal watch learns it (the report reads expectations made without it).
+        # Called with each closed window after its log counts close and the seasonal watch
+        # judged and learnt it: the report reads the expectations the watch judged it against
+        # (`SeasonalWatch.expected`, made before the window was learnt).
         self.window_listeners: list[Callable[[WindowFacts], None]] = []
         # --- fleet view (detector.fleet): a window is judged once every partition summarised it ---
         self.partition, self.partitions = partition, partitions
@@ -227,10 +228,10 @@ class Core:
         self.stats.windows_closed += 1
         if self.logs is not None:
             self.logs.close_windows(w.end)
-        for listener in self.window_listeners:
-            listener(w)
         held = {sid for sid, v in self.judge.verifications.items() if v.verifying}
         out.extend(self.seasonal.observe(w, held))
+        for listener in self.window_listeners:
+            listener(w)
         verifying = [sid for sid, v in self.judge.verifications.items() if v.verifying]
         out.extend(self.metricwatch.observe(w, self.seasonal.rollup, verifying))
 

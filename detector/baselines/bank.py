@@ -78,6 +78,11 @@ class BaselineBank:
     def series_keys(self) -> list[str]:
         return list(self._keys)
 
+    @property
+    def n_keys(self) -> int:
+        """How many series keys are registered (indices 0 .. n_keys - 1)."""
+        return len(self._keys)
+
     def series_index(self, keys: Iterable[str]) -> np.ndarray:
         """Dense index of each key; unseen keys get the next free index."""
         out = []

@@ -67,6 +67,8 @@ def rollup_many(windows: Sequence[WindowFacts], series_service: np.ndarray, quan
     span = int(svc.max()) - lo + 1
     key = np.repeat(np.arange(m, dtype=np.int64), ks) * span + (svc - lo)  # (window, service), ordered
     groups = np.unique(key[count > 0])
+    if not len(groups):  # no requests in any of the windows (a quiet stream between two requests)
+        return [rollup_one(w, series_service, quantile) for w in windows]
     pos = np.minimum(np.searchsorted(groups, key), len(groups) - 1)
     group = np.where(groups[pos] == key, pos, -1)
     ok = group >= 0

@@ -22,7 +22,7 @@ from detector import stats
 from detector.baselines.bank import BaselineBank, latency_signal
 from detector.baselines.fused import update_signals
 from detector.baselines.rollup import Rollup, rollup_many, rollup_one
-from detector.baselines.settings import BaselineConfig
+from detector.baselines.settings import BaselineConfig, Expectation
 from detector.config import Pipeline
 from detector.ingest.interner import Interner
 from detector.records import Anomaly
@@ -40,6 +40,23 @@ class ServiceRollup:
     requests: np.ndarray
     errors: np.ndarray
     latency_p95_ms: np.ndarray  # nan where no latency was recorded
+
+
+@dataclass(frozen=True)
+class WindowExpectations:
+    """What one closed window's service series were judged against: the expectations made
+    before the window was learnt, as `observe` computed them (derived, not part of the state).
+    Rows are the window's services (`ServiceRollup.services`)."""
+
+    window: WindowFacts
+    services: np.ndarray  # interned service ids, sorted
+    index: np.ndarray  # bank index of each
+    known: np.ndarray  # bool: in the bank before this window (a service new in it had no expectation)
+    learnt: np.ndarray  # bool: learnt (not held by a deploy under verification, not inside a departure)
+    volume: Expectation
+    error_rate: Expectation  # at the window's requests where learnt; rows not learnt: at the typical weight
+    has_latency: np.ndarray  # bool: the window recorded latency for the service
+    latency: Expectation | None  # of the rows with latency (None when no row has any)
 
 
 @dataclass
@@ -76,6 +93,7 @@ class SeasonalWatch:
         # start for every known service, from one vectorised `expect` (see `_volume_at`)
         self._volume_memo: tuple[float, dict[int, int], object, np.ndarray] | None = None
         self.rollup: ServiceRollup | None = None  # the last window's, derived (not part of the state)
+        self.expected: WindowExpectations | None = None  # the last window's, derived (not part of the state)
         self._ahead: dict[int, tuple[WindowFacts, Rollup]] = {}  # window id -> its rollup (`prepare`)
 
     def to_state(self) -> dict:
@@ -126,7 +144,7 @@ class SeasonalWatch:
         incident or a bad release must not become the new normal of the baseline it is
         judged against."""
         out: list[Anomaly] = []
-        self.rollup = None
+        self.rollup = self.expected = None
         self._volume_memo = None  # the bank learns below
         ahead = self._ahead.pop(id(w), None)
         r = ahead[1] if ahead is not None and ahead[0] is w else \
@@ -134,6 +152,7 @@ class SeasonalWatch:
         services, n, err, txn, p95 = r
         if len(services):
             self.rollup = ServiceRollup(services, n, err, p95)
+            n_keys = self.bank.n_keys  # before this window's new services are registered
             idx = self._service_keys(services)
             learn = self._learning(services, held)
             signals = [self.bank["volume"], self.bank["error_rate"], self.bank["transactions"]]
@@ -143,7 +162,10 @@ class SeasonalWatch:
             if has_lat.any():
                 signals.append(self.bank[latency_signal(self.quantile)])
                 rows.append((idx[has_lat], w.start, p95[has_lat], learn[has_lat]))
-            vol = update_signals(signals, rows)[0]  # one vectorised step (fused.py), as these updates in turn
+            exp = update_signals(signals, rows)  # one vectorised step (fused.py), as these updates in turn
+            vol = exp[0]
+            self.expected = WindowExpectations(w, services, idx, idx < n_keys, learn > 0, vol, exp[1], has_lat,
+                                               exp[3] if len(exp) > 3 else None)
             out.extend(self._volume_anomalies(w, services, n, vol))
         return out
 

@@ -128,12 +128,16 @@ def service_totals_many(windows: list[WindowFacts], series_service: np.ndarray, 
     totals are exactly its own. For windows closed together (a quiet replay or a backlog):
     the caller checks that the versions left out (`verifying`) are still those."""
     ks = [len(w.count) for w in windows]
-    if not windows or min(ks) == 0 or any(w.lat.n_series > k for w, k in zip(windows, ks)):
+
+    def one_by_one() -> list[tuple[list[int], dict]]:
         out = []
         for w, k in zip(windows, ks):
             services = np.unique(series_service[:k][w.count > 0]).tolist() if k else []
             out.append((services, _service_totals(w, series_service, series_version, services, verifying)))
         return out
+
+    if not windows or min(ks) == 0 or any(w.lat.n_series > k for w, k in zip(windows, ks)):
+        return one_by_one()
     m = len(windows)
     base = np.concatenate(([0], np.cumsum(ks))).tolist()
     svc = np.concatenate([series_service[:k] for k in ks]).astype(np.int64)
@@ -142,6 +146,8 @@ def service_totals_many(windows: list[WindowFacts], series_service: np.ndarray, 
     span = int(svc.max()) - lo + 1
     key = np.repeat(np.arange(m, dtype=np.int64), ks) * span + (svc - lo)
     groups = np.unique(key[count > 0])
+    if not len(groups):  # no requests in any of the windows
+        return one_by_one()
     pos = np.minimum(np.searchsorted(groups, key), len(groups) - 1)
     group = np.where(groups[pos] == key, pos, -1)
     if verifying:

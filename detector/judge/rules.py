@@ -105,15 +105,28 @@ def _rate_effect(signal: str, k, n, r, m) -> tuple[np.ndarray, np.ndarray, np.nd
         return observed, observed / ratio, 1.0 - ratio
 
 
-def _request_ends(k, n, r, m) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] | None:
-    """The tables (windows x strata) of a span's first and last sixth of requests: the windows
-    wholly within that sixth, and when they hold fewer than `END_MIN_REQUESTS` the next window
-    pro rata up to that many (None below three times that in the span: too few to say anything).
+def _request_ends(k, n, r, m, errors: bool = True) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]] | None:
+    """The tables (windows x strata) of a span's first and last sixth of requests: the span's
+    first (last) window with requests and the windows after (before) it wholly within that
+    sixth, and when they hold fewer than `END_MIN_REQUESTS` the next window's first (last)
+    requests up to that many, with only the errors that lie among them however the window's
+    requests are ordered (None below three times that in the span: too few to say anything).
 
     Time blocks ask a blip to cover the span's first and last sixth of time; read by requests
     the ends ask the same of its first and last sixth of requests. Thirds let a 38 s restart
     inside a 60 s span through (it reached into both), and so does any end that takes in the
-    whole window after a thin first one: that window may lie inside the blip."""
+    whole window after a thin first one: that window may lie inside the blip. Read pro rata,
+    that window's share of the end still carried its rate: a 38 s blip starting halfway into a
+    60 s span's second window lent it to the 4 requests before it, and held. A window's
+    requests are not ordered within it (across its strata either), so the part an end takes of
+    it holds max(0, k - (n - part)) of the window's k errors, each stratum its share of them:
+    those the blip could not have put after the part (completions: min(k, part), as many as
+    could lie in it). Per stratum, a stratum whose every request failed lent its rate to its
+    share of the part: a 40 s blip that ended 5 s into a span's second-last window held with a
+    last window of 4 requests, none failing. A blip of length L then holds only where it
+    reaches into the windows wholly within both ends (or fails nearly every request of the
+    window an end takes part of): in a span of D with traffic even enough that an end is one
+    window of D/6, L > D - 2 D/6 (40 s of 60 s), as with time blocks."""
     per_window = n.sum(axis=1)
     total = float(per_window.sum())
     if total < 3 * END_MIN_REQUESTS:
@@ -122,17 +135,25 @@ def _request_ends(k, n, r, m) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray,
 
     def end(order: np.ndarray) -> tuple[np.ndarray, ...]:
         cum = np.cumsum(per_window[order])
-        whole = int(np.searchsorted(cum, q, side="right"))
+        first = int(np.searchsorted(cum, 0.0, side="right"))  # the first window with requests
+        whole = max(int(np.searchsorted(cum, q, side="right")), first + 1)
         weight = np.zeros(len(order))
         weight[:whole] = 1.0
-        held = float(cum[whole - 1]) if whole else 0.0
-        if held < END_MIN_REQUESTS:  # the next window (one exists: the span holds more) pro rata
+        held = float(cum[whole - 1])
+        counts = k[order] * weight[:, None]
+        if held < END_MIN_REQUESTS:  # the next window's first requests (one exists: the span holds more)
             nxt = int(np.searchsorted(cum, held, side="right"))
             weight[whole:nxt] = 1.0  # windows without requests on the way
             weight[nxt] = (END_MIN_REQUESTS - held) / float(per_window[order][nxt])
+            kn = k[order][nxt]
+            total_k, part = float(kn.sum()), END_MIN_REQUESTS - held
+            sure = max(0.0, total_k - (per_window[order][nxt] - part)) if errors else min(total_k, part)
+            counts[nxt] = kn * (sure / total_k) if total_k else 0.0
         w = np.zeros(len(order))
         w[order] = weight
-        return tuple(a * w[:, None] for a in (k, n, r, m))
+        kk = np.zeros_like(k, dtype=float)
+        kk[order] = counts
+        return (kk, *(a * w[:, None] for a in (n, r, m)))
 
     windows = np.arange(len(per_window))
     return end(windows), end(windows[::-1])
@@ -198,10 +219,10 @@ def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
             if full[0] and full[-1]:
                 ends = [blocks[0], blocks[-1]]
             else:  # >= 30 requests in the span: the ends by requests exist
-                first, last = _request_ends(kk, nn, rr, mm)
+                first, last = _request_ends(kk, nn, rr, mm, signal == "error_rate")
                 ends = [blocks[0] if full[0] else first, blocks[-1] if full[-1] else last]
         else:
-            by_requests = _request_ends(kk, nn, rr, mm)
+            by_requests = _request_ends(kk, nn, rr, mm, signal == "error_rate")
             ends = list(by_requests) if by_requests is not None else []
         if ends and min(effect(part) for part in ends) < rule.min_effect / 2:
             continue

@@ -4,7 +4,8 @@
 rollback, page or ticket with its root cause (`rootcause.hint`, smoke checks'
 evidence included), and a verification without one into a confirmation or an
 inconclusive verdict that says what its data could and could not exclude
-(`exclusion`: service-wide and on the least-covered endpoints).
+(`exclusion`: service-wide and on the least-covered endpoints; `exclusion_signals`:
+the same for latency and completed transactions).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from detector.config import Rule
-from detector.judge import exclusion
+from detector.judge import exclusion, exclusion_signals
 from detector.judge.rootcause import hint
 from detector.judge.verification import Finding, Verification
 from detector.records import Anomaly, Record, Verdict
@@ -117,11 +118,16 @@ class VerdictWriter:
         blamed = [f for f in v.findings.values() if f.blamed_elsewhere]
         ver = self.p.verification
         seen = exclusion.service_points(v.new_requests, v.pre, self._alpha_rule)
-        weak = exclusion.least_covered(
-            exclusion.endpoints(v.endpoint_requests, v.pre, self._alpha_rule, self.p.rules, self.interner.lookup),
-            ver.detectable_error_points)
-        detectable = {"error_points": round(seen, 2), "endpoints": [e.to_dict() for e in weak]}
-        on_endpoints = [e.reason(ver.detectable_error_points) for e in weak]
+        powers = exclusion.endpoints(v.endpoint_requests, v.pre, self._alpha_rule, self.p.rules, self.interner.lookup)
+        weak = exclusion.least_covered(powers, ver.detectable_error_points)
+        by_name = {e.endpoint: e for e in powers}
+        # Latency and transactions: statements only; the decision stays the error rate's (README, Deciding).
+        more, other_signals, named = exclusion_signals.statements(
+            [f(v.endpoint_requests, v.pre, self._alpha_rule, self.p.rules, self.interner.lookup)
+             for f in (exclusion_signals.latency, exclusion_signals.transactions)],
+            [e.endpoint for e in weak], lambda name: by_name[name].to_dict())
+        detectable = {"error_points": round(seen, 2), **more, "endpoints": named}
+        on_endpoints = [*(e.reason(ver.detectable_error_points) for e in weak), *other_signals]
         if v.new_requests < ver.inconclusive_min_requests or seen > ver.detectable_error_points:
             if seen >= 99.99 - self._reference_rate(v) * 100:
                 what = "no regression of the error rate would have been seen at all"

@@ -7,7 +7,8 @@ closed window, as the core closes it, to:
   (status >= 500), completed transactions, latency p50/p95/p99 (exact
   merges of the window's latency sketches, so 1 % relative error);
 - per service: the seasonal expectation of volume, error rate and p95
-  latency for that window, asked before the window is learnt;
+  latency for that window, made before the window is learnt (mostly those
+  the seasonal watch judged it against, see `Recorder._seasonal`);
 - lines per (service, version, template) of templates first seen recently
   (`new_template_s`), the "new log templates since the deploy".
 
@@ -25,7 +26,6 @@ import numpy as np
 
 from detector.aggregate import sketch
 from detector.baselines import latency_signal
-from detector.baselines.watch import SEP
 from detector.aggregate.windows import WindowFacts
 
 ALL = "*"  # the version of a service-total row
@@ -201,6 +201,7 @@ class Recorder:
     summaries: Summaries
     new_template_s: float
     _svc_names: dict[int, int] = field(default_factory=dict)
+    _ver_names: dict[int, int] = field(default_factory=dict)  # group version key -> name id
     _tpl_first: dict[int, float] = field(default_factory=dict)
     _tpl_key: dict[int, str] = field(default_factory=dict)  # template index -> its id when first recorded
     deploys: dict[str, object] = field(default_factory=dict)  # deploy id -> DeployEvent seen verifying
@@ -248,42 +249,80 @@ class Recorder:
         if len(w.txn_series):
             ok = w.txn_series < k
             txn_per_series = np.bincount(w.txn_series[ok], weights=w.txn_count[ok], minlength=k)
-        cols = {"requests": np.zeros(n_g), "errors": np.zeros(n_g), "txns": np.zeros(n_g)}
-        for g in (g_ver, g_all):
-            ok = g >= 0
-            cols["requests"] += np.bincount(g[ok], weights=w.count[ok], minlength=n_g)
-            cols["errors"] += np.bincount(g[ok], weights=w.errors[ok], minlength=n_g)
-            cols["txns"] += np.bincount(g[ok], weights=txn_per_series[ok], minlength=n_g)
-        n_lat = w.lat.n_series
-        q_ver = sketch.quantiles_grouped(sketch.merge_grouped(w.lat, g_ver[:n_lat], n_g), QUANTILES)
-        q_all = sketch.quantiles_grouped(sketch.merge_grouped(w.lat, g_all[:n_lat], n_g), QUANTILES)
+        # each series counts in its (service, version) group and in its (service, ALL) group:
+        # one grouped sum per column over both memberships, and one merge of the latency
+        # sketches (exact: integer counts) with every series' entries in both of its groups
+        g2 = np.concatenate([g_ver, g_all])
+        ok = g2 >= 0
+        g2 = g2[ok]
+        cols = {name: np.bincount(g2, weights=np.concatenate([x, x])[ok], minlength=n_g)
+                for name, x in (("requests", w.count), ("errors", w.errors), ("txns", txn_per_series))}
+        lat = w.lat
+        n_lat = lat.n_series
+        both = sketch.GroupedSketch(np.concatenate([lat.indptr, lat.indptr[1:] + lat.indptr[-1]]),
+                                    np.concatenate([lat.buckets, lat.buckets]),
+                                    np.concatenate([lat.counts, lat.counts]))  # every series twice
+        merged = sketch.merge_grouped(both, np.concatenate([g_ver[:n_lat], g_all[:n_lat]]), n_g)
+        q = sketch.quantiles_grouped(merged, QUANTILES)
         is_all = (keys & ((1 << 22) - 1)) == 0
-        q = np.where(is_all[:, None], q_all, q_ver)
-        interner = self.core.interner
-        all_id = s.name_id(ALL)
-        svc_ids = np.array([self._local(int(x)) for x in (keys >> 22).tolist()], np.int64)
-        ver_ids = np.array([all_id if x == 0 else s.name_id(interner.lookup(x - 1))
-                            for x in (keys & ((1 << 22) - 1)).tolist()], np.int64)
+        s.name_id(ALL)  # names get their ids in this order: ALL, then services, then versions
+        svc_ids = np.array([self._local(x) for x in (keys >> 22).tolist()], np.int64)
+        ver_ids = np.array([self._version(x) for x in (keys & ((1 << 22) - 1)).tolist()], np.int64)
         s.add_rows({"start": np.full(n_g, w.start), "service": svc_ids, "version": ver_ids, **cols,
                     "p50": q[:, 0], "p95": q[:, 1], "p99": q[:, 2]})
         self._seasonal(w, keys[is_all] >> 22, svc_ids[is_all], cols["requests"][is_all])
 
+    def _version(self, key: int) -> int:
+        """Name id of a group's version part (0: the service total, else interned version id + 1)."""
+        i = self._ver_names.get(key)
+        if i is None:
+            name = ALL if key == 0 else self.core.interner.lookup(key - 1)
+            i = self._ver_names[key] = self.summaries.name_id(name)
+        return i
+
     def _seasonal(self, w: WindowFacts, services: np.ndarray, svc_ids: np.ndarray, n: np.ndarray) -> None:
+        """Each service's expectations for this window, made before the window was learnt: those
+        the seasonal watch judged the window against (`SeasonalWatch.expected`), where they are
+        the page's (every volume; error rates and p95 latencies it judged at the window's own
+        weight). The rest, asked of the bank here, are of series the watch did not learn in
+        this window (an error rate of a service held by a deploy under verification or inside a
+        departure, judged by the watch at the typical weight; a p95 of a service without
+        latency), so asking after the learning gives what asking before it gave."""
         seasonal = self.core.seasonal
-        bank = seasonal.bank
-        idx = bank.lookup([f"svc{SEP}{self.core.interner.lookup(int(x))}" for x in services.tolist()])
-        known = idx >= 0
+        e = seasonal.expected
+        if e is None or e.window is not w or not np.array_equal(e.services, services):
+            raise RuntimeError("the seasonal watch has not judged this window: a Recorder must be called "
+                               "after SeasonalWatch.observe of the same window (Core.window_listeners)")
+        known = e.known
         if not known.any():
             return
-        idx, svc_ids, n = idx[known], svc_ids[known], n[known]
+        sel = slice(None) if known.all() else known  # the services the bank knew before this window
+        svc_ids, n, idx = svc_ids[sel], n[sel], e.index[sel]
         at = np.full(len(idx), w.start)
-        vol = bank["volume"].expect(idx, at)
-        err = bank["error_rate"].expect(idx, at, weights=np.maximum(n, 1))
-        p95 = bank[latency_signal(seasonal.quantile)].expect(idx, at)
+        vol, err = e.volume, e.error_rate
+        err_ready, err_mean, err_std = err.ready[sel], err.mean[sel], err.std[sel]
+        redo = ~e.learnt[sel]
+        if redo.any():
+            again = seasonal.bank["error_rate"].expect(idx[redo], at[redo], weights=np.maximum(n[redo], 1))
+            err_ready, err_mean, err_std = err_ready.copy(), err_mean.copy(), err_std.copy()
+            err_ready[redo], err_mean[redo], err_std[redo] = again.ready, again.mean, again.std
+        if e.has_latency.all():
+            p95_ready, p95_mean, p95_std = e.latency.ready[sel], e.latency.mean[sel], e.latency.std[sel]
+        else:  # the watch's latency rows are those of the services with latency, in order
+            m = len(idx)
+            p95_ready, p95_mean, p95_std = np.zeros(m, bool), np.full(m, np.nan), np.full(m, np.inf)
+            has = e.has_latency[sel]
+            if has.any():
+                pos = np.cumsum(e.has_latency)[e.has_latency & known] - 1
+                p95_ready[has], p95_mean[has], p95_std[has] = \
+                    e.latency.ready[pos], e.latency.mean[pos], e.latency.std[pos]
+            if not has.all():
+                again = seasonal.bank[latency_signal(seasonal.quantile)].expect(idx[~has], at[~has])
+                p95_ready[~has], p95_mean[~has], p95_std[~has] = again.ready, again.mean, again.std
         self.summaries.add_seasonal({
-            "start": at, "service": svc_ids, "ready": vol.ready.astype(np.int8),
-            "vol_mean": vol.mean, "vol_std": vol.std, "err_mean": np.where(err.ready, err.mean, np.nan),
-            "err_std": err.std, "p95_mean": np.where(p95.ready, p95.mean, np.nan), "p95_std": p95.std})
+            "start": at, "service": svc_ids, "ready": vol.ready[sel].astype(np.int8),
+            "vol_mean": vol.mean[sel], "vol_std": vol.std[sel], "err_mean": np.where(err_ready, err_mean, np.nan),
+            "err_std": err_std, "p95_mean": np.where(p95_ready, p95_mean, np.nan), "p95_std": p95_std})
 
     def _templates(self, w: WindowFacts) -> None:
         logs, s = self.core.logs, self.summaries

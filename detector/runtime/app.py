@@ -4,7 +4,8 @@ One consumer group over the input topics. The range assignor gives partition
 p of every input topic to the same member (they are co-partitioned by
 service), and each owned partition has its own `Core`. The loop:
 
-    getmany -> decode -> core (in steps bounded by max_batch_records, so heartbeats keep going)
+    getmany -> decode -> core (in steps bounded by max_batch_records, so heartbeats keep going;
+               getmany hands out aiokafka's records as fetched: runtime/rawfetch.py)
             -> bad input to the dead-letter topic, records to the alerts topic (through
                the outbox, which holds them until acknowledged: runtime/outbox.py)
     every checkpoint_interval_s: wait for every produced record's ack,
@@ -33,8 +34,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import gc
 import time
 
+import aiokafka
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
@@ -53,6 +56,7 @@ from detector.runtime.health import HealthServer, Metrics
 from detector.runtime.logsetup import redact
 from detector.runtime.outbox import Outbox
 from detector.runtime.partitions import PartitionState, Partitions, RebalanceListener
+from detector.runtime import rawfetch
 from detector.runtime.probe import BrokerProbe
 from detector.runtime.rulecounters import RuleCounters, follow_incidents
 from detector.runtime.scores import ScoresTopic
@@ -164,6 +168,10 @@ class Sidecar(BrokerCalls, Partitions, Shutdown, Watches):
             except Stopped:
                 self.log.info("stopped before the broker answered")
                 return 0
+            # What exists now (modules, settings, clients) lives as long as the run: out of the
+            # collector's full passes, which otherwise walk it all again and again.
+            gc.collect()
+            gc.freeze()
             await self._loop()
         finally:
             # Also on a failure: ends the probe's loop and makes shutdown steps single attempts.
@@ -171,6 +179,7 @@ class Sidecar(BrokerCalls, Partitions, Shutdown, Watches):
             try:
                 await self._shutdown()
             finally:
+                gc.unfreeze()
                 probe_task.cancel()
                 incidents_task.cancel()
                 with contextlib.suppress(BaseException):
@@ -216,6 +225,10 @@ class Sidecar(BrokerCalls, Partitions, Shutdown, Watches):
         self.consumer = AIOKafkaConsumer(**self._consumer_kwargs())
         self.consumer.subscribe(self.inputs, listener=RebalanceListener(self))
         await self._retry("consumer start", self.consumer.start, give_up_at=give_up_at)
+        why = rawfetch.install(self.consumer)  # no ConsumerRecord per message (runtime/rawfetch.py)
+        if why is not None:
+            self.log.warning("fetched records go through aiokafka's ConsumerRecord (slower, same results): "
+                             "its fetcher differs from the one expected", reason=why, aiokafka=aiokafka.__version__)
         self.started = True
 
     async def _loop(self) -> None:

@@ -67,3 +67,59 @@ def test_the_watch_answers_the_same_with_rollups_prepared_ahead(tmp_path):
     assert out[id(ahead)] == out[id(alone)]
     assert ahead.seasonal.bank.to_bytes() == alone.seasonal.bank.to_bytes()
     assert not ahead.seasonal._ahead  # every prepared rollup was used
+
+
+QUIET = """
+name = "quiet_single"
+seed = 77
+start = 2026-11-27T12:00:00Z
+duration_s = 1800
+verification_s = 900
+
+[[services]]
+name = "search"
+version = "v1.0.0"
+instances = 2
+
+  [[services.endpoints]]
+  name = "GET /search"
+  rps = 0.005
+  error_rate = 0.002
+  latency_median_ms = 40
+  latency_p99_ms = 300
+
+[[deploys]]
+id = "d-quiet"
+service = "search"
+version = "v1.1.0"
+at_s = 600
+strategy = "blue_green"
+"""
+
+
+def test_batches_of_windows_without_any_request_are_rolled_up(tmp_path):
+    """A single quiet service (one request every few minutes): a batch can close only windows
+    that hold no request at all. Its rollups and fleet totals are empty (they raised before),
+    equal to one window at a time, and the whole stream replays."""
+    from detector.fleet.summarize import service_totals_many
+    from detector.replay import replay
+
+    scenario = tmp_path / "quiet.toml"
+    scenario.write_text(QUIET)
+    path = tmp_path / "quiet.jsonl"
+    simulate_to_file(load_scenario(scenario), path)
+    lines = path.read_bytes().splitlines()
+    assert 2 <= sum(b'"type":"request"' in ln for ln in lines) <= 40
+    core = Core(load_pipeline())
+    windows = []
+    for i in range(0, len(lines), 50):
+        core.process(decode_batch(lines[i:i + 50], core.interner))
+        windows.extend(w for w in core.history if not any(w is seen for seen in windows))
+    empty = [w for w in windows if len(w.count) and not (w.count > 0).any()]
+    assert len(empty) >= 10
+    service, version = core.requests.service, core.requests.version
+    for w, got in zip(empty, rollup_many(empty, service, 0.95)):
+        _assert_same(got, rollup_one(w, service, 0.95))
+        assert len(got.services) == 0
+    assert service_totals_many(empty, service, version, {}) == [([], {})] * len(empty)
+    replay([path], load_pipeline(), lambda r: None)  # raised IndexError before

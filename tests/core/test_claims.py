@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -45,11 +46,21 @@ def test_a_running_sidecar_does_not_log_its_password(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "detector.cli", "run", "--bootstrap-servers", "127.0.0.1:9",
                              "--pipeline", str(path)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={"DETECTOR_LOG_LEVEL": "debug", "PATH": "/usr/bin:/bin"})
+    lines: list[bytes] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    # Until it has logged its start (a loaded machine may take far longer than usual to import),
+    # then a little longer for what it logs right after (its settings).
+    deadline = time.monotonic() + 90
     try:
-        time.sleep(4)
+        while time.monotonic() < deadline and proc.poll() is None and not any(b"starting" in ln for ln in lines):
+            time.sleep(0.1)
+        time.sleep(2)
     finally:
         proc.kill()
-        out = proc.communicate(timeout=10)[0]
+        proc.wait(timeout=10)
+        reader.join(timeout=10)
+    out = b"".join(lines)
     assert b"starting" in out
     assert b"s3cret-pa55" not in out
 
