@@ -30,6 +30,7 @@ SMOKE_RULE_KEYS = ("name", "signal", "action", "min_effect", "min_level", "durat
 ACTIONS = ("rollback", "page", "ticket", "none")
 SCOPES = ("service", "endpoint")
 COMPARISONS = ("auto", "canary", "before_after")
+TICKET_HOLDS = ("in_sight", "always")
 DECISIONS = ("rollback", "page", "ticket", "confirmed", "inconclusive", "superseded")
 SEVERITIES = ("critical", "warning", "info")
 
@@ -183,11 +184,15 @@ class Verification:
     window_evidence_cap: float = 1.0
     root_cause_grace_s: float = 60.0
     ticket_hold_s: float = 120.0
+    ticket_hold: str = "in_sight"
 
     def check(self) -> None:
         _require(self.ticket_hold_s >= 0, "verification.ticket_hold_s", self.ticket_hold_s,
                  "a number of seconds >= 0 (how long a ticket waits for a page or rollback rule before it "
                  "goes out; 0: at once)")
+        _require(self.ticket_hold in TICKET_HOLDS, "verification.ticket_hold", self.ticket_hold,
+                 f"one of {', '.join(TICKET_HOLDS)} (in_sight: a ticket waits only while a page or rollback "
+                 "rule is in sight; always: every ticket waits ticket_hold_s)")
         _require(self.root_cause_grace_s >= 0, "verification.root_cause_grace_s", self.root_cause_grace_s,
                  "a number of seconds >= 0 (0: a verdict's root cause is never completed later)")
         _require(0 < self.false_alarm_rate < 0.5, "verification.false_alarm_rate", self.false_alarm_rate,

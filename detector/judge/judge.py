@@ -8,8 +8,10 @@ escalation rules (`rules`) on that evidence and on the effect over each
 rule's span. A rule that holds
 becomes a finding and an anomaly; findings that are shared with what the
 deploy did not change are blamed elsewhere. A rollback or page is decided as
-soon as its rule holds; a ticket `verification.ticket_hold_s` after its rule
-holds (a page or rollback rule holding meanwhile decides instead), and after
+soon as its rule holds; a ticket when its rule holds, unless a page or
+rollback rule is in sight (its effect already there at a relaxed evidence
+bar): then it waits for it up to `verification.ticket_hold_s` (a page or
+rollback rule holding meanwhile decides instead), and after
 an early ticket the page and rollback rules are still watched until the
 period's end: one holding then sends one escalation anomaly (detail
 `escalates`: the verdict's id), never a second verdict. Confirmations and
@@ -23,6 +25,7 @@ The anomalies, reasons and verdicts themselves are written by `verdicts`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass
@@ -74,6 +77,9 @@ class Judge(VerdictWriter):
         self._spans: dict[int, tuple[Verification, SpanSums]] = {}
         # Windows added up during one evaluation: window ids -> (windows, sums).
         self._window_memo: dict[tuple, tuple[tuple[WindowFacts, ...], WindowSums]] = {}
+        # Services whose held ticket has a page or rollback rule in sight this window (never saved:
+        # recomputed from the verification at every window).
+        self._sight: dict[int, bool] = {}
         self.done: deque[str] = deque(maxlen=10_000)  # deploy ids already judged (replays of their events)
         self._infra_ids = frozenset(interner.intern(n) for n in pipeline.verification.infra_metrics)
         self._critical = frozenset(pipeline.verification.critical_endpoints)
@@ -140,14 +146,17 @@ class Judge(VerdictWriter):
         return out
 
     def _hold_ticket(self, v: Verification, now: float) -> list[Record]:
-        """A ticket rule holds and nothing more urgent: the ticket goes out `ticket_hold_s`
-        after it first held, and the verification is watched until its period's end."""
+        """A ticket rule holds and nothing more urgent: the ticket goes out at once when no page or
+        rollback rule is in sight (`ticket_hold = "in_sight"`), else when none is any more, at the
+        latest `ticket_hold_s` after it first held (`"always"`: then, in any case); the verification
+        is watched until its period's end."""
         acted = v.acted()
         if not acted or max(ACTION_RANK[f.action] for f in acted) != ACTION_RANK["ticket"]:
             return []
         if v.ticket_hold_until is None:
             v.ticket_hold_until = now + self.p.verification.ticket_hold_s
-        if now < v.ticket_hold_until:
+        waits = self.p.verification.ticket_hold == "always" or self._sight.get(v.service, False)
+        if now < v.ticket_hold_until and waits:
             return []
         out = self._decide(v, now, "ticket")
         if now < v.ends:
@@ -282,6 +291,7 @@ class Judge(VerdictWriter):
 
     def _evaluate(self, v: Verification, w: WindowFacts, history: Sequence[WindowFacts]) -> list[Record]:
         self._window_memo.clear()
+        self._sight.pop(v.service, None)
         width = self.p.windows.width_s
         start_floor = math.floor(v.started / width) * width
         endpoints = np.unique(self.requests.endpoint[self.requests.service == v.service]).astype(np.int32)
@@ -356,33 +366,8 @@ class Judge(VerdictWriter):
             ev_rows, ev_service = evidence_of[(rule.signal, rule.quantile)]
             if not rules.may_hold(rule, ev_rows, ev_service, self._alpha_rule):
                 continue  # its evidence rules out any candidate: nothing below can change a decision
-            same = [self._same_window(v.slices[s]) for s in starts]
-            in_same = sum(v.slices[s]["new"].total_n for s, u in zip(starts, same) if u)
-            # "stable" only when every window of the span compared with the stable version:
-            # where any compared with the past, a shared cause (a slow database) is not
-            # cancelled out, and blame must look for it.
-            ref_name = "stable" if in_same >= new.total_n else "before"
-            stable = spans.total("stable", starts)
-            shares = stable if ref_name == "stable" and stable.total_n else pre_all if pre_all.total_n else new
-
-            def share_of(ep: int, _p: Traffic = shares) -> float:
-                row = _p.row(ep)
-                return float(_p.n[row] / _p.total_n) if row >= 0 and _p.total_n else 0.0
-
-            found = {ep for name, ep in v.findings if name == rule.name}
-            inp = rules.Inputs(endpoints, ev_rows, ev_service, self._alpha_rule, share_of=share_of, skip=found)
-            if rule.signal == "latency":
-                k = len(starts)
-                inp.new, inp.ref = new, (stable if ref_name == "stable" else pre_all)
-                inp.parts = [spans.total("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] \
-                    if k >= 3 else []
-            else:
-                kind = "error_rate" if rule.signal == "error_rate" else "completions"
-                if (kind, *starts) not in tables_of:
-                    tables_of[(kind, *starts)] = accumulate.span_tables(
-                        kind, [v.slices[s]["new"] for s in starts], [v.slices[s]["stable"] for s in starts],
-                        pre_all, same, endpoints)
-                inp.tables = tables_of[(kind, *starts)]
+            inp, ref_name = self._rule_inputs(v, rule, starts, spans, pre_all, endpoints, ev_rows, ev_service,
+                                              self._alpha_rule, tables_of)
             for c in rules.evaluate(rule, inp):
                 key = (rule.name, c.endpoint)
                 if key in v.findings:
@@ -413,6 +398,12 @@ class Judge(VerdictWriter):
                 f.anomaly_id = anomaly.id
                 v.findings[key] = f
                 out.append(anomaly)
+        acted = v.acted()
+        if acted and max(ACTION_RANK[f.action] for f in acted) == ACTION_RANK["ticket"] \
+                and self.p.verification.ticket_hold == "in_sight":
+            self._sight[v.service] = self._urgent_in_sight(
+                v, w.end, w.end - max(start_floor, v.first_new_window), spans, pre_all, endpoints, evidence_of,
+                tables_of)
         horizon = w.end - max([r.duration_s for r in self.p.rules] + [width]) - width
         for s in [s for s in v.slices if s < horizon]:
             del v.slices[s]
@@ -420,6 +411,88 @@ class Judge(VerdictWriter):
         if urgent:
             out.extend(self._act(v, w.end, urgent))
         return out
+
+    def _rule_inputs(self, v: Verification, rule: Rule, starts: list[float], spans: SpanSums, pre_all: Population,
+                     endpoints: np.ndarray, ev_rows: np.ndarray, ev_service: float, alpha: float,
+                     tables_of: dict) -> tuple[rules.Inputs, str]:
+        """What `rules.evaluate` reads for `rule` over the span of windows `starts`: the reference
+        ("stable" or "before"), traffic shares, and the span's latency parts or rate tables."""
+        new = spans.total("new", starts)
+        same = [self._same_window(v.slices[s]) for s in starts]
+        in_same = sum(v.slices[s]["new"].total_n for s, u in zip(starts, same) if u)
+        # "stable" only when every window of the span compared with the stable version:
+        # where any compared with the past, a shared cause (a slow database) is not
+        # cancelled out, and blame must look for it.
+        ref_name = "stable" if in_same >= new.total_n else "before"
+        stable = spans.total("stable", starts)
+        shares = stable if ref_name == "stable" and stable.total_n else pre_all if pre_all.total_n else new
+
+        def share_of(ep: int, _p: Traffic = shares) -> float:
+            row = _p.row(ep)
+            return float(_p.n[row] / _p.total_n) if row >= 0 and _p.total_n else 0.0
+
+        found = {ep for name, ep in v.findings if name == rule.name}
+        inp = rules.Inputs(endpoints, ev_rows, ev_service, alpha, share_of=share_of, skip=found)
+        if rule.signal == "latency":
+            k = len(starts)
+            inp.new, inp.ref = new, (stable if ref_name == "stable" else pre_all)
+            inp.parts = [spans.total("new", starts[j * k // 3:(j + 1) * k // 3]) for j in range(3)] \
+                if k >= 3 else []
+        else:
+            kind = "error_rate" if rule.signal == "error_rate" else "completions"
+            if (kind, *starts) not in tables_of:
+                tables_of[(kind, *starts)] = accumulate.span_tables(
+                    kind, [v.slices[s]["new"] for s in starts], [v.slices[s]["stable"] for s in starts],
+                    pre_all, same, endpoints)
+            inp.tables = tables_of[(kind, *starts)]
+        return inp, ref_name
+
+    def _urgent_in_sight(self, v: Verification, now: float, elapsed: float, spans: SpanSums, pre_all: Population,
+                         endpoints: np.ndarray, evidence_of: dict, tables_of: dict) -> bool:
+        """While a ticket is held: is a page or rollback rule in sight? One whose effect over the
+        span it has so far (its last `duration_s`, or all since the new version's first requests)
+        already meets its `min_effect` at the square root of its evidence bar (half of it in
+        log10). Only then does the ticket wait for it; otherwise the ticket goes out at once,
+        since nothing more urgent is coming soon. Neither persistence (the span may begin before
+        the fault did) nor blame is asked: a blip or a shared cause in sight only makes the
+        ticket wait, as every ticket did before; it never decides anything."""
+        alpha = math.sqrt(self._alpha_rule)
+        canary = v.deploy.strategy == "canary"
+        for rule in self.p.rules:
+            if rule.signal not in ("error_rate", "latency", "transactions") or rule.dry_run:
+                continue
+            could = {rule.action, rule.critical_action or rule.action}
+            if canary and "page" in could:
+                could.add(self.p.verification.canary_action)
+            if not could & {"page", "rollback"}:
+                continue
+            starts = [s for s in v.slices if s >= now - min(rule.duration_s, elapsed) - 1e-9]
+            if not starts:
+                continue
+            new = spans.total("new", starts)
+            if new.total_n == 0:
+                continue
+            key = (rule.signal, rule.quantile)
+            if key not in evidence_of:
+                evidence_of[key] = accumulate.log10_evidence(
+                    v.evidence, accumulate.signal_key(rule.signal, rule.quantile), endpoints,
+                    *accumulate.before_counts(rule.signal, pre_all, rule.quantile))
+            ev_rows, ev_service = evidence_of[key]
+            relaxed = dataclasses.replace(rule, min_score=rule.min_score / 2)
+            if not rules.may_hold(relaxed, ev_rows, ev_service, alpha):
+                continue
+            inp, _ = self._rule_inputs(v, rule, starts, spans, pre_all, endpoints, ev_rows, ev_service, alpha,
+                                       tables_of)
+            inp.persistence = False
+            for c in rules.evaluate(relaxed, inp):
+                action = rule.action
+                if c.endpoint >= 0 and rule.critical_action and self._is_critical(c.endpoint, pre_all, new):
+                    action = rule.critical_action
+                if canary and action == "page":
+                    action = self.p.verification.canary_action
+                if action in ("page", "rollback"):
+                    return True
+        return False
 
     def _same_window(self, here: dict[str, Population]) -> bool:
         """Whether the stable version served enough traffic in a window to be compared with there

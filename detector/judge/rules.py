@@ -71,6 +71,7 @@ class Inputs:
     parts: Sequence[Traffic] = ()  # latency: the span's thirds
     share_of: Callable[[int], float] | None = None
     skip: Collection[int] = ()
+    persistence: bool = True  # False: the effect over the span is enough (a rule "in sight", not holding)
 
 
 def _passes(rule: Rule, log10_e: float, need: float) -> bool:
@@ -192,6 +193,10 @@ def _rate_rule(rule: Rule, signal: str, inp: Inputs) -> list[Candidate]:
         obs, exp, eff = float(o[0]), float(x[0]), float(f[0])
         if not (eff >= rule.min_effect and obs >= rule.min_level):
             continue
+        if not inp.persistence:
+            out.append(Candidate(ep, obs, exp, eff, inp.service_evidence if ep == -1 else float(inp.evidence[i]),
+                                 int(nn.sum()), share))
+            continue
         # Persistence: the median block of the span shows the effect, two thirds of
         # the blocks and the span's first and last block at least half of it. A blip that
         # does not cover the span from its start to its end (a pod restart shorter than
@@ -283,7 +288,8 @@ def _latency_rule(rule: Rule, inp: Inputs) -> list[Candidate]:
         if not (ratio[j] >= rule.min_effect and q_new[j] >= rule.min_level):
             continue
         # Persistence: each third of the span with data shows at least half the slowdown.
-        parts = [p.sketch_of(row) for p in inp.parts if _requests(p, row) >= PART_MIN_REQUESTS]
+        parts = [p.sketch_of(row) for p in inp.parts if _requests(p, row) >= PART_MIN_REQUESTS] \
+            if inp.persistence else []
         if parts:
             pq, rq = _quantile_ratio(parts, [ref_sk[j]] * len(parts), rule.quantile)
             p_ratio = np.maximum(pq, sketch.MIN_VALUE_MS) / np.maximum(rq, sketch.MIN_VALUE_MS)

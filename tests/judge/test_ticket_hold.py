@@ -35,12 +35,13 @@ from detector.simulate.scoring import pipeline_for, replay_scenario
 CHUNK_LINES = 500
 
 
-def _policy(hold_s: float | None = None):
-    """The shipped rules with the rollback rules in dry-run mode, and the hold given."""
+def _policy(hold_s: float | None = None, mode: str = "always", dry: tuple[str, ...] = ("rollback",)):
+    """The shipped rules with the rules of the actions in `dry` in dry-run mode, and the hold given."""
     base = load_pipeline()
-    rules = tuple(dataclasses.replace(r, dry_run=True) if "rollback" in (r.action, r.critical_action) else r
+    rules = tuple(dataclasses.replace(r, dry_run=True) if set(dry) & {r.action, r.critical_action} else r
                   for r in base.rules)
-    ver = base.verification if hold_s is None else dataclasses.replace(base.verification, ticket_hold_s=hold_s)
+    ver = dataclasses.replace(base.verification, ticket_hold=mode)
+    ver = ver if hold_s is None else dataclasses.replace(ver, ticket_hold_s=hold_s)
     return dataclasses.replace(base, rules=rules, verification=ver)
 
 
@@ -49,8 +50,8 @@ def workdir(tmp_path_factory):
     return tmp_path_factory.mktemp("hold")
 
 
-def _run(workdir, hold_s):
-    truth, records, _ = replay_scenario("config_fault", workdir, pipeline=_policy(hold_s))
+def _run(workdir, hold_s, mode="always"):
+    truth, records, _ = replay_scenario("config_fault", workdir, pipeline=_policy(hold_s, mode))
     deploy = truth["deploys"][0]
     verdicts = [r for r in records if r["type"] == "verdict" and r["deploy_id"] == deploy["deploy_id"]]
     assert len(verdicts) == 1
@@ -126,6 +127,43 @@ def test_a_rollback_after_an_early_ticket_ends_the_watch(workdir, tmp_path):
     assert not [r for r in out if r["type"] == "anomaly" and "escalates" in r["detail"]]
 
 
+def test_in_sight_a_page_rule_on_its_way_holds_the_ticket_as_always(workdir):
+    """The shipped `ticket_hold = "in_sight"`: when the ticket rule holds, the page rule's errors are
+    already there (its effect at the relaxed bar), so the ticket waits the whole hold, as with
+    "always" (the page rule holds only later, and escalates)."""
+    _t, _d, always, _p, esc_always = _run(workdir, None, "always")
+    _t, _d, in_sight, _p, esc_sight = _run(workdir, None, "in_sight")
+    assert (in_sight["decision"], in_sight["ts"]) == (always["decision"], always["ts"])
+    assert [e["ts"] for e in esc_sight] == [e["ts"] for e in esc_always]
+
+
+def test_in_sight_a_ticket_with_nothing_more_urgent_coming_goes_out_at_once(workdir):
+    """With every page and rollback rule in dry-run mode nothing more urgent can come: under
+    "in_sight" the ticket goes out in the window its rule holds (as with no hold at all), under
+    "always" a hold later."""
+    def verdict(hold_s, mode):
+        _truth, records, _ = replay_scenario("config_fault", workdir,
+                                             pipeline=_policy(hold_s, mode, dry=("rollback", "page")))
+        return next(r for r in records if r["type"] == "verdict")
+    hold_s = load_pipeline().verification.ticket_hold_s
+    at_once = verdict(0.0, "always")
+    assert at_once["decision"] == "ticket"
+    assert verdict(None, "in_sight")["ts"] == at_once["ts"]
+    assert verdict(None, "always")["ts"] == at_once["ts"] + hold_s
+
+
+def test_an_unknown_hold_mode_is_refused_naming_the_key(tmp_path):
+    """ticket_hold other than in_sight or always fails at load, naming the file, the key and the choices."""
+    shipped = Path(load_pipeline().source).read_text()
+    text = re.sub(r'(?m)^ticket_hold = "in_sight"', 'ticket_hold = "sometimes"', shipped)
+    assert text != shipped
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text)
+    with pytest.raises(ConfigError, match=r"bad\.toml: verification\.ticket_hold must be one of in_sight, always"
+                                          r".*got 'sometimes'"):
+        load_pipeline(str(bad))
+
+
 def test_a_negative_hold_is_refused_naming_the_key(tmp_path):
     """ticket_hold_s < 0 fails at load, naming the file, the key and what is expected."""
     shipped = Path(load_pipeline().source).read_text()
@@ -138,12 +176,14 @@ def test_a_negative_hold_is_refused_naming_the_key(tmp_path):
         load_pipeline(str(bad))
 
 
-def test_a_core_restored_in_the_hold_and_in_the_watch_gives_the_same_records(tmp_path):
-    """Restoring after every batch, cuts inside the hold and inside the watch included, changes no record."""
+@pytest.mark.parametrize("mode", ["always", "in_sight"])
+def test_a_core_restored_in_the_hold_and_in_the_watch_gives_the_same_records(tmp_path, mode):
+    """Restoring after every batch, cuts inside the hold and inside the watch included, changes no record
+    (what is in sight is never saved: it is worked out again from the verification at every window)."""
     sc = load_scenario(resolve_scenario("config_fault"), rate_scale=0.5)
     path = tmp_path / "events.jsonl"
     truth = simulate_to_file(sc, path)
-    pipeline = pipeline_for(truth, _policy(None))
+    pipeline = pipeline_for(truth, _policy(None, mode))
     lines = [ln for ln in path.read_bytes().splitlines() if ln.strip()]
     chunks = [lines[i:i + CHUNK_LINES] for i in range(0, len(lines), CHUNK_LINES)]
 
