@@ -5,8 +5,9 @@ A `started` deploy opens a verification of its version for its service for
 supersedes it; `finished` marks the rollout complete; `rolled_back` closes it.
 
 A ticket does not wait for the period's end: when a ticket rule holds, the
-verification holds the ticket for `verification.ticket_hold_s` (a page or
-rollback rule holding meanwhile decides instead), then the ticket goes out.
+ticket goes out at once, unless a page or rollback rule is in sight; then the
+verification holds it while one is, for at most `verification.ticket_hold_s`
+(a page or rollback rule holding meanwhile decides instead).
 After an early ticket the verification is still *watched* until its period
 would have ended: a page or rollback rule holding then escalates it once
 (an anomaly record naming the verdict), the verdict itself never changes.
@@ -72,7 +73,7 @@ class Verification:
     new_requests: int = 0
     endpoint_requests: dict = field(default_factory=dict)  # endpoint id -> the new version's requests there
     verdict: Verdict | None = None
-    ticket_hold_until: float | None = None  # a ticket rule held: the ticket goes out at this event time
+    ticket_hold_until: float | None = None  # a ticket rule held: the ticket goes out by this event time
     watch_until: float | None = None  # an early ticket went out: page/rollback rules still watched until then
     escalation: str = ""  # the escalation anomaly's id, once one went out
 
