@@ -30,7 +30,7 @@ def config_fault(tmp_path_factory):
                   for r in base.rules)
     # A 120 s hold keeps the ticket open until the generalised template's own rule holds (60 s later
     # than the config template's), so the reasons quote the line count that once depended on batching.
-    verification = dataclasses.replace(base.verification, ticket_hold_s=120)
+    verification = dataclasses.replace(base.verification, ticket_hold_s=120, ticket_hold="always")
     return path, dataclasses.replace(base, rules=rules, verification=verification)
 
 

@@ -35,7 +35,9 @@ def _pipeline(topic_prefix, truth, max_wait_s: float):
     # The deploy's ticket waits for the end of its verification period (a hold as long as the period):
     # with the default 120 s hold it goes out ~3 s of wall time after the deploy's first anomaly at
     # this speed, and the kill-and-restart test needs the verdict to be judged after the restart.
-    verification = dataclasses.replace(base.verification, ticket_hold_s=float(truth["verification_s"]))
+    # ("always": it waits whether or not a page or rollback rule is in sight.)
+    verification = dataclasses.replace(base.verification, ticket_hold_s=float(truth["verification_s"]),
+                                       ticket_hold="always")
     return dataclasses.replace(base, fleet=dataclasses.replace(base.fleet, max_wait_s=max_wait_s),
                                verification=verification)
 
