@@ -41,6 +41,7 @@ import numpy as np
 from detector.aggregate import sketch
 from detector.config import Rule
 from detector.judge.evidence import Population
+from detector.judge.exclusion import _percent
 from detector.stats import sequential
 
 STEPS = 50  # bisection steps: far below the rounding of the figures stated
@@ -110,10 +111,6 @@ class SignalExclusion:
 def _up(x: float, scale: float) -> float:
     """`x` rounded up at 1/scale: an "or more" figure is never stated below what was computed."""
     return math.ceil(x * scale - 1e-6) / scale
-
-
-def _percent(share: float) -> str:
-    return f"{100 * share:.1f}%" if share < 0.01 else f"{100 * share:.0f}%"
 
 
 @dataclass

@@ -359,11 +359,7 @@ class Judge(VerdictWriter):
                     v.findings[(rule.name, -1)] = f
                     out.append(anomaly)
                 continue
-            if (rule.signal, rule.quantile) not in evidence_of:
-                evidence_of[(rule.signal, rule.quantile)] = accumulate.log10_evidence(
-                    v.evidence, accumulate.signal_key(rule.signal, rule.quantile), endpoints,
-                    *accumulate.before_counts(rule.signal, pre_all, rule.quantile))
-            ev_rows, ev_service = evidence_of[(rule.signal, rule.quantile)]
+            ev_rows, ev_service = self._evidence(v, rule, evidence_of, endpoints, pre_all)
             if not rules.may_hold(rule, ev_rows, ev_service, self._alpha_rule):
                 continue  # its evidence rules out any candidate: nothing below can change a decision
             inp, ref_name = self._rule_inputs(v, rule, starts, spans, pre_all, endpoints, ev_rows, ev_service,
@@ -384,12 +380,7 @@ class Judge(VerdictWriter):
                     fleet=self.fleet, span_range=(starts[0], w.end),
                     before_range=(before_from, start_floor))
                 shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx, endpoint=c.endpoint)
-                action = rule.action
-                if c.endpoint >= 0 and rule.critical_action and self._is_critical(c.endpoint, pre_all, new):
-                    action = rule.critical_action
-                if v.deploy.strategy == "canary" and action == "page":
-                    # A canary is cheap to undo: a regression it shows is rolled back, not paged.
-                    action = self.p.verification.canary_action
+                action = self._action(v, rule, c.endpoint, pre_all, new)
                 f = Finding(rule=rule.name, signal=rule.signal, action=action, endpoint=c.endpoint,
                             observed=c.observed, expected=c.expected, effect=c.effect, score=c.score, n=c.n,
                             share=c.share, window_start=starts[0], window_end=w.end, reference=ref_name,
@@ -411,6 +402,18 @@ class Judge(VerdictWriter):
         if urgent:
             out.extend(self._act(v, w.end, urgent))
         return out
+
+    @staticmethod
+    def _evidence(v: Verification, rule: Rule, evidence_of: dict, endpoints: np.ndarray,
+                  pre_all: Population) -> tuple[np.ndarray, float]:
+        """The accumulated log10 evidence (per endpoint row, service-wide) a rule reads: the same
+        for every rule of its signal and quantile, so computed once per evaluation."""
+        key = (rule.signal, rule.quantile)
+        if key not in evidence_of:
+            evidence_of[key] = accumulate.log10_evidence(
+                v.evidence, accumulate.signal_key(rule.signal, rule.quantile), endpoints,
+                *accumulate.before_counts(rule.signal, pre_all, rule.quantile))
+        return evidence_of[key]
 
     def _rule_inputs(self, v: Verification, rule: Rule, starts: list[float], spans: SpanSums, pre_all: Population,
                      endpoints: np.ndarray, ev_rows: np.ndarray, ev_service: float, alpha: float,
@@ -472,27 +475,28 @@ class Judge(VerdictWriter):
             new = spans.total("new", starts)
             if new.total_n == 0:
                 continue
-            key = (rule.signal, rule.quantile)
-            if key not in evidence_of:
-                evidence_of[key] = accumulate.log10_evidence(
-                    v.evidence, accumulate.signal_key(rule.signal, rule.quantile), endpoints,
-                    *accumulate.before_counts(rule.signal, pre_all, rule.quantile))
-            ev_rows, ev_service = evidence_of[key]
+            ev_rows, ev_service = self._evidence(v, rule, evidence_of, endpoints, pre_all)
             relaxed = dataclasses.replace(rule, min_score=rule.min_score / 2)
             if not rules.may_hold(relaxed, ev_rows, ev_service, alpha):
                 continue
             inp, _ = self._rule_inputs(v, rule, starts, spans, pre_all, endpoints, ev_rows, ev_service, alpha,
                                        tables_of)
             inp.persistence = False
-            for c in rules.evaluate(relaxed, inp):
-                action = rule.action
-                if c.endpoint >= 0 and rule.critical_action and self._is_critical(c.endpoint, pre_all, new):
-                    action = rule.critical_action
-                if canary and action == "page":
-                    action = self.p.verification.canary_action
-                if action in ("page", "rollback"):
-                    return True
+            if any(self._action(v, rule, c.endpoint, pre_all, new) in ("page", "rollback")
+                   for c in rules.evaluate(relaxed, inp)):
+                return True
         return False
+
+    def _action(self, v: Verification, rule: Rule, endpoint: int, pre_all: Population, new: Traffic) -> str:
+        """What a finding of `rule` on `endpoint` does: its action, its critical action on a critical
+        endpoint, and a canary's page is its canary action (a canary is cheap to undo: a
+        regression it shows is rolled back, not paged)."""
+        action = rule.action
+        if endpoint >= 0 and rule.critical_action and self._is_critical(endpoint, pre_all, new):
+            action = rule.critical_action
+        if v.deploy.strategy == "canary" and action == "page":
+            action = self.p.verification.canary_action
+        return action
 
     def _same_window(self, here: dict[str, Population]) -> bool:
         """Whether the stable version served enough traffic in a window to be compared with there
