@@ -97,3 +97,30 @@ def test_a_deploy_before_any_traffic_is_judged_whatever_the_batching(tmp_path, m
     res = replay_mod.replay([path], load_pipeline(), lambda r: out.append(orjson.loads(encode(r))))
     assert [(r["deploy_id"], r["decision"]) for r in out if r["type"] == "verdict"] == [("d1", "inconclusive")]
     assert res.late == 0
+
+
+def test_what_an_inconclusive_verdict_could_have_seen_does_not_depend_on_the_batching(tmp_path, monkeypatch):
+    """Endpoints the old version alone reached after the deploy: a batch holding them created their
+    series before the deploy's first window was judged, so the endpoint count that splits the
+    false-alarm budget (and with it 'a regression of +N points would have been seen') was 11 with
+    the whole file in one batch and 3 with chunks of 100 lines."""
+    from detector.config import load_pipeline
+
+    t0 = 1764140400.0
+    events = [{"type": "request", "ts": t0 + i * 5, "service": "a", "endpoint": f"/e{i % 3}", "status": 200,
+               "latency_ms": 5 + i % 7, "version": "v1" if i * 5 < 900 else "v2"} for i in range(600)]
+    events.append({"type": "deploy", "ts": t0 + 900, "service": "a", "deploy_id": "d1", "version": "v2"})
+    events += [{"type": "request", "ts": t0 + 1500 + k, "service": "a", "endpoint": f"/old{k}", "status": 200,
+                "latency_ms": 5, "version": "v1"} for k in range(8)]
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in sorted(events, key=lambda e: e["ts"])))
+    got = []
+    for chunk_lines in (8192, 100):
+        monkeypatch.setattr(replay_mod, "CHUNK_LINES", chunk_lines)
+        out: list[dict] = []
+        replay_mod.replay([path], load_pipeline(), lambda r: out.append(orjson.loads(encode(r))))
+        (verdict,) = [r for r in out if r["type"] == "verdict"]
+        got.append(verdict)
+    assert got[0]["decision"] == "inconclusive"
+    assert got[0]["detail"]["detectable"]["endpoints"][0]["error_points"] == 28.25  # 3 endpoints, not 11
+    assert got[1] == got[0]
