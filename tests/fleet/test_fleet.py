@@ -54,7 +54,8 @@ def test_a_summary_survives_encoding_exactly():
 def test_a_metric_sum_that_overflowed_survives_encoding():
     """Two valid samples of 1e308 in one window sum to inf; orjson wrote it as null and every
     other partition failed to decode the summary (a replay with --partitions 2 crashed)."""
-    levels = (MetricLevel("m", "", math.inf, 2), MetricLevel("m", "a=b", -math.inf, 2), MetricLevel("n", "", math.nan, 1))
+    levels = (MetricLevel("m", "", math.inf, 2), MetricLevel("m", "a=b", -math.inf, 2),
+              MetricLevel("n", "", math.nan, 1))
     w = _window(0, 2, 100.0, dataclasses.replace(_service("a"), metrics=levels))
     (back,) = decode(encode(w)).services
     assert [m.total for m in back.metrics[:2]] == [math.inf, -math.inf] and math.isnan(back.metrics[2].total)
