@@ -512,9 +512,10 @@ def run(stream: Stream, folder: Path, pipeline, partitions: int = 1, chunk_lines
             n_rej = len(batch.rejected)
             out = super().process(batch, *a, **k)
             refused = len(batch.rejected) - n_rej
-            for p in batch.deferred:  # handed in again with the next chunk: decoded again then
+            deferred = getattr(batch, "deferred", ())  # (absent before the time guard could defer)
+            for p in deferred:  # handed in again with the next chunk: decoded again then
                 acc.decoded[kind[p]] -= 1
-            acc.guard_late += before - batch.accepted - refused - len(batch.deferred)
+            acc.guard_late += before - batch.accepted - refused - len(deferred)
             acc.columns_in += len(batch.requests) + len(batch.logs) + len(batch.metrics)
             return out
 
