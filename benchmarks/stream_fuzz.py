@@ -104,7 +104,7 @@ def one_seed(seed: int, budget: int, pipeline, folder: Path, cover: Counter) -> 
         if stream.batching_free and acc_small.dead == acc.dead and small != records:
             failures.append("batching: other records in chunks of 97 lines")
         wide, acc_wide = run(stream, folder, pipeline, partitions=3)
-        failures += [f"accounting (3 partitions): {p}" for p in check(stream, acc_wide, partitions=3)]
+        failures += [f"accounting (3 partitions): {p}" for p in check(stream, acc_wide)]
         if _decisions(wide) != _decisions(records):
             failures.append("partitions: other decisions or root causes over 3 partitions")
         elif _verdicts(wide) != _verdicts(records):

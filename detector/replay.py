@@ -28,6 +28,7 @@ from detector.fleet import summary as fleet_summary
 from detector.ingest.interner import Interner
 from detector.outfiles import atomic_output, check_input, check_output
 from detector.ingest.partitioning import Router
+from detector.ingest.timeguard import screen
 from detector.records import Record, encode
 from detector.sinks import build_sinks
 
@@ -121,7 +122,7 @@ def replay(
         carry: list[tuple[list[bytes], list[int]]] = [([], []) for _ in paths]
         behind = [float("-inf")] * len(paths)
         live = list(range(len(paths)))
-        n_events = n_records = n_skipped = 0
+        n_events = n_records = n_skipped = n_late = 0
         while live:
             i = min(live, key=lambda j: (behind[j], j))
             chunk = ahead[i]
@@ -139,11 +140,15 @@ def replay(
             if not lines:
                 continue
             batch = decode_batch(lines, interner, pipeline.limits.max_message_bytes)
-            parts = router.split(batch)
             more = ahead[i] is not None
-            refused = []  # parts[0].rejected is the decoder's list; every core adds the events it refused
+            # The time guard judges the input's chunk whole, before the split: every partition's
+            # events confirm or contradict a jump, as with one partition.
+            reached = max((c.windows.max_ts.get(paths[i], float("-inf")) for c in cores), default=None)
+            n_late += screen(batch, reached, pipeline.limits.max_future_skew_s, more=more)
+            parts = router.split(batch)
+            refused = []  # parts[0].rejected: the decoder's and the time guard's refusals
             for c, part in zip(cores, parts):
-                for rec in c.process(part, source=paths[i], close=not fleet, more=more):
+                for rec in c.process(part, source=paths[i], close=not fleet, screened=True):
                     emit(rec)
                     n_records += 1
                 if scores is not None and not fleet:
@@ -166,7 +171,7 @@ def replay(
                     for c in cores:
                         for row in c.metricwatch.take_scores():
                             scores(row)
-            deferred = sorted({pos for part in parts for pos in part.deferred})
+            deferred = sorted(batch.deferred)
             carry[i] = ([lines[p] for p in deferred], [numbers[p] for p in deferred])
             if rejected is not None:
                 for r in sorted(refused, key=lambda r: r.pos):
@@ -206,7 +211,7 @@ def replay(
         for h in handles:
             h.close()
     return ReplayResult(events=n_events, rejected=sum(c.stats.rejected for c in cores),
-                        late=sum(c.late_events for c in cores), skipped=n_skipped, records=n_records,
+                        late=n_late + sum(c.late_events for c in cores), skipped=n_skipped, records=n_records,
                         anomalies=sum(c.stats.anomalies for c in cores), verdicts=sum(c.stats.verdicts for c in cores),
                         seconds=time.perf_counter() - t0)
 

@@ -501,23 +501,23 @@ def run(stream: Stream, folder: Path, pipeline, partitions: int = 1, chunk_lines
             acc.in_closed += int(w.count.sum() + w.metric_n.sum() + w.log_count.sum())
 
         def process(self, batch, *a, **k):
-            before = batch.accepted
-            decoded_rejected = len(batch.rejected) if not cores.index(self) else 0
-            for name in ("requests", "logs", "metrics", "deploys", "checks", "incidents"):
-                acc.decoded[name] += len(getattr(batch, name))
-            if not cores.index(self):
-                acc.decoded["rejected"] += decoded_rejected
-            kind = {int(p): name for name in ("requests", "logs", "metrics") for p in getattr(batch, name).pos}
-            kind.update({e.pos: name for name in ("deploys", "checks", "incidents") for e in getattr(batch, name)})
-            n_rej = len(batch.rejected)
             out = super().process(batch, *a, **k)
-            refused = len(batch.rejected) - n_rej
-            deferred = getattr(batch, "deferred", ())  # (absent before the time guard could defer)
-            for p in deferred:  # handed in again with the next chunk: decoded again then
-                acc.decoded[kind[p]] -= 1
-            acc.guard_late += before - batch.accepted - refused - len(deferred)
             acc.columns_in += len(batch.requests) + len(batch.logs) + len(batch.metrics)
             return out
+
+    def screen(batch, *a, **k):
+        """The replay's time guard, over each chunk of an input before it is split: what the
+        decoder accepted, and what the guard counted late."""
+        for name in ("requests", "logs", "metrics", "deploys", "checks", "incidents"):
+            acc.decoded[name] += len(getattr(batch, name))
+        acc.decoded["rejected"] += len(batch.rejected)
+        kind = {int(p): name for name in ("requests", "logs", "metrics") for p in getattr(batch, name).pos}
+        kind.update({e.pos: name for name in ("deploys", "checks", "incidents") for e in getattr(batch, name)})
+        n_late = saved_screen(batch, *a, **k)
+        for p in batch.deferred:  # handed in again with the next chunk: decoded again then
+            acc.decoded[kind[p]] -= 1
+        acc.guard_late += n_late
+        return n_late
 
     paths = stream.write(folder)
     index = {str(p): i for i, p in enumerate(paths)}
@@ -536,13 +536,15 @@ def run(stream: Stream, folder: Path, pipeline, partitions: int = 1, chunk_lines
         acc.dead[key] = reason
 
     saved = rp.Core, rp.CHUNK_LINES
-    rp.Core = CountingCore
+    saved_screen = rp.screen
+    rp.Core, rp.screen = CountingCore, screen
     if chunk_lines is not None:
         rp.CHUNK_LINES = chunk_lines
     try:
         res = rp.replay(paths, pipeline, emit, reject, partitions=partitions)
     finally:
         rp.Core, rp.CHUNK_LINES = saved
+        rp.screen = saved_screen
     acc.lines, acc.rejected, acc.late = res.events, res.rejected, res.late
     acc.folded = sum(c.windows.events for c in cores)
     acc.open_left = sum(len(c.windows.open) for c in cores)
@@ -551,20 +553,15 @@ def run(stream: Stream, folder: Path, pipeline, partitions: int = 1, chunk_lines
     return records, acc
 
 
-def _at_the_end(stream: Stream, key: tuple[int, int], partitions: int) -> bool:
-    """Whether the valid line `key` has fewer than two valid events after it in its input (and
-    partition): a replay cannot confirm a jump there, it has no clock (`timeguard`)."""
-    from detector.ingest.partitioning import partition_of
-
+def _at_the_end(stream: Stream, key: tuple[int, int]) -> bool:
+    """Whether the valid line `key` has fewer than two valid events after it in its input: a replay
+    cannot confirm a jump there, it has no clock (`timeguard`). A replay over partitions screens
+    each input whole, so the partitions do not matter."""
     f, line = key
     lines = stream.files[f]
-
-    def part(raw: bytes) -> int:
-        return partition_of(orjson.loads(raw)["service"], partitions) if partitions > 1 else 0
-
-    mine, after = part(lines[line - 1]), 0
+    after = 0
     for j in range(line, len(lines)):
-        if (f, j + 1) not in stream.invalid and lines[j].strip() and part(lines[j]) == mine:
+        if (f, j + 1) not in stream.invalid and lines[j].strip():
             after += 1
     return after < 2
 
@@ -576,7 +573,7 @@ def settled(stream: Stream, acc: Account) -> dict:
     return {k: r for k, r in acc.dead.items() if k in stream.invalid}
 
 
-def check(stream: Stream, acc: Account, partitions: int = 1) -> list[str]:
+def check(stream: Stream, acc: Account) -> list[str]:
     """Everything wrong with a replay's accounting of `stream` (empty: nothing lost, nothing let through).
     A valid event far ahead of the events before it, at the very end of its input, is refused with
     a reason (`ahead of the stream`): counted in `acc.refused_at_end`, no problem."""
@@ -597,7 +594,7 @@ def check(stream: Stream, acc: Account, partitions: int = 1) -> list[str]:
             problems.append(f"invalid line {key} ({what}) was not dead-lettered")
     for key, reason in sorted(acc.dead.items()):
         if key not in stream.invalid:
-            if "ahead of the stream" in reason and _at_the_end(stream, key, partitions):
+            if "ahead of the stream" in reason and _at_the_end(stream, key):
                 acc.refused_at_end += 1
             else:
                 problems.append(f"valid line {key} dead-lettered: {reason}")

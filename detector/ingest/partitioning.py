@@ -59,4 +59,5 @@ def split_batch(batch: DecodedBatch, partitions: int, table: np.ndarray | None) 
         for e in getattr(batch, name):
             getattr(out[partition_of(e.service, partitions)], name).append(e)
     out[0].rejected = batch.rejected
+    out[0].deferred = batch.deferred
     return out

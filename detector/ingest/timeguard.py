@@ -24,6 +24,12 @@ guard looks at a batch in arrival order before the windows do:
   exactly as it would be at any later moment of the stream.
 
 Pure and deterministic: the same batch, progress and clock give the same result.
+
+`screen` applies the guard to a decoded batch. A live core screens its own
+partition's batch, with the wall clock; a replay screens each chunk of an input
+whole, before it is split over partitions, so that the events of every partition
+confirm or contradict a jump as they do with one partition (a quiet partition's
+last few events alone, two misdated ones among them, would vouch for each other).
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from detector.ingest.columns import DecodedBatch, Rejected
 
 FOLLOWERS = 8  # how many later events may confirm a jump
 STEPS = 10.0  # a jump of this many typical steps (or skew_s, if larger) needs confirming
@@ -137,3 +145,32 @@ def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: fl
             break  # the stream's progress after it changes: look again
         if not changed:
             return deferred
+
+
+def screen(batch: DecodedBatch, progress: float | None, skew_s: float, now: float | None = None,
+           more: bool = False) -> int:
+    """Apply `guard` to `batch` in place: refused events move to `batch.rejected` with their
+    reason, deferred ones to `batch.deferred`, far-past ones are dropped and counted.
+    `progress` is the newest time the stream accepted before (None, or not finite: none yet).
+    Returns how many events were counted late."""
+    if not batch.accepted:
+        return 0
+    if progress is not None and not np.isfinite(progress):
+        progress = None  # a source held back before it delivered anything has no progress yet
+    ts, pos = batch.times()
+    verdict = guard(ts, pos, progress, skew_s, now, more)
+    late = verdict.late
+    if len(late) and (batch.deploys or batch.checks or batch.incidents):
+        # Far older than the batch only matters to what opens windows: a deploy before any
+        # traffic (or a check, an incident) is taken as at any other time (a late deploy is
+        # judged from history), and dropping it would leave the deploy without a verdict.
+        rare = {e.pos for e in (*batch.deploys, *batch.checks, *batch.incidents)}
+        late = np.asarray([p for p in late.tolist() if p not in rare], np.int64)
+    if not verdict.reject and not len(late) and not len(verdict.defer):
+        return 0
+    batch.drop(np.concatenate([np.fromiter(verdict.reject, np.int64, len(verdict.reject)), late,
+                               verdict.defer]))
+    batch.deferred.extend(verdict.defer.tolist())
+    batch.rejected.extend(Rejected(p, reason) for p, reason in verdict.reject.items())
+    batch.rejected.sort(key=lambda r: r.pos)
+    return len(late)

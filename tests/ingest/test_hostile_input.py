@@ -226,6 +226,34 @@ def test_the_last_event_of_a_replay_after_a_jump_is_still_refused(tmp_path):
     assert [line for line, _ in dead] == [21] and "years ahead of the stream" in dead[0][1]
 
 
+@pytest.mark.parametrize("partitions", [1, 3])
+def test_misdated_events_at_a_quiet_services_end_are_refused_over_partitions(tmp_path, partitions):
+    """A service goes quiet; its last three events are dated in the year 3000 while the other services
+    go on. Over partitions, that service's partition saw nothing after them but each other, and they
+    vouched for each other: the first was taken and the partition's clock moved 974 years. A replay screens each
+    chunk of an input whole now, so every partition's events contradict them."""
+    from detector.ingest.partitioning import partition_of
+
+    services = ["quiet"] + [s for s in (f"busy-{i}" for i in range(40))
+                            if partition_of(s, 3) != partition_of("quiet", 3)][:2]
+    t0 = 1764140400.0
+    events = [{"type": "request", "ts": t0 + i, "service": services[i % 3], "endpoint": "/", "status": 200,
+               "latency_ms": 5} for i in range(300)]
+    for at in (200, 230, 260):  # the quiet service's last events
+        events.insert(at, {"type": "request", "ts": YEAR_3000, "service": "quiet", "endpoint": "/",
+                           "status": 200, "latency_ms": 5})
+    events = [e for i, e in enumerate(events) if e["service"] != "quiet" or e["ts"] == YEAR_3000 or i < 150]
+    path = tmp_path / "quiet.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    dead: list = []
+    res = replay([path], load_pipeline(), lambda r: None, lambda s, line, v, why: dead.append((line, why)),
+                 partitions=partitions)
+    misdated = [i + 1 for i, e in enumerate(events) if e["ts"] == YEAR_3000]
+    assert [line for line, _ in dead] == misdated
+    assert all("years ahead of the stream" in why for _, why in dead)
+    assert res.rejected == 3 and res.late == 0
+
+
 def test_spans_read_as_a_person_would_say_them():
     assert human_span(30_000 * 365.25 * 86400) == "30,000 years"
     assert human_span(7200) == "2 hours" and human_span(90) == "2 minutes" and human_span(5) == "5 seconds"
