@@ -21,7 +21,12 @@ guard looks at a batch in arrival order before the windows do:
 - **Far past.** Before a stream has any progress (its first batch), an event
   far older than the events around it (ts 1, in 1970) would open a window in
   1970 that closes first and feeds the baselines. It is counted as late,
-  exactly as it would be at any later moment of the stream.
+  exactly as it would be at any later moment of the stream. "Around it" means
+  its neighbours in arrival order (up to `FOLLOWERS` on each side): a stream
+  that begins with a stretch of traffic, pauses for hours and resumes keeps
+  that stretch, whether the first batch holds it alone or with hours more
+  (judged against the whole batch, the stretch was dropped from a large first
+  batch and kept from a small one).
 
 Pure and deterministic: the same batch, progress and clock give the same result.
 
@@ -103,10 +108,27 @@ def guard(ts: np.ndarray, pos: np.ndarray, progress: float | None, skew_s: float
     if progress is None:
         # first batch: far older than the events around it -> late, as it would be later on
         late_mask = alive & (t < ref - max(limit, STEPS * _spread(t[alive])))
+        if late_mask.any():
+            late_mask &= ~_among_its_own(t, alive, late_mask, limit)
         late = p[late_mask]
         alive &= ~late_mask
     tail = _reject_unconfirmed(t, p, alive, ref, limit, skew_s, now, reject, more)
     return Guarded(reject, late, np.asarray(sorted(tail), np.int64))
+
+
+def _among_its_own(t: np.ndarray, alive: np.ndarray, cand: np.ndarray, limit: float) -> np.ndarray:
+    """For the candidates `cand` (arrival order): whether at least half of their alive neighbours
+    (up to FOLLOWERS on each side, in arrival order) are within `limit` of them in time, i.e. they
+    belong to a stretch of traffic rather than stand alone among far newer events."""
+    idx = np.flatnonzero(alive)
+    where = np.searchsorted(idx, np.flatnonzero(cand))
+    out = np.zeros(len(t), dtype=bool)
+    ta = t[idx]
+    for j, k in zip(where.tolist(), np.flatnonzero(cand).tolist()):
+        near = np.concatenate((ta[max(0, j - FOLLOWERS):j], ta[j + 1:j + 1 + FOLLOWERS]))
+        if len(near) and 2 * int((np.abs(near - t[k]) <= limit).sum()) >= len(near):
+            out[k] = True
+    return out
 
 
 def _spread(t: np.ndarray) -> float:

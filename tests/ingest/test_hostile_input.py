@@ -214,6 +214,33 @@ def test_a_gap_at_a_chunk_boundary_loses_no_event(tmp_path, monkeypatch, chunk_l
     assert dead == [] and res.events == 100 and res.rejected == 0 and res.late == 0
 
 
+@pytest.mark.parametrize("chunk_lines", [8192, 97])
+def test_a_stream_that_begins_pauses_and_resumes_keeps_its_beginning(tmp_path, monkeypatch, chunk_lines):
+    """30 events, six hours of silence, then 2,000 more. Judged against its whole first batch, the
+    beginning was "far older than the events around it": a replay read in one chunk counted those
+    30 late (and the metric baselines learnt without them), one read in chunks of 97 lines kept
+    them. The beginning's neighbours are its own events: kept, whatever the batching."""
+    import detector.replay as replay_mod
+
+    t0 = 1764140400.0
+    events = [{"type": "metric", "ts": t0 + i + (21600 if i >= 30 else 0), "service": "a", "name": "m",
+               "value": 1.0} for i in range(2030)]
+    events.insert(1000, {"type": "metric", "ts": 1.0, "service": "a", "name": "m", "value": 1.0})
+    path = tmp_path / "pause.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    monkeypatch.setattr(replay_mod, "CHUNK_LINES", chunk_lines)
+    res = replay([path], load_pipeline(), lambda r: None, lambda s, line, v, why: None)
+    # the event dated 1970 is alone among far newer ones: late in the one-chunk replay (in the
+    # other it comes after the first batch, where the windows count it late)
+    assert res.late == 1 and res.rejected == 0
+
+
+def test_a_misdated_event_first_among_a_stretch_is_late_and_the_stretch_is_kept():
+    ts = np.concatenate(([1.0, 2.0], 1764140400.0 + np.arange(40.0), [5.0], 1764140440.0 + np.arange(40.0)))
+    g = _g(ts)
+    assert sorted(g.late.tolist()) == [0, 1, 42] and not g.reject
+
+
 def test_the_last_event_of_a_replay_after_a_jump_is_still_refused(tmp_path):
     """No clock and nothing after it: an event far ahead at the very end cannot be confirmed."""
     t0 = 1764140400.0
