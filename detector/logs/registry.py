@@ -241,9 +241,13 @@ class TemplateRegistry:
         return min((ts for v, ts in self.versions[idx].items() if v != version), default=np.inf)
 
     def path_kin(self, idx: int) -> list[int]:
-        """Templates of `idx`'s service with its path-free key, `idx` included, in index order."""
+        """Templates of `idx`'s service with its path-free key, `idx` included, in index order.
+        (A template of no tokens keeps the empty text it was created with, in no group: itself.)"""
+        group = self.by_key.get(self.path_key[idx])
+        if not group:
+            return [idx]
         service = self.service[idx]
-        return sorted(j for j in self.by_key[self.path_key[idx]] if self.service[j] == service)
+        return sorted(j for j in group if self.service[j] == service)
 
     def info(self, idx: int) -> TemplateInfo:
         if not 0 <= idx < len(self.service):

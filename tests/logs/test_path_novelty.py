@@ -143,6 +143,8 @@ def test_the_key_follows_the_template_text_as_the_miner_generalises_it():
     reg.set_text(a, "request <NUM> to <*> <*> refused")
     assert reg.path_kin(a) == [a] and reg.path_kin(b) == [b]
     assert sum(len(v) for v in reg.by_key.values()) == len(reg)
+    empty = reg.add(svc, ())  # a line of no tokens: its template's text stays empty
+    assert reg.path_kin(empty) == [empty]
 
 
 def test_the_miner_generalising_a_known_path_keeps_a_new_endpoint_known():
