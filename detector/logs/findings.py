@@ -13,7 +13,15 @@ version) and returns `TemplateFinding`s:
   version's lines. It is reported once, in the window where it first
   qualifies (so within one window of its first occurrence when it repeats
   there). The overflow template is never novel: lines past the template cap
-  are high-cardinality noise by construction.
+  are high-cardinality noise by construction. A template is not novel either
+  when a template of the same service that differs from it only by a request
+  path or endpoint (its *path kin*: the same path-free key, see
+  `registry.path_free_key`) was logged before the deploy on the same terms:
+  "request <NUM> to PUT /v1/cart failed ..." is the service's known failure
+  line for another endpoint, not a new error pattern of the release (issue
+  12: during a shared slowdown such a line of the new version was a benign
+  deploy's ticket). The key is computed when a template's text is set or
+  generalised by the miner, so the check is a dict lookup per candidate.
 - `log_errors`: a template whose count at `errors_min_level` or above from
   the new version in this window is improbable given its pre-deploy rate
   (zero for a template new since the deploy: after its novelty finding, its
@@ -30,6 +38,10 @@ Each finding carries a `scope`:
   stable version's rate rose too), no other service: not the deploy's;
 - `shared`: every version and at least one other service (same template
   text) show it at the same time: infrastructure evidence.
+For novelty, "shows it" counts the template's path kin: the stable version
+failing on one endpoint and the new one on another since the deploy is the
+service's (or, with another service, shared) evidence. Error shifts compare
+exact templates.
 With a single active version "every version" holds trivially, so only other
 services can make such a finding shared.
 
@@ -247,10 +259,15 @@ class _Context:
         self.novel_now: set[int] = set()
 
     def _is_new(self, idx: int) -> bool:
-        """Not logged before the deploy by another version, nor by the new one before the grace period."""
-        t = self.deploy.deploy_ts
-        own = self.reg.versions[idx].get(self.new, np.inf)
-        return self.reg.first_seen_by_others(idx, self.new) >= t and own >= t - self.s.novelty_grace_s
+        """Neither it nor a template of the service differing from it only by a request path or
+        endpoint (its path kin) was logged before the deploy by another version, nor by the new
+        one before the grace period."""
+        t, reg, new = self.deploy.deploy_ts, self.reg, self.new
+        since = t - self.s.novelty_grace_s
+        for j in reg.path_kin(idx):
+            if reg.first_seen_by_others(j, new) < t or reg.versions[j].get(new, np.inf) < since:
+                return False
+        return True
 
     # --- log_novelty ---
 
@@ -309,8 +326,9 @@ class _Context:
 
     def _novelty_scope(self, idx: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
         since = self.since
-        emitting = set(np.unique(since.version[(since.tpl == idx) & (since.version >= 0)]).tolist())
-        others = self._other_services(idx, rise_only=False)
+        kin = self.reg.path_kin(idx)
+        emitting = set(np.unique(since.version[np.isin(since.tpl, kin) & (since.version >= 0)]).tolist())
+        others = self._other_services(idx, rise_only=False, by_path_key=True)
         in_all = self.active_versions <= emitting
         if others and in_all:
             scope = "shared"
@@ -380,10 +398,12 @@ class _Context:
 
     # --- shared helpers ---
 
-    def _other_services(self, idx: int, rise_only: bool) -> tuple[str, ...]:
-        """Other services whose template with the same text shows up (or rises) since the deploy."""
+    def _other_services(self, idx: int, rise_only: bool, by_path_key: bool = False) -> tuple[str, ...]:
+        """Other services whose template with the same text (or path-free key) shows up (or rises)
+        since the deploy."""
         reg, s = self.reg, self.s
-        peers = [j for j in reg.by_text.get(reg.text[idx], ()) if reg.service[j] != self.svc]
+        group = reg.by_key.get(reg.path_key[idx], ()) if by_path_key else reg.by_text.get(reg.text[idx], ())
+        peers = [j for j in group if reg.service[j] != self.svc]
         if not peers:
             return ()
         names = set()

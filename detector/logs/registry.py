@@ -12,11 +12,25 @@ index does not. Per template the registry keeps the first and last time it
 was seen, its line counts by level and the first time each version emitted it.
 `by_text` groups templates with the same text across services: the same
 shape in several services is how shared (infrastructure) evidence is found.
+
+Each template also has a *path-free key* (`path_key`, grouped in `by_key`):
+its text with the request path and endpoint taken out, so that
+"request <NUM> to PUT /v1/cart failed ..." and "request <NUM> to GET <*>
+failed ..." share a key. A token is path-like when it starts with `/` (after
+an optional `key=` and an opening quote or bracket: `path=/v1/x`,
+`"/v1/x`); an HTTP method (`GET`, `method=POST`, `"PUT`) directly before a
+path-like token or a `<*>` is the endpoint's method. Both become `<*>` in the
+key, so a path the miner has already generalised and a literal one compare
+equal, and the token count stays. The key is computed when the text is set
+(at creation and whenever the miner generalises the template), so a lookup
+costs one dict access. Novelty (`findings`) uses it; ids, texts and counts do
+not depend on it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +39,23 @@ from detector.ingest.columns import LEVEL_NAMES
 from detector.ingest.interner import Interner
 from detector.logs.kinds import classify
 from detector.logs.miner import OVERFLOW_TEXT
+
+
+_PATH = re.compile(r"^(?:[\w.-]+=)?[\"'(\[]?/").match
+_METHOD = re.compile(r"^(?:[\w.-]+=)?[\"'(\[]?(?:GET|HEAD|POST|PUT|PATCH|DELETE|OPTIONS|CONNECT|TRACE)$").match
+_PARAM = "<*>"
+
+
+def path_free_key(text: str) -> str:
+    """`text` with path-like tokens, and the HTTP method before one, replaced by `<*>` (module docstring)."""
+    tokens = text.split()
+    if not any(_PATH(t) or _METHOD(t) for t in tokens):
+        return text
+    out = [_PARAM if _PATH(t) else t for t in tokens]
+    for i in range(len(out) - 1):
+        if out[i + 1] == _PARAM and _METHOD(out[i]):
+            out[i] = _PARAM
+    return " ".join(out)
 
 
 def template_id(service: str, text: str) -> str:
@@ -72,6 +103,8 @@ class TemplateRegistry:
         self.overflow: list[bool] = []
         self.versions: list[dict[int, float]] = []
         self.by_text: dict[str, list[int]] = {}
+        self.path_key: list[str] = []
+        self.by_key: dict[str, list[int]] = {}  # path-free key -> templates (every service), see path_free_key
         self.by_id: dict[str, int] = {}
         self._first = np.empty(0, np.float64)
         self._last = np.empty(0, np.float64)
@@ -86,6 +119,7 @@ class TemplateRegistry:
         text = " ".join(tokens)
         self.service.append(service)
         self.text.append("")
+        self.path_key.append("")
         self.tid.append("")
         self.kind.append("")
         self.overflow.append(tokens == (OVERFLOW_TEXT,))
@@ -107,11 +141,17 @@ class TemplateRegistry:
                 del self.by_text[old]
             if self.by_id.get(self.tid[idx]) == idx:
                 del self.by_id[self.tid[idx]]
+            old_key = self.path_key[idx]
+            self.by_key[old_key].remove(idx)
+            if not self.by_key[old_key]:
+                del self.by_key[old_key]
         service = self.strings.lookup(self.service[idx]) or ""
         self.text[idx] = text
         self.tid[idx] = template_id(service, text)
         self.kind[idx] = "other" if self.overflow[idx] else classify(text)
         self.by_text.setdefault(text, []).append(idx)
+        key = self.path_key[idx] = path_free_key(text)
+        self.by_key.setdefault(key, []).append(idx)
         # Two templates of one service can converge on the same text (the miner
         # folds the templates of earlier words into a generalised one); the id
         # then names the older one.
@@ -199,6 +239,15 @@ class TemplateRegistry:
     def first_seen_by_others(self, idx: int, version: int) -> float:
         """When any version other than `version` (unknown included) first logged template `idx`."""
         return min((ts for v, ts in self.versions[idx].items() if v != version), default=np.inf)
+
+    def path_kin(self, idx: int) -> list[int]:
+        """Templates of `idx`'s service with its path-free key, `idx` included, in index order.
+        (A template of no tokens keeps the empty text it was created with, in no group: itself.)"""
+        group = self.by_key.get(self.path_key[idx])
+        if not group:
+            return [idx]
+        service = self.service[idx]
+        return sorted(j for j in group if self.service[j] == service)
 
     def info(self, idx: int) -> TemplateInfo:
         if not 0 <= idx < len(self.service):

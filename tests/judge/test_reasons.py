@@ -40,7 +40,7 @@ def test_no_reason_of_a_sweep_deploy_prints_a_negative_rate(tmp_path):
     trial 8) and two more caught on error rules: every percentage in every reason is >= 0, and the
     error-rate anomalies expect a rate in [0, 1]."""
     seen = []
-    for index in (8, 26, 31):
+    for index in (8, 26, 7):  # 31 (until issue 12, tenth round) is now a ticket by its new log template first
         trial = make_trial(index, 12)
         path = tmp_path / f"trial-{index}.jsonl"
         path.write_bytes(b"".join(line + b"\n" for line in events(trial)))
