@@ -379,7 +379,8 @@ class Judge(VerdictWriter):
                     min_requests=self.p.tests.min_requests, significance=self.p.tests.significance,
                     fleet=self.fleet, span_range=(starts[0], w.end),
                     before_range=(before_from, start_floor))
-                shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx, endpoint=c.endpoint)
+                compared = ref_name if self._compared_with_stable(v, starts, c.endpoint) else "before"
+                shared = blame.shared_with(rule, v.service, v.version, compared, ctx, endpoint=c.endpoint)
                 action = self._action(v, rule, c.endpoint, pre_all, new)
                 f = Finding(rule=rule.name, signal=rule.signal, action=action, endpoint=c.endpoint,
                             observed=c.observed, expected=c.expected, effect=c.effect, score=c.score, n=c.n,
@@ -449,6 +450,26 @@ class Judge(VerdictWriter):
                     pre_all, same, endpoints)
             inp.tables = tables_of[(kind, *starts)]
         return inp, ref_name
+
+    def _compared_with_stable(self, v: Verification, starts: list[float], endpoint: int) -> bool:
+        """Whether every request of the new version on `endpoint` (-1: on any endpoint) over the
+        span was compared with the stable version's in the same window. Evidence is gathered
+        window by window and endpoint by endpoint: where the stable version served none of an
+        endpoint's requests in a window (a rarely used endpoint), the new version's were compared
+        with the service before the deploy, so a shared cause (a slow database) is not cancelled
+        out there and blame must look for it, as for a span compared with the past."""
+        for s in starts:
+            here = v.slices[s]
+            new = here["new"]
+            if not new.total_n:
+                continue
+            if not self._same_window(here):
+                return False
+            served = dict(zip(here["stable"].endpoints.tolist(), here["stable"].n.tolist()))
+            for ep, n in zip(new.endpoints.tolist(), new.n.tolist()):
+                if n and (endpoint < 0 or ep == endpoint) and not served.get(ep, 0):
+                    return False
+        return True
 
     def _urgent_in_sight(self, v: Verification, now: float, elapsed: float, spans: SpanSums, pre_all: Population,
                          endpoints: np.ndarray, evidence_of: dict, tables_of: dict) -> bool:
