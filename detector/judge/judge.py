@@ -366,7 +366,8 @@ class Judge(VerdictWriter):
                                               self._alpha_rule, tables_of)
             for c in rules.evaluate(rule, inp):
                 key = (rule.name, c.endpoint)
-                if key in v.findings:
+                earlier = v.findings.get(key)
+                if earlier is not None and not earlier.shared:
                     continue
                 span = [h for h in history if h.start >= starts[0]]
                 ctx = blame.Context(
@@ -381,6 +382,8 @@ class Judge(VerdictWriter):
                     before_range=(before_from, start_floor))
                 compared = ref_name if self._compared_with_stable(v, starts, c.endpoint) else "before"
                 shared = blame.shared_with(rule, v.service, v.version, compared, ctx, endpoint=c.endpoint)
+                if earlier is not None and shared:
+                    continue  # still shared: reported once
                 action = self._action(v, rule, c.endpoint, pre_all, new)
                 f = Finding(rule=rule.name, signal=rule.signal, action=action, endpoint=c.endpoint,
                             observed=c.observed, expected=c.expected, effect=c.effect, score=c.score, n=c.n,
@@ -435,7 +438,9 @@ class Judge(VerdictWriter):
             row = _p.row(ep)
             return float(_p.n[row] / _p.total_n) if row >= 0 and _p.total_n else 0.0
 
-        found = {ep for name, ep in v.findings if name == rule.name}
+        # A shared finding is looked at again while its rule holds: once its span no longer
+        # overlaps the shared cause (a slowdown that ended), blame can tell whether it is the deploy's.
+        found = {ep for (name, ep), f in v.findings.items() if name == rule.name and not f.shared}
         inp = rules.Inputs(endpoints, ev_rows, ev_service, alpha, share_of=share_of, skip=found)
         if rule.signal == "latency":
             k = len(starts)

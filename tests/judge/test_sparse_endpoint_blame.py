@@ -12,6 +12,11 @@ stable version in the same windows", and blame never looked, so the datastore
 wait deviating in three services did not count. Seed 12 `sw-2` (the same with
 `latency-p95-mild`, x1.5 on an endpoint with 10 % of the traffic) is the second
 case.
+
+A finding blame calls shared is looked at again while its rule holds, so a fault
+that outlasts the shared cause is still the deploy's: seed 5150 `sw-11`, p95 x3.9
+on an endpoint with 0.5 % of the traffic from 159 s after a canary deploy, with a
+shared slowdown from 209 s to 466 s, is a ticket with root cause `code`.
 """
 
 from __future__ import annotations
@@ -53,3 +58,20 @@ def test_a_shared_slowdown_on_an_endpoint_compared_with_the_past_is_not_the_depl
     assert any("datastore_wait_ms" in e for e in verdict["root_cause"]["evidence"])
     held = [d for d in out if d["type"] == "anomaly" and d["detail"].get("rule")]
     assert held and all(d["deploy_id"] is None and d["detail"]["shared"] for d in held)
+
+
+def test_a_fault_that_outlasts_the_shared_cause_is_the_deploys(tmp_path):
+    trial = make_trial(11, 5150)
+    assert trial.fault is not None and trial.fault.kind == "latency"
+    assert [d.kind for d in trial.disturbances] == ["shared_slowdown"]
+    path = tmp_path / "trial.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in events(trial)))
+    out = []
+    replay([path], _pipeline(), lambda r: out.append(r.to_dict()))
+    verdict = next(d for d in out if d["type"] == "verdict" and d["deploy_id"] == trial.deploy_id)
+    assert verdict["decision"] == "ticket", verdict["reasons"]
+    assert verdict["root_cause"]["category"] == "code"
+    assert "rare-endpoint-latency" in verdict["reasons"][0]
+    held = [d for d in out if d["type"] == "anomaly" and d["detail"].get("rule") == "rare-endpoint-latency"]
+    # reported shared first, then the deploy's once its span no longer overlaps the slowdown
+    assert [d["deploy_id"] is None for d in held] == [True, False]
