@@ -104,7 +104,7 @@ class Core:
                                              _names_shared_dependency)
 
     def process(self, batch: DecodedBatch, source: str | None = "default", now: float | None = None,
-                close: bool = True) -> list[Record]:
+                close: bool = True, more: bool = False) -> list[Record]:
         """Fold one decoded batch in; return the records it caused, in event-time order.
 
         `source` is the input (topic, file) whose event time moves the watermark;
@@ -113,8 +113,11 @@ class Core:
         `now` is the wall clock of a live run (None in a replay). Events that
         the time guard refuses (far ahead of the stream or the clock) are moved
         to `batch.rejected` with their reason, for the caller's dead letters.
+        `more` (a replay): the source has more events after this batch; an event
+        only they can confirm is left out and its position put in `batch.deferred`,
+        for the caller to hand in again at the head of the next batch.
         """
-        batch = self._guard_time(batch, source, now)
+        batch = self._guard_time(batch, source, now, more)
         self.stats.events += batch.accepted
         self.stats.rejected += len(batch.rejected)
         out: list[Record] = []
@@ -153,17 +156,29 @@ class Core:
         self._count(out)
         return out
 
-    def _guard_time(self, batch: DecodedBatch, source: str | None, now: float | None) -> DecodedBatch:
+    def _guard_time(self, batch: DecodedBatch, source: str | None, now: float | None,
+                    more: bool = False) -> DecodedBatch:
         if not batch.accepted:
             return batch
         seen = self.windows.max_ts
         progress = seen.get(source) if source is not None else (max(seen.values()) if seen else None)
+        if progress is not None and not np.isfinite(progress):
+            progress = None  # a source held back before it delivered anything has no progress yet
         ts, pos = batch.times()
-        verdict = guard(ts, pos, progress, self.pipeline.limits.max_future_skew_s, now)
-        if not verdict.reject and not len(verdict.late):
+        verdict = guard(ts, pos, progress, self.pipeline.limits.max_future_skew_s, now, more)
+        late = verdict.late
+        if len(late) and (batch.deploys or batch.checks or batch.incidents):
+            # Far older than the batch only matters to what opens windows: a deploy before any
+            # traffic (or a check, an incident) is taken as at any other time (a late deploy is
+            # judged from history), and dropping it would leave the deploy without a verdict.
+            rare = {e.pos for e in (*batch.deploys, *batch.checks, *batch.incidents)}
+            late = np.asarray([p for p in late.tolist() if p not in rare], np.int64)
+        if not verdict.reject and not len(late) and not len(verdict.defer):
             return batch
-        self.windows.late += len(verdict.late)
-        batch.drop(np.concatenate([np.fromiter(verdict.reject, np.int64, len(verdict.reject)), verdict.late]))
+        self.windows.late += len(late)
+        batch.drop(np.concatenate([np.fromiter(verdict.reject, np.int64, len(verdict.reject)), late,
+                                   verdict.defer]))
+        batch.deferred.extend(verdict.defer.tolist())
         batch.rejected.extend(Rejected(p, reason) for p, reason in verdict.reject.items())
         batch.rejected.sort(key=lambda r: r.pos)
         return batch

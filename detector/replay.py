@@ -106,30 +106,44 @@ def replay(
         c.metricwatch.collect_scores = scores is not None
     router = Router(interner, partitions)
     paths = [str(p) for p in inputs]
+    for c in cores:
+        for p in paths:
+            # An input not read yet holds the watermark back, as an input topic with data
+            # waiting does live: else the first file's chunk closes windows before the
+            # second file (its deploys) is read at all.
+            c.windows.max_ts[p] = float("-inf")
     handles = [open(p, "rb") for p in paths]
     try:
         readers = [_chunks(h, CHUNK_LINES) for h in handles]
+        ahead = [next(r, None) for r in readers]  # each input's next chunk: whether more follows
+        # Lines the time guard left for the next chunk of their input (an event far ahead that
+        # only later events can confirm), with their line numbers: judged as if read with it.
+        carry: list[tuple[list[bytes], list[int]]] = [([], []) for _ in paths]
         behind = [float("-inf")] * len(paths)
         live = list(range(len(paths)))
         n_events = n_records = n_skipped = 0
         while live:
             i = min(live, key=lambda j: (behind[j], j))
-            chunk = next(readers[i], None)
+            chunk = ahead[i]
             if chunk is None:
                 live.remove(i)
                 if live:
                     for c in cores:
                         c.windows.max_ts.pop(paths[i], None)
                 continue
+            ahead[i] = next(readers[i], None)
             n_skipped += chunk.skipped
-            if not chunk.lines:
-                continue
-            batch = decode_batch(chunk.lines, interner, pipeline.limits.max_message_bytes)
             n_events += len(chunk.lines)
+            lines, numbers = carry[i][0] + chunk.lines, carry[i][1] + chunk.numbers
+            carry[i] = ([], [])
+            if not lines:
+                continue
+            batch = decode_batch(lines, interner, pipeline.limits.max_message_bytes)
             parts = router.split(batch)
+            more = ahead[i] is not None
             refused = []  # parts[0].rejected is the decoder's list; every core adds the events it refused
             for c, part in zip(cores, parts):
-                for rec in c.process(part, source=paths[i], close=not fleet):
+                for rec in c.process(part, source=paths[i], close=not fleet, more=more):
                     emit(rec)
                     n_records += 1
                 if scores is not None and not fleet:
@@ -152,9 +166,11 @@ def replay(
                     for c in cores:
                         for row in c.metricwatch.take_scores():
                             scores(row)
+            deferred = sorted({pos for part in parts for pos in part.deferred})
+            carry[i] = ([lines[p] for p in deferred], [numbers[p] for p in deferred])
             if rejected is not None:
                 for r in sorted(refused, key=lambda r: r.pos):
-                    rejected(paths[i], chunk.numbers[r.pos], chunk.lines[r.pos], r.reason)
+                    rejected(paths[i], numbers[r.pos], lines[r.pos], r.reason)
             # how far this source got: the newest time the cores took from it
             newest = [t for t in (part.max_ts() for part in parts) if t is not None]
             if newest:

@@ -85,6 +85,19 @@ def _num(x: float) -> float | None:
     return None if x != x else round(float(x), 3)
 
 
+def _real(x: float) -> float | str:
+    """A float JSON can carry: a metric series' window sum overflows to inf on valid samples near
+    1.8e308 (orjson would write null), so non-finite values travel as "inf", "-inf" or "nan"."""
+    x = float(x)
+    return x if np.isfinite(x) else repr(x)
+
+
+def _unreal(v) -> float:
+    if type(v) is str and v not in ("inf", "-inf", "nan"):
+        raise SummaryError(f"not a number: {v[:32]!r}")
+    return float("nan") if v is None else float(v)  # null: nan, as written before non-finite values travelled
+
+
 def encode(w: WindowSummary) -> bytes:
     return orjson.dumps({
         "v": VERSION, "p": w.partition, "n": w.partitions, "start": w.start, "end": w.end,
@@ -93,7 +106,7 @@ def encode(w: WindowSummary) -> bytes:
             "lb": s.lat_buckets.tolist(), "lc": s.lat_counts.tolist(),
             "q": [_num(x) for x in s.quantiles],
             "exp": None if s.expected_requests is None else round(s.expected_requests, 3),
-            "m": [[m.name, m.labels, m.total, m.samples] for m in s.metrics],
+            "m": [[m.name, m.labels, _real(m.total), m.samples] for m in s.metrics],
             "t": [[t.id, t.kind, t.first_seen_ts, t.text] for t in s.templates],
         } for s in w.services]})
 
@@ -116,7 +129,7 @@ def decode(data: bytes) -> WindowSummary:
                 service=str(s["svc"]), requests=int(s["req"]), errors=int(s["err"]), txn=int(s["txn"]),
                 lat_buckets=lb, lat_counts=lc, quantiles=q,  # type: ignore[arg-type]
                 expected_requests=None if s["exp"] is None else float(s["exp"]),
-                metrics=tuple(MetricLevel(str(m[0]), str(m[1]), float(m[2]), int(m[3])) for m in s["m"]),
+                metrics=tuple(MetricLevel(str(m[0]), str(m[1]), _unreal(m[2]), int(m[3])) for m in s["m"]),
                 templates=tuple(TemplateNote(str(t[0]), str(t[1]), float(t[2]), str(t[3])) for t in s["t"])))
         p, n = int(d["p"]), int(d["n"])
         if not 0 <= p < n:

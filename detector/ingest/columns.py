@@ -156,6 +156,7 @@ class DecodedBatch:
     checks: list[CheckEvent] = field(default_factory=list)
     incidents: list[IncidentEvent] = field(default_factory=list)
     rejected: list[Rejected] = field(default_factory=list)
+    deferred: list[int] = field(default_factory=list)  # positions the time guard left for the next batch
 
     @property
     def accepted(self) -> int:

@@ -8,7 +8,12 @@ guard looks at a batch in arrival order before the windows do:
   progress (the newest time accepted before it) is taken only when the events
   that arrive after it confirm that the stream moved there (a real gap in
   traffic: most of the next few events are as new). An unconfirmed one is
-  rejected with a reason and never reaches the windows. A stream whose events
+  rejected with a reason and never reaches the windows. An event that has too
+  few events after it to judge (the end of a batch) is judged by the wall clock
+  in a live run; a replay, which has none, hands it back to be judged with the
+  next batch of its input (`defer`), and rejects it only at the end of the input.
+  Such an event still counts as a follower of the events before it: refusing it
+  for want of followers of its own says nothing against them. A stream whose events
   are normally far apart (hourly samples) is measured in its own steps: the
   threshold is the larger of `skew_s` and ten typical steps. With a wall clock
   (live runs), an event more than `skew_s` ahead of it is rejected as well, and
@@ -23,7 +28,7 @@ Pure and deterministic: the same batch, progress and clock give the same result.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -37,6 +42,7 @@ class Guarded:
 
     reject: dict[int, str]
     late: np.ndarray  # int64 positions
+    defer: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # to judge with the next batch
 
 
 def human_span(seconds: float) -> str:
@@ -56,13 +62,14 @@ def _typical_step(ts: np.ndarray) -> float:
 
 
 def guard(ts: np.ndarray, pos: np.ndarray, progress: float | None, skew_s: float,
-          now: float | None = None) -> Guarded:
+          now: float | None = None, more: bool = False) -> Guarded:
     """Judge every event of one batch of one stream.
 
     `ts` and `pos` are the batch's event times and positions, in any order;
     arrival order is the order of `pos`. `progress` is the newest event time the
     stream accepted before this batch (None before its first). `now` is the wall
-    clock in a live run, None in a replay.
+    clock in a live run, None in a replay. `more`: further events of the stream follow
+    this batch (a replay's next chunk); an event that only they could confirm is deferred.
     """
     reject: dict[int, str] = {}
     late = np.empty(0, np.int64)
@@ -90,8 +97,8 @@ def guard(ts: np.ndarray, pos: np.ndarray, progress: float | None, skew_s: float
         late_mask = alive & (t < ref - max(limit, STEPS * _spread(t[alive])))
         late = p[late_mask]
         alive &= ~late_mask
-    _reject_unconfirmed(t, p, alive, ref, limit, skew_s, now, reject)
-    return Guarded(reject, late)
+    tail = _reject_unconfirmed(t, p, alive, ref, limit, skew_s, now, reject, more)
+    return Guarded(reject, late, np.asarray(sorted(tail), np.int64))
 
 
 def _spread(t: np.ndarray) -> float:
@@ -103,24 +110,30 @@ def _spread(t: np.ndarray) -> float:
 
 
 def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: float, limit: float, skew_s: float,
-                        now: float | None, reject: dict[int, str]) -> None:
-    """Walk the batch in arrival order; an event far ahead of what came before it needs its followers."""
+                        now: float | None, reject: dict[int, str], more: bool) -> set[int]:
+    """Walk the batch in arrival order; an event far ahead of what came before it needs its followers.
+    Returns the positions of the events left for the next batch (`more`)."""
+    heard = alive.copy()  # followers: the events alive and those with too few followers of their own
+    deferred: set[int] = set()
     while True:
         prior = np.maximum.accumulate(np.where(alive, t, -np.inf))
         before = np.concatenate(([ref], np.maximum(prior[:-1], ref)))
         cand = np.flatnonzero(alive & (t > before + limit))
         changed = False
         for i in cand.tolist():
-            nxt = np.flatnonzero(alive[i + 1:])[:FOLLOWERS] + i + 1
+            nxt = np.flatnonzero(heard[i + 1:])[:FOLLOWERS] + i + 1
             if len(nxt) >= 2:
-                ok = int((t[nxt] >= t[i] - skew_s).sum()) * 2 >= len(nxt)
+                if int((t[nxt] >= t[i] - skew_s).sum()) * 2 >= len(nxt):
+                    continue  # confirmed: the stream moved there
+                heard[i] = False  # contradicted by the events after it
+            elif now is not None:
+                continue  # nothing (or one event) after it: only a clock can vouch for it
+            alive[i] = False
+            if len(nxt) < 2 and more:
+                deferred.add(int(p[i]))  # the events that can confirm it are in the next batch
             else:
-                # nothing (or one event) after it: only a clock can vouch for it
-                ok = now is not None
-            if not ok:
                 reject[int(p[i])] = f"ts {t[i]:.0f} is {human_span(t[i] - before[i])} ahead of the stream"
-                alive[i] = False
-                changed = True
-                break  # the stream's progress after it changes: look again
+            changed = True
+            break  # the stream's progress after it changes: look again
         if not changed:
-            return
+            return deferred

@@ -85,14 +85,21 @@ def _floor(share: float, rules: Sequence[Rule]) -> float | None:
     return min(effects) if effects else None
 
 
+def served_before(pre: Population | None) -> set[int]:
+    """The endpoints with requests before the deploy. Not every row of `pre`: it has a row for each
+    endpoint the service's series table held when it was cut, and a replay's batch creates the series
+    of endpoints first seen later in it before its windows are judged (the count would depend on the
+    batching)."""
+    return set(pre.endpoints[pre.n > 0].tolist()) if pre is not None else set()
+
+
 def endpoints(requests: Mapping[int, int], pre: Population | None, alpha_rule: float, rules: Sequence[Rule],
               lookup: Callable[[int], str]) -> list[EndpointPower]:
     """Every endpoint the new version served, least covered first."""
     total = sum(requests.values())
     if not total:
         return []
-    pre_eps = set(pre.endpoints.tolist()) if pre is not None else set()
-    need = math.log10(max(1, len(pre_eps | set(requests))) / alpha_rule)
+    need = math.log10(max(1, len(served_before(pre) | set(requests))) / alpha_rule)
     out = []
     for ep, n in requests.items():
         if n <= 0:

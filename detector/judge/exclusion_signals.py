@@ -41,7 +41,7 @@ import numpy as np
 from detector.aggregate import sketch
 from detector.config import Rule
 from detector.judge.evidence import Population
-from detector.judge.exclusion import _percent
+from detector.judge.exclusion import _percent, served_before
 from detector.stats import sequential
 
 STEPS = 50  # bisection steps: far below the rounding of the figures stated
@@ -230,7 +230,7 @@ def latency(requests: Mapping[int, int], pre: Population | None, alpha_rule: flo
     if pre is None or not pre.total_n or not sum(requests.values()):
         return SignalExclusion("latency", None, (), quantiles[0])
     eps, n, at, share = _endpoint_rows(requests, pre)
-    k_endpoints = len(set(pre.endpoints.tolist()) | set(eps))
+    k_endpoints = len(served_before(pre) | set(eps))
     entry_row = sketch.entry_series(pre.lat)
     buckets, counts = pre.lat.buckets.astype(np.float64), pre.lat.counts.astype(np.float64)
     m_all = sketch.counts_grouped(pre.lat).astype(np.float64)

@@ -370,8 +370,9 @@ class Judge(VerdictWriter):
                 if earlier is not None and not earlier.shared:
                     continue
                 span = [h for h in history if h.start >= starts[0]]
+                blame_before, blame_range = self._blame_before(history, before, (before_from, start_floor), starts[0])
                 ctx = blame.Context(
-                    span=span, before=before, population=self._pop,
+                    span=span, before=blame_before, population=self._pop,
                     services=self._active_services(span), lookup=self.interner.lookup,
                     metric_service=self.metrics.arrays()[0], metric_name=self.metrics.arrays()[1],
                     metric_labels=self.metrics.arrays()[2],
@@ -379,7 +380,7 @@ class Judge(VerdictWriter):
                     new_versions={o.service: (o.version,) for o in self.verifications.values() if o.verifying},
                     min_requests=self.p.tests.min_requests, significance=self.p.tests.significance,
                     fleet=self.fleet, span_range=(starts[0], w.end),
-                    before_range=(before_from, start_floor))
+                    before_range=blame_range)
                 compared = ref_name if self._compared_with_stable(v, starts, c.endpoint) else "before"
                 shared = blame.shared_with(rule, v.service, v.version, compared, ctx, endpoint=c.endpoint)
                 if earlier is not None and shared:
@@ -406,6 +407,21 @@ class Judge(VerdictWriter):
         if urgent:
             out.extend(self._act(v, w.end, urgent))
         return out
+
+    def _blame_before(self, history: Sequence[WindowFacts], before: list[WindowFacts],
+                      before_range: tuple[float, float], span_start: float
+                      ) -> tuple[list[WindowFacts], tuple[float, float]]:
+        """What blame compares a span with: the windows before the deploy while the history still
+        holds a third of `baseline_s` of them; later in the verification (the history keeps
+        `baseline_s` and the longest rule span, so they age out after about that long), the
+        `baseline_s` before the span. Without this, a shared cause that began in the second
+        half of a verification found nothing to compare with and was the deploy's."""
+        width = self.p.windows.width_s
+        if len(before) * width >= self.p.verification.baseline_s / 3:
+            return before, before_range
+        start = span_start - self.p.verification.baseline_s
+        windows = [h for h in history if h.end <= span_start and h.start >= start]
+        return windows, (max(start, history[0].start if history else -math.inf), span_start)
 
     @staticmethod
     def _evidence(v: Verification, rule: Rule, evidence_of: dict, endpoints: np.ndarray,

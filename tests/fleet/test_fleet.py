@@ -51,6 +51,30 @@ def test_a_summary_survives_encoding_exactly():
     assert b.requests == 0 and all(math.isnan(q) for q in b.quantiles) and len(b.lat_buckets) == 0
 
 
+def test_a_metric_sum_that_overflowed_survives_encoding():
+    """Two valid samples of 1e308 in one window sum to inf; orjson wrote it as null and every
+    other partition failed to decode the summary (a replay with --partitions 2 crashed)."""
+    levels = (MetricLevel("m", "", math.inf, 2), MetricLevel("m", "a=b", -math.inf, 2),
+              MetricLevel("n", "", math.nan, 1))
+    w = _window(0, 2, 100.0, dataclasses.replace(_service("a"), metrics=levels))
+    (back,) = decode(encode(w)).services
+    assert [m.total for m in back.metrics[:2]] == [math.inf, -math.inf] and math.isnan(back.metrics[2].total)
+    with pytest.raises(SummaryError):
+        decode(encode(w).replace(b'"inf"', b'"lots"'))
+
+
+def test_a_replay_with_huge_metric_values_runs_at_any_partition_count(tmp_path):
+    t0 = 1764140400.0
+    events = [{"type": "request", "ts": t0 + i, "service": "a", "endpoint": "/", "status": 200, "latency_ms": 5}
+              for i in range(60)]
+    events += [{"type": "metric", "ts": t0 + i, "service": "a", "name": "m", "value": 1e308} for i in range(2)]
+    path = tmp_path / "huge.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in sorted(events, key=lambda e: e["ts"])))
+    sent: list[bytes] = []
+    replay([path], load_pipeline(), lambda r: None, partitions=2, fleet_messages=sent.append)
+    assert any(b'"inf"' in m for m in sent)
+
+
 @pytest.mark.parametrize("bad", [b"not json", b"{}", orjson.dumps({"v": 99}),
                                  orjson.dumps({"v": 1, "p": 5, "n": 2, "start": 0, "end": 10, "s": []}),
                                  orjson.dumps({"v": 1, "p": 0, "n": 1, "start": 0, "end": 10, "s": [

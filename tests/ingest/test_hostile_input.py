@@ -183,6 +183,49 @@ def test_the_wall_clock_refuses_what_the_stream_cannot_judge():
     assert _g([now + 3600], progress=now - 10).reject  # no clock, no events after it: refused
 
 
+def test_events_refused_for_want_of_followers_still_confirm_the_ones_before_them():
+    """A sparse stream (deploys in a file of their own): the last two events have too few events
+    after them to be confirmed; refusing them took the followers of the two before, which had
+    been confirmed, and those were refused too."""
+    ts = 1764511940 + np.array([0, 53, 111, 87220, 87319, 87716, 87749, 88840, 88868, 91705, 91737], np.float64)
+    g = _g(ts)
+    assert sorted(g.reject) == [9, 10] and "47 minutes ahead of the stream" in g.reject[9]
+    # more events of the stream follow (a replay's next chunk): they will judge the last two
+    g = guard(ts, np.arange(len(ts)), None, 300.0, None, more=True)
+    assert not g.reject and g.defer.tolist() == [9, 10]
+    assert not _g(ts, now=float(ts[-1])).reject  # live, the clock vouches for them
+
+
+@pytest.mark.parametrize("chunk_lines", [8192, 51, 50, 49])
+def test_a_gap_at_a_chunk_boundary_loses_no_event(tmp_path, monkeypatch, chunk_lines):
+    """Two hours of silence between two bursts. With the first event after the gap the last line
+    of a chunk, nothing in its batch could confirm the jump and it went to the dead letters
+    ("2 hours ahead of the stream"); it waits for the next chunk now."""
+    import detector.replay as replay_mod
+
+    t0 = 1764140400.0
+    events = [{"type": "request", "ts": t0 + i + (7200 if i >= 50 else 0), "service": "a", "endpoint": "/",
+               "status": 200, "latency_ms": 5} for i in range(100)]
+    path = tmp_path / "gap.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    monkeypatch.setattr(replay_mod, "CHUNK_LINES", chunk_lines)
+    dead: list = []
+    res = replay([path], load_pipeline(), lambda r: None, lambda s, line, v, why: dead.append((line, why)))
+    assert dead == [] and res.events == 100 and res.rejected == 0 and res.late == 0
+
+
+def test_the_last_event_of_a_replay_after_a_jump_is_still_refused(tmp_path):
+    """No clock and nothing after it: an event far ahead at the very end cannot be confirmed."""
+    t0 = 1764140400.0
+    events = [{"type": "metric", "ts": t0 + i, "service": "a", "name": "m", "value": 1.0} for i in range(20)]
+    events.append({"type": "metric", "ts": YEAR_3000, "service": "a", "name": "m", "value": 1.0})
+    path = tmp_path / "tail.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    dead: list = []
+    replay([path], load_pipeline(), lambda r: None, lambda s, line, v, why: dead.append((line, why)))
+    assert [line for line, _ in dead] == [21] and "years ahead of the stream" in dead[0][1]
+
+
 def test_spans_read_as_a_person_would_say_them():
     assert human_span(30_000 * 365.25 * 86400) == "30,000 years"
     assert human_span(7200) == "2 hours" and human_span(90) == "2 minutes" and human_span(5) == "5 seconds"
