@@ -383,8 +383,17 @@ class Judge(VerdictWriter):
                     before_range=blame_range)
                 compared = ref_name if self._compared_with_stable(v, starts, c.endpoint) else "before"
                 shared = blame.shared_with(rule, v.service, v.version, compared, ctx, endpoint=c.endpoint)
-                if earlier is not None and shared:
-                    continue  # still shared: reported once
+                if earlier is not None:
+                    # A shared finding looked at again: the deploy's only on a span that starts
+                    # after the end of the last span where its shared cause was seen. Blame may
+                    # miss the cause while the span still overlaps it (its tail, or a baseline
+                    # before the span that the cause already covers); the deploy's own fault
+                    # persists into clean windows, and shows there.
+                    if shared:
+                        v.shared_seen[key] = w.end
+                        continue  # still shared: reported once
+                    if starts[0] < v.shared_seen.get(key, earlier.window_end):
+                        continue
                 action = self._action(v, rule, c.endpoint, pre_all, new)
                 f = Finding(rule=rule.name, signal=rule.signal, action=action, endpoint=c.endpoint,
                             observed=c.observed, expected=c.expected, effect=c.effect, score=c.score, n=c.n,

@@ -17,6 +17,14 @@ A finding blame calls shared is looked at again while its rule holds, so a fault
 that outlasts the shared cause is still the deploy's: seed 5150 `sw-11`, p95 x3.9
 on an endpoint with 0.5 % of the traffic from 159 s after a canary deploy, with a
 shared slowdown from 209 s to 466 s, is a ticket with root cause `code`.
+
+Looked at again, a span that overlaps only the end of a shared slowdown (or
+whose baseline before it the slowdown already covers) can show no shared cause
+while its new version is still slow from it: benign rolling deploys during a
+slowdown that ends mid-verification were paged or ticketed that way (seed 5150
+`sw-5`, x2.7 from 535 s to 1,045 s; seed 808 `sw-10`, x1.9 from 401 s to 974 s).
+A shared finding is the deploy's only on a span that starts after the last span
+where blame still found it shared.
 """
 
 from __future__ import annotations
@@ -75,3 +83,20 @@ def test_a_fault_that_outlasts_the_shared_cause_is_the_deploys(tmp_path):
     held = [d for d in out if d["type"] == "anomaly" and d["detail"].get("rule") == "rare-endpoint-latency"]
     # reported shared first, then the deploy's once its span no longer overlaps the slowdown
     assert [d["deploy_id"] is None for d in held] == [True, False]
+
+
+@pytest.mark.parametrize("seed, index", [(5150, 5), (808, 10)])
+def test_a_span_at_the_end_of_a_shared_slowdown_is_not_the_deploys(tmp_path, seed, index):
+    trial = make_trial(index, seed)
+    assert trial.fault is None and [d.kind for d in trial.disturbances] == ["shared_slowdown"]
+    slowdown = trial.disturbances[0]
+    assert slowdown.start_s + slowdown.length_s < 1200  # it ends well within the 30-minute verification
+    path = tmp_path / "trial.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in events(trial)))
+    out = []
+    replay([path], _pipeline(), lambda r: out.append(r.to_dict()))
+    verdict = next(d for d in out if d["type"] == "verdict" and d["deploy_id"] == trial.deploy_id)
+    assert verdict["decision"] == "confirmed", verdict["reasons"]
+    assert verdict["root_cause"]["category"] == "data_or_infra"
+    held = [d for d in out if d["type"] == "anomaly" and d["detail"].get("rule")]
+    assert held and all(d["deploy_id"] is None and d["detail"]["shared"] for d in held)
