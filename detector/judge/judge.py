@@ -384,15 +384,18 @@ class Judge(VerdictWriter):
                 compared = ref_name if self._compared_with_stable(v, starts, c.endpoint) else "before"
                 shared = blame.shared_with(rule, v.service, v.version, compared, ctx, endpoint=c.endpoint)
                 if earlier is not None:
-                    # A shared finding looked at again: the deploy's only on a span that starts
-                    # after the end of the last span where its shared cause was seen. Blame may
-                    # miss the cause while the span still overlaps it (its tail, or a baseline
-                    # before the span that the cause already covers); the deploy's own fault
-                    # persists into clean windows, and shows there.
+                    # A shared finding looked at again is the deploy's only over the first clean
+                    # spans: one that starts after the end of the last span where blame still
+                    # found it shared, within one rule span of it. Blame may miss a shared cause
+                    # the span still overlaps (its tail, or a baseline before the span that the
+                    # cause already covers); a fault of the deploy's that outlasts the cause shows
+                    # as soon as a span is clear of it. Later, the evidence gathered during the
+                    # shared cause (it is never forgotten) would let noise in a clean span through.
                     if shared:
                         v.shared_seen[key] = w.end
                         continue  # still shared: reported once
-                    if starts[0] < v.shared_seen.get(key, earlier.window_end):
+                    seen = v.shared_seen.get(key, earlier.window_end)
+                    if not seen <= starts[0] <= seen + rule.duration_s + 1e-9:
                         continue
                 action = self._action(v, rule, c.endpoint, pre_all, new)
                 f = Finding(rule=rule.name, signal=rule.signal, action=action, endpoint=c.endpoint,

@@ -24,7 +24,10 @@ while its new version is still slow from it: benign rolling deploys during a
 slowdown that ends mid-verification were paged or ticketed that way (seed 5150
 `sw-5`, x2.7 from 535 s to 1,045 s; seed 808 `sw-10`, x1.9 from 401 s to 974 s).
 A shared finding is the deploy's only on a span that starts after the last span
-where blame still found it shared.
+where blame still found it shared, and within one rule span of it: later, the
+evidence gathered during the slowdown (never forgotten) let a noisy p95 on a
+clean span through (seed 1001 `sw-16`, a benign blue/green deploy, x3.4 from
+411 s to 804 s: `latency-p95-mild` at +1,450 s, 1.68x over 181 requests).
 """
 
 from __future__ import annotations
@@ -85,11 +88,11 @@ def test_a_fault_that_outlasts_the_shared_cause_is_the_deploys(tmp_path):
     assert [d["deploy_id"] is None for d in held] == [True, False]
 
 
-@pytest.mark.parametrize("seed, index", [(5150, 5), (808, 10)])
+@pytest.mark.parametrize("seed, index", [(5150, 5), (808, 10), (1001, 16)])
 def test_a_span_at_the_end_of_a_shared_slowdown_is_not_the_deploys(tmp_path, seed, index):
     trial = make_trial(index, seed)
-    assert trial.fault is None and [d.kind for d in trial.disturbances] == ["shared_slowdown"]
-    slowdown = trial.disturbances[0]
+    assert trial.fault is None
+    slowdown = next(d for d in trial.disturbances if d.kind == "shared_slowdown")
     assert slowdown.start_s + slowdown.length_s < 1200  # it ends well within the 30-minute verification
     path = tmp_path / "trial.jsonl"
     path.write_bytes(b"".join(line + b"\n" for line in events(trial)))
