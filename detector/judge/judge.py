@@ -366,7 +366,8 @@ class Judge(VerdictWriter):
                                               self._alpha_rule, tables_of)
             for c in rules.evaluate(rule, inp):
                 key = (rule.name, c.endpoint)
-                if key in v.findings:
+                earlier = v.findings.get(key)
+                if earlier is not None and not earlier.shared:
                     continue
                 span = [h for h in history if h.start >= starts[0]]
                 blame_before, blame_range = self._blame_before(history, before, (before_from, start_floor), starts[0])
@@ -380,7 +381,22 @@ class Judge(VerdictWriter):
                     min_requests=self.p.tests.min_requests, significance=self.p.tests.significance,
                     fleet=self.fleet, span_range=(starts[0], w.end),
                     before_range=blame_range)
-                shared = blame.shared_with(rule, v.service, v.version, ref_name, ctx, endpoint=c.endpoint)
+                compared = ref_name if self._compared_with_stable(v, starts, c.endpoint) else "before"
+                shared = blame.shared_with(rule, v.service, v.version, compared, ctx, endpoint=c.endpoint)
+                if earlier is not None:
+                    # A shared finding looked at again is the deploy's only over the first clean
+                    # spans: one that starts after the end of the last span where blame still
+                    # found it shared, within one rule span of it. Blame may miss a shared cause
+                    # the span still overlaps (its tail, or a baseline before the span that the
+                    # cause already covers); a fault of the deploy's that outlasts the cause shows
+                    # as soon as a span is clear of it. Later, the evidence gathered during the
+                    # shared cause (it is never forgotten) would let noise in a clean span through.
+                    if shared:
+                        v.shared_seen[key] = w.end
+                        continue  # still shared: reported once
+                    seen = v.shared_seen.get(key, earlier.window_end)
+                    if not seen <= starts[0] <= seen + rule.duration_s + 1e-9:
+                        continue
                 action = self._action(v, rule, c.endpoint, pre_all, new)
                 f = Finding(rule=rule.name, signal=rule.signal, action=action, endpoint=c.endpoint,
                             observed=c.observed, expected=c.expected, effect=c.effect, score=c.score, n=c.n,
@@ -450,7 +466,9 @@ class Judge(VerdictWriter):
             row = _p.row(ep)
             return float(_p.n[row] / _p.total_n) if row >= 0 and _p.total_n else 0.0
 
-        found = {ep for name, ep in v.findings if name == rule.name}
+        # A shared finding is looked at again while its rule holds: once its span no longer
+        # overlaps the shared cause (a slowdown that ended), blame can tell whether it is the deploy's.
+        found = {ep for (name, ep), f in v.findings.items() if name == rule.name and not f.shared}
         inp = rules.Inputs(endpoints, ev_rows, ev_service, alpha, share_of=share_of, skip=found)
         if rule.signal == "latency":
             k = len(starts)
@@ -465,6 +483,26 @@ class Judge(VerdictWriter):
                     pre_all, same, endpoints)
             inp.tables = tables_of[(kind, *starts)]
         return inp, ref_name
+
+    def _compared_with_stable(self, v: Verification, starts: list[float], endpoint: int) -> bool:
+        """Whether every request of the new version on `endpoint` (-1: on any endpoint) over the
+        span was compared with the stable version's in the same window. Evidence is gathered
+        window by window and endpoint by endpoint: where the stable version served none of an
+        endpoint's requests in a window (a rarely used endpoint), the new version's were compared
+        with the service before the deploy, so a shared cause (a slow database) is not cancelled
+        out there and blame must look for it, as for a span compared with the past."""
+        for s in starts:
+            here = v.slices[s]
+            new = here["new"]
+            if not new.total_n:
+                continue
+            if not self._same_window(here):
+                return False
+            served = dict(zip(here["stable"].endpoints.tolist(), here["stable"].n.tolist()))
+            for ep, n in zip(new.endpoints.tolist(), new.n.tolist()):
+                if n and (endpoint < 0 or ep == endpoint) and not served.get(ep, 0):
+                    return False
+        return True
 
     def _urgent_in_sight(self, v: Verification, now: float, elapsed: float, spans: SpanSums, pre_all: Population,
                          endpoints: np.ndarray, evidence_of: dict, tables_of: dict) -> bool:

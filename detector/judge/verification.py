@@ -76,6 +76,8 @@ class Verification:
     ticket_hold_until: float | None = None  # a ticket rule held: the ticket goes out by this event time
     watch_until: float | None = None  # an early ticket went out: page/rollback rules still watched until then
     escalation: str = ""  # the escalation anomaly's id, once one went out
+    # (rule, endpoint) of a shared finding -> end of the last span where blame still found it shared
+    shared_seen: dict = field(default_factory=dict)
 
     @property
     def open(self) -> bool:
