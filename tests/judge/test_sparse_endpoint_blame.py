@@ -55,15 +55,20 @@ def _pipeline():
     return dataclasses.replace(p, rules=rules)
 
 
+def _replay(trial, tmp_path) -> tuple[list[dict], dict]:
+    """The trial's records (as dicts) and its deploy's verdict."""
+    path = tmp_path / "trial.jsonl"
+    path.write_bytes(b"".join(line + b"\n" for line in events(trial)))
+    out: list[dict] = []
+    replay([path], _pipeline(), lambda r: out.append(r.to_dict()))
+    return out, next(d for d in out if d["type"] == "verdict" and d["deploy_id"] == trial.deploy_id)
+
+
 @pytest.mark.parametrize("seed, index", [(5150, 15), (12, 2)])
 def test_a_shared_slowdown_on_an_endpoint_compared_with_the_past_is_not_the_deploys(tmp_path, seed, index):
     trial = make_trial(index, seed)
     assert trial.fault is None and [d.kind for d in trial.disturbances] == ["shared_slowdown"]
-    path = tmp_path / "trial.jsonl"
-    path.write_bytes(b"".join(line + b"\n" for line in events(trial)))
-    out = []
-    replay([path], _pipeline(), lambda r: out.append(r.to_dict()))
-    verdict = next(d for d in out if d["type"] == "verdict" and d["deploy_id"] == trial.deploy_id)
+    out, verdict = _replay(trial, tmp_path)
     assert verdict["decision"] == "confirmed", verdict["reasons"]
     assert verdict["root_cause"]["category"] == "data_or_infra"
     assert any("datastore_wait_ms" in e for e in verdict["root_cause"]["evidence"])
@@ -75,11 +80,7 @@ def test_a_fault_that_outlasts_the_shared_cause_is_the_deploys(tmp_path):
     trial = make_trial(11, 5150)
     assert trial.fault is not None and trial.fault.kind == "latency"
     assert [d.kind for d in trial.disturbances] == ["shared_slowdown"]
-    path = tmp_path / "trial.jsonl"
-    path.write_bytes(b"".join(line + b"\n" for line in events(trial)))
-    out = []
-    replay([path], _pipeline(), lambda r: out.append(r.to_dict()))
-    verdict = next(d for d in out if d["type"] == "verdict" and d["deploy_id"] == trial.deploy_id)
+    out, verdict = _replay(trial, tmp_path)
     assert verdict["decision"] == "ticket", verdict["reasons"]
     assert verdict["root_cause"]["category"] == "code"
     assert "rare-endpoint-latency" in verdict["reasons"][0]
@@ -94,11 +95,7 @@ def test_a_span_at_the_end_of_a_shared_slowdown_is_not_the_deploys(tmp_path, see
     assert trial.fault is None
     slowdown = next(d for d in trial.disturbances if d.kind == "shared_slowdown")
     assert slowdown.start_s + slowdown.length_s < 1200  # it ends well within the 30-minute verification
-    path = tmp_path / "trial.jsonl"
-    path.write_bytes(b"".join(line + b"\n" for line in events(trial)))
-    out = []
-    replay([path], _pipeline(), lambda r: out.append(r.to_dict()))
-    verdict = next(d for d in out if d["type"] == "verdict" and d["deploy_id"] == trial.deploy_id)
+    out, verdict = _replay(trial, tmp_path)
     assert verdict["decision"] == "confirmed", verdict["reasons"]
     assert verdict["root_cause"]["category"] == "data_or_infra"
     held = [d for d in out if d["type"] == "anomaly" and d["detail"].get("rule")]
