@@ -102,7 +102,7 @@ class Core:
                                              _names_shared_dependency)
 
     def process(self, batch: DecodedBatch, source: str | None = "default", now: float | None = None,
-                close: bool = True, more: bool = False, screened: bool = False) -> list[Record]:
+                close: bool = True, screened: bool = False) -> list[Record]:
         """Fold one decoded batch in; return the records it caused, in event-time order.
 
         `source` is the input (topic, file) whose event time moves the watermark;
@@ -111,13 +111,11 @@ class Core:
         `now` is the wall clock of a live run (None in a replay). Events that
         the time guard refuses (far ahead of the stream or the clock) are moved
         to `batch.rejected` with their reason, for the caller's dead letters.
-        `more` (a replay): the source has more events after this batch; an event
-        only they can confirm is left out and its position put in `batch.deferred`,
-        for the caller to hand in again at the head of the next batch. `screened`: the caller
-        already applied the time guard to the whole input's batch (a replay over partitions).
+        `screened`: the caller already applied the time guard to the whole input's
+        batch (a replay: `timeguard.screen`, which may also defer events to its next chunk).
         """
         if not screened:
-            batch = self._guard_time(batch, source, now, more)
+            batch = self._guard_time(batch, source, now)
         self.stats.events += batch.accepted
         self.stats.rejected += len(batch.rejected)
         out: list[Record] = []
@@ -156,11 +154,10 @@ class Core:
         self._count(out)
         return out
 
-    def _guard_time(self, batch: DecodedBatch, source: str | None, now: float | None,
-                    more: bool = False) -> DecodedBatch:
+    def _guard_time(self, batch: DecodedBatch, source: str | None, now: float | None) -> DecodedBatch:
         seen = self.windows.max_ts
         progress = seen.get(source) if source is not None else (max(seen.values()) if seen else None)
-        self.windows.late += screen(batch, progress, self.pipeline.limits.max_future_skew_s, now, more)
+        self.windows.late += screen(batch, progress, self.pipeline.limits.max_future_skew_s, now)
         return batch
 
     def finish(self, until: float | None = None, final: bool = True) -> list[Record]:

@@ -120,11 +120,10 @@ def _among_its_own(t: np.ndarray, alive: np.ndarray, cand: np.ndarray, limit: fl
     """For the candidates `cand` (arrival order): whether at least half of their alive neighbours
     (up to FOLLOWERS on each side, in arrival order) are within `limit` of them in time, i.e. they
     belong to a stretch of traffic rather than stand alone among far newer events."""
-    idx = np.flatnonzero(alive)
-    where = np.searchsorted(idx, np.flatnonzero(cand))
-    out = np.zeros(len(t), dtype=bool)
+    idx, ks = np.flatnonzero(alive), np.flatnonzero(cand)
     ta = t[idx]
-    for j, k in zip(where.tolist(), np.flatnonzero(cand).tolist()):
+    out = np.zeros(len(t), dtype=bool)
+    for j, k in zip(np.searchsorted(idx, ks).tolist(), ks.tolist()):
         near = np.concatenate((ta[max(0, j - FOLLOWERS):j], ta[j + 1:j + 1 + FOLLOWERS]))
         if len(near) and 2 * int((np.abs(near - t[k]) <= limit).sum()) >= len(near):
             out[k] = True
@@ -183,7 +182,7 @@ def screen(batch: DecodedBatch, progress: float | None, skew_s: float, now: floa
     verdict = guard(ts, pos, progress, skew_s, now, more)
     late = verdict.late
     if len(late) and (batch.deploys or batch.checks or batch.incidents):
-        # Far older than the batch only matters to what opens windows: a deploy before any
+        # Far past only matters to what opens windows: a deploy before any
         # traffic (or a check, an incident) is taken as at any other time (a late deploy is
         # judged from history), and dropping it would leave the deploy without a verdict.
         rare = {e.pos for e in (*batch.deploys, *batch.checks, *batch.incidents)}
