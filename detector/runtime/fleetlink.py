@@ -215,15 +215,18 @@ class FleetLink:
         forced = False
         for p, core in sorted(self._cores().items()):
             head = core.gate.queue[0] if core.gate is not None and core.gate.queue else None
-            if not isinstance(head, WindowFacts):
+            if head is None:
                 self._waiting.pop(p, None)
                 continue
-            missing = core.fleet.missing(head.end)
+            # a window waits for the fleet's summaries of it; a horizon (or a window not prepared
+            # yet), for the fleet's windows before it, which this partition closes empty
+            head_end = head.end if isinstance(head, WindowFacts) else head
+            missing = core.fleet.missing(head_end)
             if not missing:
                 continue
             end, since = self._waiting.get(p, (None, now))
-            if end != head.end:
-                self._waiting[p] = (head.end, now)
+            if end != head_end:
+                self._waiting[p] = (head_end, now)
                 since = now
             if now - since < self.max_wait_s and not set(missing) <= self.absent:
                 continue
@@ -232,7 +235,7 @@ class FleetLink:
             self.stats["forced"] += 1
             if new_absent:
                 self.log.warning("judging without partitions that did not summarise in time",
-                                 partition=p, window_end=head.end, missing=missing, waited_s=round(now - since, 2),
+                                 partition=p, window_end=head_end, missing=missing, waited_s=round(now - since, 2),
                                  max_wait_s=self.max_wait_s,
                                  detail="their owner is down or behind; records of such windows carry "
                                         "detail.fleet_missing; later windows missing only these are not held")
