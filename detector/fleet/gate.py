@@ -45,8 +45,9 @@ class FleetGate:
             self.queue.append(horizon)
 
     def run(self, core: "Core", force: bool = False) -> list["Record"]:
-        """Judge the queued windows, in order, while the view holds them complete (the head
-        one regardless when `force`: its records get `detail.fleet_missing`)."""
+        """Judge the queued windows, in order, while the view holds them complete. `force`: the
+        head regardless (its records get `detail.fleet_missing`); a head window not prepared yet
+        is only prepared and published (after the fleet's windows before it this partition knows of)."""
         out: list = []
         # window id -> totals computed with the windows queued with it, for this call only (a
         # version's series may be renamed by input that arrives between calls)
@@ -75,6 +76,8 @@ class FleetGate:
                     self._totals_ahead(core, ahead)
                 self.publish(self.summary(core, head, ahead))
                 self.head_ready = True
+                if force:  # judged (forced again if need be) once the fleet heard of it: a local
+                    break  # partition that follows this one closes it too, and is not missing
             missing = self.view.missing(head.end)
             if missing and not force:
                 break
