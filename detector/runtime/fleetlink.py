@@ -21,6 +21,8 @@ module owns that exchange over `fleet.topic`:
   Those partitions then count as absent, and later windows that lack only
   absent partitions are judged without waiting, until one of them publishes
   again: a sidecar that is down delays the others once, not every window.
+  A head not prepared yet, or a horizon, waits for the fleet's summaries
+  before it (the windows its core closes empty: `detector.fleet.gate`).
 * **silent partitions** (`follow`): a partition whose inputs have been silent
   for `kafka.source_idle_s` with nothing left to read closes its (empty)
   windows up to the fleet's horizon, as a replay's core without traffic does.
