@@ -200,6 +200,12 @@ class _OpenWindow:
         )
 
 
+def empty_window(start: float, end: float, n_series: int, n_mseries: int) -> WindowFacts:
+    """A closed window without any event: a partition's part of a window only other partitions
+    had events in (`detector.fleet.gate`)."""
+    return _OpenWindow().close(start, end, n_series, n_mseries)
+
+
 class WindowStore:
     """Open windows of one partition, its watermark and its late-event count."""
 

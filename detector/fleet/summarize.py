@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sent: set[str],
               wire: bool = True, ahead: dict | None = None) -> WindowSummary:
     """What partition `partition` publishes for `w`: one summary per service it saw in the window
-    (requests or metric samples or new log templates). `sent`: template ids already published
+    (requests, metric samples, log lines or new log templates: a window with events has one). `sent`: template ids already published
     (updated here; each template is published once, when first logged above INFO). Without
     `wire` (the summary stays in this core's own view) the quantiles are NaN and the expected
     requests None: only the wire carries them. `ahead`: window id -> (window, versions left
@@ -59,6 +59,11 @@ def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sen
             sent.add(t.id)
             new_templates.setdefault(t.service, []).append(TemplateNote(t.id, t.kind, t.first_seen_ts, t.text))
     names = {lookup(s): s for s in set(req_services) | set(metric_rows)}
+    logged = set()  # services seen only in log lines: no volume expectation asked for them
+    for sid in np.unique(w.log_service[w.log_count > 0]).tolist():
+        if lookup(sid) not in names:
+            names[lookup(sid)] = sid
+            logged.add(sid)
     for svc in new_templates:
         names.setdefault(svc, -1)
     nan3 = (float("nan"),) * 3
@@ -71,7 +76,7 @@ def summarize(core: "Core", w: WindowFacts, partition: int, partitions: int, sen
             n = err = txn = 0
             lat = None
         expected = None
-        if wire and sid >= 0 and core.seasonal is not None:
+        if wire and sid >= 0 and sid not in logged and core.seasonal is not None:
             mean, _var, ready = core.seasonal.expected_volume(sid, [w.start])
             expected = float(mean) if ready and math.isfinite(mean) else None
         metrics = []

@@ -6,7 +6,9 @@ has summarised: it has closed every window before). A window is complete when
 every partition's horizon reached its end; a partition that published nothing
 for a window had no traffic in it. Memory: at most `windows_kept` windows x the
 services of the fleet (each summary is a few counts, a sparse latency sketch
-and its metric levels).
+and its metric levels); over several partitions, plus the windows the fleet
+published beyond the core's newest window (it closes them as empty windows when
+it has none of its own: `FleetGate`), none of them dropped before it did.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class FleetView:
         # window. Partitions that went on (live: another sidecar ahead, or the retained topic
         # after a restart) must not change what it decides; a replay never holds them.
         self.upto = float("inf")
+        # Windows ending after this stay whatever their number (the gate sets it to `windows_kept`
+        # windows before its core's newest window: what it still reads or closes). Infinite: the
+        # newest `windows_kept` windows stay (one partition: no window is ahead of the core).
+        self.floor = float("inf")
 
     def add(self, s: WindowSummary) -> bool:
         """Take one summary (idempotent: the same one twice is one). False when it is for
@@ -49,15 +55,20 @@ class FleetView:
         if s.end > self.horizon.get(s.partition, float("-inf")):
             self.horizon[s.partition] = s.end
         ends = self._windows
-        if len(ends) >= self.windows_kept and s.end not in ends and s.end < min(ends):
+        if len(ends) >= self.windows_kept and s.end not in ends and s.end < min(ends) and s.end <= self.floor:
             return False
         if s.services:
             ends.setdefault(s.end, {})[s.partition] = s
         else:
             ends.setdefault(s.end, {})
-        while len(ends) > self.windows_kept:
+        while len(ends) > self.windows_kept and min(ends) <= self.floor:
             del ends[min(ends)]
         return True
+
+    def next_window(self, after: float, upto: float) -> float | None:
+        """The end of the first window in (after, upto] some partition had events in, or None."""
+        ends = [e for e, parts in self._windows.items() if after < e <= upto and parts]
+        return min(ends) if ends else None
 
     def missing(self, end: float) -> list[int]:
         """Partitions that have not yet summarised the window ending at `end`."""

@@ -21,6 +21,8 @@ module owns that exchange over `fleet.topic`:
   Those partitions then count as absent, and later windows that lack only
   absent partitions are judged without waiting, until one of them publishes
   again: a sidecar that is down delays the others once, not every window.
+  A head not prepared yet, or a horizon, waits for the fleet's summaries
+  before it (the windows its core closes empty: `detector.fleet.gate`).
 * **silent partitions** (`follow`): a partition whose inputs have been silent
   for `kafka.source_idle_s` with nothing left to read closes its (empty)
   windows up to the fleet's horizon, as a replay's core without traffic does.
@@ -210,38 +212,43 @@ class FleetLink:
 
     async def tick(self) -> None:
         """Judge, without the partitions still missing, every head window that waited max_wait_s
-        (or that lacks only partitions already known absent). The caller holds the lock."""
+        (or that lacks only partitions already known absent), and what follows it that lacks only
+        those. The caller holds the lock."""
         now = time.monotonic()
-        forced = False
         for p, core in sorted(self._cores().items()):
-            head = core.gate.queue[0] if core.gate is not None and core.gate.queue else None
-            if not isinstance(head, WindowFacts):
+            while True:
+                head = core.gate.queue[0] if core.gate is not None and core.gate.queue else None
+                if head is None:
+                    self._waiting.pop(p, None)
+                    break
+                # a prepared window waits for the fleet's summaries of it; a window not prepared yet
+                # or a horizon, for the fleet's summaries before it (windows it closes empty)
+                if isinstance(head, WindowFacts):
+                    head_end = head.end if core.gate.head_ready else head.start
+                else:
+                    head_end = head
+                missing = core.fleet.missing(head_end)
+                if not missing:
+                    break
+                end, since = self._waiting.get(p, (None, now))
+                if end != head_end:
+                    self._waiting[p] = (head_end, now)
+                    since = now
+                if now - since < self.max_wait_s and not set(missing) <= self.absent:
+                    break
+                new_absent = sorted(set(missing) - self.absent)
+                self.absent.update(missing)
+                self.stats["forced"] += 1
+                if new_absent:
+                    self.log.warning("judging without partitions that did not summarise in time",
+                                     partition=p, window_end=head_end, missing=missing,
+                                     waited_s=round(now - since, 2), max_wait_s=self.max_wait_s,
+                                     detail="their owner is down or behind; records of such windows carry "
+                                            "detail.fleet_missing; later windows missing only these are not held")
+                for rec in core.judge_ready(force=True):
+                    await self._emit(rec)
                 self._waiting.pop(p, None)
-                continue
-            missing = core.fleet.missing(head.end)
-            if not missing:
-                continue
-            end, since = self._waiting.get(p, (None, now))
-            if end != head.end:
-                self._waiting[p] = (head.end, now)
-                since = now
-            if now - since < self.max_wait_s and not set(missing) <= self.absent:
-                continue
-            new_absent = sorted(set(missing) - self.absent)
-            self.absent.update(missing)
-            self.stats["forced"] += 1
-            if new_absent:
-                self.log.warning("judging without partitions that did not summarise in time",
-                                 partition=p, window_end=head.end, missing=missing, waited_s=round(now - since, 2),
-                                 max_wait_s=self.max_wait_s,
-                                 detail="their owner is down or behind; records of such windows carry "
-                                        "detail.fleet_missing; later windows missing only these are not held")
-            for rec in core.judge_ready(force=True):
-                await self._emit(rec)
-            self._waiting.pop(p, None)
-            forced = True
-        if forced:
-            await self.flush()
+                await self.flush()
 
     # --- silent partitions ---
 

@@ -242,6 +242,10 @@ def test_a_checkpoint_keeps_the_windows_that_wait_for_the_fleet(shared_db):
     truth, p, own, core, lines, route = _deploys_partition(shared_db)
     for i in range(0, len(lines) * 2 // 3, 8192):
         core.process(route(lines[i:i + 8192]), source="events")
+    # the other partition summarised every window before the head: the head is prepared and waits
+    head = core.gate.queue[0]
+    core.fleet.add(WindowSummary(1 - own, 2, head.start - p.windows.width_s, head.start, ()))
+    core.judge_ready()
     waiting = [w.end if not isinstance(w, float) else w for w in core.gate.queue]
     assert len(waiting) > 3 and core.gate.head_ready
     back = Core.restore(p, core.snapshot(), own, 2)
