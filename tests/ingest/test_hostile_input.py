@@ -235,6 +235,33 @@ def test_a_stream_that_begins_pauses_and_resumes_keeps_its_beginning(tmp_path, m
     assert res.late == 1 and res.rejected == 0
 
 
+def test_a_misdated_event_in_a_small_batch_does_not_set_the_step_it_is_judged_by():
+    """A last chunk of three lines with a millisecond timestamp in the middle: in arrival order both
+    gaps were ~1.8e12 s, so the typical step (and the jump's threshold, ten steps) was far beyond
+    the event, which was taken. The step is the lower median gap of the times in order now."""
+    t = 1764349776.0
+    g = _g([t + 0.5, t * 1000, t + 0.3], progress=t - 6)
+    assert list(g.reject) == [1] and "ahead of the stream" in g.reject[1]
+
+
+@pytest.mark.parametrize("chunk_lines", [8192, 97])
+def test_a_millisecond_timestamp_in_the_last_chunk_is_dead_lettered(tmp_path, monkeypatch, chunk_lines):
+    """Stress seed 118: the same stream read in one chunk refused the line, in chunks of 97 took it."""
+    import detector.replay as replay_mod
+
+    t0 = 1764349000.0
+    events = [{"type": "request", "ts": t0 + 2 * i, "service": "a", "endpoint": "/", "status": 200,
+               "latency_ms": 5} for i in range(196)]
+    events.insert(195, {**events[0], "ts": (t0 + 390.5) * 1000})
+    path = tmp_path / "ms.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    monkeypatch.setattr(replay_mod, "CHUNK_LINES", chunk_lines)
+    dead: list = []
+    res = replay([path], load_pipeline(), lambda r: None, lambda s, line, v, why: dead.append((line, why)))
+    assert [line for line, _ in dead] == [196] and "ahead of the stream" in dead[0][1]
+    assert res.events == 197 and res.late == 0
+
+
 def test_a_misdated_event_first_among_a_stretch_is_late_and_the_stretch_is_kept():
     ts = np.concatenate(([1.0, 2.0], 1764140400.0 + np.arange(40.0), [5.0], 1764140440.0 + np.arange(40.0)))
     g = _g(ts)
