@@ -117,7 +117,7 @@ def guard(ts: np.ndarray, pos: np.ndarray, progress: float | None, skew_s: float
             late_mask &= ~_among_its_own(t, alive, late_mask, limit)
         late = p[late_mask]
         alive &= ~late_mask
-    tail = _reject_unconfirmed(t, p, alive, ref, limit, skew_s, now, reject, more)
+    tail = _reject_unconfirmed(t, p, alive, ref, limit, skew_s, now, reject, more, progress)
     return Guarded(reject, late, np.asarray(sorted(tail), np.int64))
 
 
@@ -144,9 +144,12 @@ def _spread(t: np.ndarray) -> float:
 
 
 def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: float, limit: float, skew_s: float,
-                        now: float | None, reject: dict[int, str], more: bool) -> set[int]:
+                        now: float | None, reject: dict[int, str], more: bool,
+                        progress: float | None = None) -> set[int]:
     """Walk the batch in arrival order; an event far ahead of what came before it needs its followers.
-    Returns the positions of the events left for the next batch (`more`)."""
+    Returns the positions of the events left for the next batch (`more`). A refusal says how far
+    ahead of the newest event accepted before it the event is (of `ref`, a first batch's middle,
+    only when none was): the same words however the stream was cut into batches."""
     heard = alive.copy()  # followers: the events alive and those with too few followers of their own
     deferred: set[int] = set()
     while True:
@@ -166,7 +169,9 @@ def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: fl
             if len(nxt) < 2 and more:
                 deferred.add(int(p[i]))  # the events that can confirm it are in the next batch
             else:
-                reject[int(p[i])] = f"ts {t[i]:.0f} is {human_span(t[i] - before[i])} ahead of the stream"
+                since = max(float(prior[i - 1]) if i else -np.inf, progress if progress is not None else -np.inf)
+                since = since if np.isfinite(since) else float(before[i])
+                reject[int(p[i])] = f"ts {t[i]:.0f} is {human_span(t[i] - since)} ahead of the stream"
             changed = True
             break  # the stream's progress after it changes: look again
         if not changed:
