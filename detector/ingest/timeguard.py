@@ -145,7 +145,7 @@ def _spread(t: np.ndarray) -> float:
 
 def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: float, limit: float, skew_s: float,
                         now: float | None, reject: dict[int, str], more: bool,
-                        progress: float | None = None) -> set[int]:
+                        progress: float | None) -> set[int]:
     """Walk the batch in arrival order; an event far ahead of what came before it needs its followers.
     Returns the positions of the events left for the next batch (`more`). A refusal says how far
     ahead of the newest event accepted before it the event is (of `ref`, a first batch's middle,
