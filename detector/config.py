@@ -190,7 +190,7 @@ class Verification:
 
     def check(self) -> None:
         _require(self.infra_blame in INFRA_BLAMES, "verification.infra_blame", self.infra_blame,
-                 f"one of {', '.join(INFRA_BLAMES)} (size: deviating infrastructure makes a finding shared "
+                 f"one of {', '.join(INFRA_BLAMES)} (size: deviating infrastructure makes an error or transaction finding shared "
                  "unless the new version moved significantly more than every population it hit; any: always)")
         _require(self.ticket_hold_s >= 0, "verification.ticket_hold_s", self.ticket_hold_s,
                  "a number of seconds >= 0 (how long a ticket waits for a page or rollback rule before it "

@@ -13,12 +13,13 @@ reference that moved as much does.
 
 Infrastructure evidence is a cause, and a cause must be able to account for
 the size of the change (`verification.infra_blame = "size"`): a deviating
-series explains a finding unless the new version moved significantly more
-(the same difference in differences) than every population the cause hit
-over the same windows that has the traffic to tell: the service's stable
-version, and the established traffic of the other services whose
-infrastructure series deviate. With no such population it explains it, as
-it always does under `infra_blame = "any"`.
+series explains an error-rate or transaction finding unless the new version
+moved significantly more (the same difference in differences) than every
+population the cause hit that has the traffic to tell (the service's stable
+version, the established traffic of the other services whose infrastructure
+series deviate), over the windows of the span while the series were up. With
+no such population, for latency findings, and under `infra_blame = "any"`,
+it explains it.
 """
 
 from __future__ import annotations
@@ -140,7 +141,10 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
         services, read by `established`; and the service's stable version) that has
         `tests.min_requests` on each side, over the windows of the span while the cause was on
         (`cause`, a time range); with no such population, it can."""
-        if ctx.infra_blame == "any":
+        if ctx.infra_blame == "any" or rule.signal == "latency":
+            # Latency's difference in differences compares shares above each side's own quantile:
+            # a shared slowdown moves a narrow population's share more than a broad one's, so it
+            # cannot tell whether the cause accounts for the change in other services' terms.
             return True
         on = [w for w in ctx.span if w.start >= cause[0] - 1e-9 and w.end <= cause[1] + 1e-9]
         if not on:
