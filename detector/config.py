@@ -186,7 +186,7 @@ class Verification:
     root_cause_grace_s: float = 60.0
     ticket_hold_s: float = 120.0
     ticket_hold: str = "in_sight"
-    infra_blame: str = "size"
+    infra_blame: str = "any"
 
     def check(self) -> None:
         _require(self.infra_blame in INFRA_BLAMES, "verification.infra_blame", self.infra_blame,

@@ -11,8 +11,9 @@ moved does not clear the deploy when the new version moved significantly
 more than it over the same windows (by at least half the rule's effect); a
 reference that moved as much does.
 
-Infrastructure evidence is a cause, and a cause must be able to account for
-the size of the change (`verification.infra_blame = "size"`): a deviating
+Under `verification.infra_blame = "size"` (not the default: it gained a benign
+ticket where the populations' "before" differ in what they cover, README
+Figures), infrastructure evidence must account for the size of the change: a deviating
 series explains an error-rate or transaction finding unless the new version
 moved significantly more (the same difference in differences) than every
 population the cause hit that has the traffic to tell (the service's stable
@@ -59,7 +60,7 @@ class Context:
     fleet: object | None = None  # detector.fleet.evidence.FleetEvidence
     span_range: tuple[float, float] = (0.0, 0.0)
     before_range: tuple[float, float] = (0.0, 0.0)
-    infra_blame: str = "size"  # verification.infra_blame: "size" (the cause must account for it) or "any"
+    infra_blame: str = "any"  # verification.infra_blame: "any" (any deviating series) or "size" (it must account for it)
 
 
 def _worse(rule: Rule, now: Population, before: Population, min_requests: int, significance: float) -> bool:
