@@ -31,6 +31,7 @@ ACTIONS = ("rollback", "page", "ticket", "none")
 SCOPES = ("service", "endpoint")
 COMPARISONS = ("auto", "canary", "before_after")
 TICKET_HOLDS = ("in_sight", "always")
+INFRA_BLAMES = ("size", "any")
 DECISIONS = ("rollback", "page", "ticket", "confirmed", "inconclusive", "superseded")
 SEVERITIES = ("critical", "warning", "info")
 
@@ -185,8 +186,12 @@ class Verification:
     root_cause_grace_s: float = 60.0
     ticket_hold_s: float = 120.0
     ticket_hold: str = "in_sight"
+    infra_blame: str = "any"
 
     def check(self) -> None:
+        _require(self.infra_blame in INFRA_BLAMES, "verification.infra_blame", self.infra_blame,
+                 f"one of {', '.join(INFRA_BLAMES)} (size: deviating infrastructure makes an error or transaction finding shared "
+                 "unless the new version moved significantly more than every population it hit; any: always)")
         _require(self.ticket_hold_s >= 0, "verification.ticket_hold_s", self.ticket_hold_s,
                  "a number of seconds >= 0 (how long a ticket waits for a page or rollback rule before it "
                  "goes out; 0: at once)")

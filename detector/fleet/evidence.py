@@ -32,36 +32,45 @@ class FleetEvidence:
                 out.append(other)
         return sorted(out)
 
-    def infra(self, span: tuple[float, float], before: tuple[float, float], min_z: float = 4.0,
-              min_services: int = 2) -> list[str]:
+    def established(self, service: str, span: tuple[float, float], before: tuple[float, float]
+                    ) -> tuple[Totals, Totals]:
+        """A service's established traffic over the span and over the time before it."""
+        return self.view.totals(service, *span), self.view.totals(service, *before)
+
+    def infra_series(self, span: tuple[float, float], before: tuple[float, float], min_z: float = 4.0,
+                     min_services: int = 2) -> list[tuple[str, str]]:
+        """(service, text, time range) of each infrastructure series far above its level before (as
+        `judge.blame.infra_series`)."""
         now_means = self._means(*span)
         before_means = self._means(*before)
         deviating = []
         for key in sorted(now_means):
-            b = np.asarray(before_means.get(key, ()), dtype=float)
+            b = np.asarray([v for _, _, v in before_means.get(key, ())], dtype=float)
             if len(b) < 5:
                 continue
-            z = stats.robust_z(float(np.median(now_means[key])), b, direction="up").effect
+            z = stats.robust_z(float(np.median([v for _, _, v in now_means[key]])), b, direction="up").effect
             if z >= min_z:
-                deviating.append((key, z))
+                up = [(s, e) for s, e, v in now_means[key] if stats.robust_z(v, b, direction="up").effect >= min_z]
+                deviating.append((key, z, (up[0][0], up[-1][1])))
         by_name: dict[str, set[str]] = {}
-        for (svc, name, _labels), _z in deviating:
+        for (svc, name, _labels), _z, _on in deviating:
             by_name.setdefault(name, set()).add(svc)
         out = []
-        for (svc, name, labels), z in deviating:
+        for (svc, name, labels), z, on in deviating:
             if name in self.infra_names or self.names_shared(labels) or len(by_name[name]) >= min_services:
                 shown = f"{name}{{{labels}}}" if labels else name
-                out.append(f"{shown} of {svc} at {z:.1f} robust z above its level before")
+                out.append((svc, f"{shown} of {svc} at {z:.1f} robust z above its level before", on))
         return out
 
     def templates(self) -> list[tuple[str, str, float, str]]:
         """(service, kind, first seen, text) of the fleet's templates logged above INFO."""
         return [(svc, t.kind, t.first_seen_ts, t.text) for svc, t in self.view.templates()]
 
-    def _means(self, start: float, end: float) -> dict[tuple[str, str, str], list[float]]:
-        out: dict[tuple[str, str, str], list[float]] = {}
-        for s in self.view.summaries(start, end):
+    def _means(self, start: float, end: float) -> dict[tuple[str, str, str], list]:
+        """(service, name, labels) -> (window start, window end, mean) of each window with samples."""
+        out: dict[tuple[str, str, str], list] = {}
+        for w_start, w_end, s in self.view.windows(start, end):
             for m in s.metrics:
                 if m.samples > 0:
-                    out.setdefault((s.service, m.name, m.labels), []).append(m.total / m.samples)
+                    out.setdefault((s.service, m.name, m.labels), []).append((w_start, w_end, m.total / m.samples))
         return out

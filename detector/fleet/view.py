@@ -79,12 +79,18 @@ class FleetView:
 
     def summaries(self, start: float, end: float) -> Iterator[ServiceSummary]:
         """Every service summary of windows inside [start, end), oldest window first."""
+        for _start, _end, s in self.windows(start, end):
+            yield s
+
+    def windows(self, start: float, end: float) -> Iterator[tuple[float, float, ServiceSummary]]:
+        """(window start, window end, service summary) of windows inside [start, end), oldest first."""
         end = min(end, self.upto)
         for e in sorted(self._windows):
             if e <= end and e > start:
                 parts = self._windows[e]
                 for p in sorted(parts):
-                    yield from parts[p].services
+                    for s in parts[p].services:
+                        yield parts[p].start, parts[p].end, s
 
     def totals(self, service: str, start: float, end: float) -> Totals:
         n = err = txn = 0

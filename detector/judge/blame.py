@@ -10,6 +10,17 @@ deploy id and the verdict cannot be a rollback for it.
 moved does not clear the deploy when the new version moved significantly
 more than it over the same windows (by at least half the rule's effect); a
 reference that moved as much does.
+
+Under `verification.infra_blame = "size"` (not the default: it gained a benign
+ticket where the populations' "before" differ in what they cover, README
+Figures), infrastructure evidence must account for the size of the change: a deviating
+series explains an error-rate or transaction finding unless the new version
+moved significantly more (the same difference in differences) than every
+population the cause hit that has the traffic to tell (the service's stable
+version, the established traffic of the other services whose infrastructure
+series deviate), over the windows of the span while the series were up. With
+no such population, for latency findings, and under `infra_blame = "any"`,
+it explains it.
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ class Context:
     fleet: object | None = None  # detector.fleet.evidence.FleetEvidence
     span_range: tuple[float, float] = (0.0, 0.0)
     before_range: tuple[float, float] = (0.0, 0.0)
+    infra_blame: str = "any"  # verification.infra_blame: "any" (any deviating series) or "size" (it must account for it)
 
 
 def _worse(rule: Rule, now: Population, before: Population, min_requests: int, significance: float) -> bool:
@@ -123,10 +135,38 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
         return not moved_more(rule, new if local else new_service, new_before if local else new_service_before,
                               ref, ref_before, ctx.significance)
 
+    def infra_explains(hit: Sequence, cause: tuple[float, float],
+                       established: Callable[[object, tuple[float, float]], tuple[Population, Population]]) -> bool:
+        """Deviating infrastructure can account for the change: unless `infra_blame` is "any", the new
+        version did not move significantly more than every population the cause hit (`hit`: other
+        services, read by `established`; and the service's stable version) that has
+        `tests.min_requests` on each side, over the windows of the span while the cause was on
+        (`cause`, a time range); with no such population, it can."""
+        if ctx.infra_blame == "any" or rule.signal == "latency":
+            # Latency's difference in differences compares shares above each side's own quantile:
+            # a shared slowdown moves a narrow population's share more than a broad one's, so it
+            # cannot tell whether the cause accounts for the change in other services' terms.
+            return True
+        on = [w for w in ctx.span if w.start >= cause[0] - 1e-9 and w.end <= cause[1] + 1e-9]
+        if not on:
+            return True
+        c_new = ctx.population(on, service, versions=(new_version,), endpoints=eps)
+        c_new_service = ctx.population(on, service, versions=(new_version,))
+        c_stable = ctx.population(on, service, exclude_versions=(new_version,), endpoints=eps)
+        local = stable_before is new_before
+        if not local:
+            c_stable = ctx.population(on, service, exclude_versions=(new_version,))
+        refs = [(c_stable, stable_before, local)]
+        refs += [(*established(other, (on[0].start, on[-1].end)), False) for other in hit]
+        refs = [r for r in refs if r[0].total_n >= ctx.min_requests and r[1].total_n >= ctx.min_requests]
+        return not refs or not all(
+            moved_more(rule, c_new if loc else c_new_service, new_before if loc else new_service_before,
+                       now, before, ctx.significance) for now, before, loc in refs)
+
     if as_much(stable_now, stable_before):
         reasons.append(f"the stable version shows the same {rule.signal} change in the same windows")
     if ctx.fleet is not None:
-        return tuple(reasons) + _shared_in_fleet(rule, service, ctx, as_much)
+        return tuple(reasons) + _shared_in_fleet(rule, service, ctx, as_much, infra_explains)
     others = []
     for other in ctx.services:
         if other == service:
@@ -139,23 +179,39 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
             others.append(ctx.lookup(other))
     if others:
         reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(sorted(others))}")
-    infra = infra_anomalies(ctx)
-    if infra:
-        reasons.append("infrastructure metrics deviate: " + ", ".join(infra))
+    infra = infra_series(ctx)
+
+    def established(other: int, cause: tuple[float, float]) -> tuple[Population, Population]:
+        skip = tuple(ctx.new_versions.get(other, ()))
+        on = [w for w in ctx.span if w.start >= cause[0] - 1e-9 and w.end <= cause[1] + 1e-9]
+        return (ctx.population(on, other, exclude_versions=skip),
+                ctx.population(ctx.before, other, exclude_versions=skip))
+
+    if infra and infra_explains(sorted({s for s, _, _ in infra if s != service}), _cause(infra), established):
+        reasons.append("infrastructure metrics deviate: " + ", ".join(text for _, text, _ in infra))
     return tuple(reasons)
 
 
+def _cause(infra: Sequence[tuple[object, str, tuple[float, float]]]) -> tuple[float, float]:
+    """The time range of the span over which the deviating series were up."""
+    return min(c[0] for _, _, c in infra), max(c[1] for _, _, c in infra)
+
+
 def _shared_in_fleet(rule: Rule, service: int, ctx: Context,
-                     as_much: Callable[[Population, Population], bool]) -> tuple[str, ...]:
+                     as_much: Callable[[Population, Population], bool],
+                     infra_explains: Callable[..., bool]) -> tuple[str, ...]:
     """Other services and infrastructure metrics of the whole fleet (see detector.fleet.evidence)."""
     reasons = []
-    others = ctx.fleet.others(rule, ctx.lookup(service), ctx.span_range, ctx.before_range,  # type: ignore[union-attr]
+    name = ctx.lookup(service)
+    others = ctx.fleet.others(rule, name, ctx.span_range, ctx.before_range,  # type: ignore[union-attr]
                               lambda r, now, before: as_much(now, before))
     if others:
         reasons.append(f"other services show the same {rule.signal} change at the same time: {', '.join(others)}")
-    infra = ctx.fleet.infra(ctx.span_range, ctx.before_range)  # type: ignore[union-attr]
-    if infra:
-        reasons.append("infrastructure metrics deviate: " + ", ".join(infra))
+    infra = ctx.fleet.infra_series(ctx.span_range, ctx.before_range)  # type: ignore[union-attr]
+    if infra and infra_explains(sorted({s for s, _, _ in infra if s != name}), _cause(infra),
+                                lambda other, cause: ctx.fleet.established(  # type: ignore[union-attr]
+                                    other, cause, ctx.before_range)):
+        reasons.append("infrastructure metrics deviate: " + ", ".join(text for _, text, _ in infra))
     return tuple(reasons)
 
 
@@ -167,8 +223,11 @@ def _names_shared_dependency(labels: str) -> bool:
     return any(kv.split("=", 1)[0].strip().lower() in SHARED_LABELS for kv in labels.split(",") if kv)
 
 
-def infra_anomalies(ctx: Context, min_z: float = 4.0, min_services: int = 2) -> list[str]:
-    """Infrastructure metric series whose level in the span is far from before (robust z).
+def infra_series(ctx: Context, min_z: float = 4.0, min_services: int = 2
+                 ) -> list[tuple[int, str, tuple[float, float]]]:
+    """(service id, text, time range) of each infrastructure metric series whose level in the span is
+    far from before (robust z of its median window; the time range runs from the first window of the
+    span at that z to the last).
 
     A series counts when its name is listed (`verification.infra_metrics`), when
     its labels name a shared dependency (db, cluster, queue, ...), or when the
@@ -178,27 +237,30 @@ def infra_anomalies(ctx: Context, min_z: float = 4.0, min_services: int = 2) -> 
     """
     if not ctx.span or not ctx.before or not len(ctx.metric_name):
         return []
-    deviating: list[tuple[int, float]] = []
+    deviating: list[tuple[int, float, tuple[float, float]]] = []
     for m in range(len(ctx.metric_name)):
         before = _window_means(ctx.before, m)
-        now = _window_means(ctx.span, m)
+        sampled = [w for w in ctx.span if m < len(w.metric_n) and w.metric_n[m] > 0]
+        now = _window_means(sampled, m)
         if len(before) < 5 or len(now) == 0:
             continue
         z = stats.robust_z(float(np.median(now)), before, direction="up").effect
         if z >= min_z:
-            deviating.append((m, z))
+            up = [w for w, v in zip(sampled, now) if stats.robust_z(float(v), before, direction="up").effect >= min_z]
+            deviating.append((m, z, (up[0].start, up[-1].end)))
     by_name: dict[int, set[int]] = {}
-    for m, _z in deviating:
+    for m, _z, _on in deviating:
         by_name.setdefault(int(ctx.metric_name[m]), set()).add(int(ctx.metric_service[m]))
     out = []
-    for m, z in deviating:
+    for m, z, on in deviating:
         name = int(ctx.metric_name[m])
         labels = ctx.lookup(int(ctx.metric_labels[m])) if ctx.metric_labels is not None \
             and int(ctx.metric_labels[m]) >= 0 else ""
         if name in ctx.infra_metric_ids or _names_shared_dependency(labels) or len(by_name[name]) >= min_services:
             service = ctx.lookup(int(ctx.metric_service[m]))
             shown = f"{ctx.lookup(name)}{{{labels}}}" if labels else ctx.lookup(name)
-            out.append(f"{shown} of {service} at {z:.1f} robust z above its level before")
+            out.append((int(ctx.metric_service[m]),
+                        f"{shown} of {service} at {z:.1f} robust z above its level before", on))
     return out
 
 

@@ -380,7 +380,7 @@ class Judge(VerdictWriter):
                     new_versions={o.service: (o.version,) for o in self.verifications.values() if o.verifying},
                     min_requests=self.p.tests.min_requests, significance=self.p.tests.significance,
                     fleet=self.fleet, span_range=(starts[0], w.end),
-                    before_range=blame_range)
+                    before_range=blame_range, infra_blame=self.p.verification.infra_blame)
                 compared = ref_name if self._compared_with_stable(v, starts, c.endpoint) else "before"
                 shared = blame.shared_with(rule, v.service, v.version, compared, ctx, endpoint=c.endpoint)
                 if earlier is not None:
