@@ -17,6 +17,7 @@ the labelled deploys, and time from fault onset to verdict.
     python benchmarks/judge_sweep.py --quick        # 40 deploys, a few minutes
     python benchmarks/judge_sweep.py                # 200 deploys
     python benchmarks/judge_sweep.py --trials 500 --seed 7 --json out/sweep.json
+    python benchmarks/judge_sweep.py --pool out/a.json out/b.json   # one report over saved runs
 """
 
 from __future__ import annotations
@@ -196,7 +197,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=12)
     ap.add_argument("--pipeline", help="pipeline file (default: the shipped one)")
     ap.add_argument("--json", help="write every trial's row here")
+    ap.add_argument("--pool", nargs="+", metavar="JSON",
+                    help="run nothing: one report over the rows of these --json files (several seeds pooled)")
     args = ap.parse_args(argv)
+    if args.pool:
+        rows = [r for f in args.pool for r in orjson.loads(Path(f).read_bytes())]
+        print(f"{len(rows)} deploys pooled from {len(args.pool)} runs")
+        print()
+        print(report(rows))
+        return 0
     trials = 40 if args.quick else args.trials
     if trials < 1:
         ap.error(f"--trials must be >= 1 (got {trials})")

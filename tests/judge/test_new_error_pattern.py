@@ -2,7 +2,7 @@
 
 The rule (ticket) needs `min_effect` lines at WARN or above from the new
 version (3 shipped, 5 until issue 12's tenth round, 10 until its fifth, see
-README Figures), at least one per 1,000 of its requests, and the template still
+docs/figures-history.md), at least one per 1,000 of its requests, and the template still
 appearing `duration_s` = 60 s after its first line, so a burst of lines while
 pods start holds nothing however many lines it has.
 

@@ -2,7 +2,7 @@
 
 The rule (p95 x2 on an endpoint with <= 5 % of the traffic, ticket) spans
 `duration_s` (300 s shipped; 180 s was measured in issue 12's fifth round,
-see README Figures). A pod restart slows one pod's requests for 10-40 s; on
+see docs/figures-history.md). A pod restart slows one pod's requests for 10-40 s; on
 a rarely used endpoint (0.4 requests/s here, 2 % of the traffic) even a 60 s
 slowdown x3 holds nothing, while the same slowdown staying is a ticket of
 this rule within its span of the onset (and the ticket's hold). Both hold at

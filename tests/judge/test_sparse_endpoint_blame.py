@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from sweep_world import events, make_trial  # noqa: E402
 
-SPAN_S = 180  # the span at which these deploys were ticketed (README Figures): the shipped one
+SPAN_S = 180  # the span at which these deploys were ticketed (docs/figures-history.md): the shipped one
 
 
 def _pipeline():
