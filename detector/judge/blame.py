@@ -14,8 +14,9 @@ reference that moved as much does.
 Under `verification.infra_blame = "size"` (not the default: it gained a benign
 ticket where the populations' "before" differ in what they cover; see
 docs/figures-history.md), infrastructure evidence must account for the size
-of the change: a deviating series explains an error-rate or transaction finding unless the new version
-moved significantly more (the same difference in differences) than every
+of the change: a deviating series explains an error-rate or transaction
+finding unless the new version moved significantly more (the same
+difference in differences) than every
 population the cause hit that has the traffic to tell (the service's stable
 version, the established traffic of the other services whose infrastructure
 series deviate), over the windows of the span while the series were up. With
