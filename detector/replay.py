@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable, Iterator
 
+import numpy as np
 import orjson
 
 from detector.config import Pipeline
@@ -28,7 +29,7 @@ from detector.fleet import summary as fleet_summary
 from detector.ingest.interner import Interner
 from detector.outfiles import atomic_output, check_input, check_output
 from detector.ingest.partitioning import Router
-from detector.ingest.timeguard import screen
+from detector.ingest.timeguard import Recent, screen
 from detector.records import Record, encode
 from detector.sinks import build_sinks
 
@@ -120,6 +121,9 @@ def replay(
         # Lines the time guard left for the next chunk of their input (an event far ahead that
         # only later events can confirm), with their line numbers: judged as if read with it.
         carry: list[tuple[list[bytes], list[int]]] = [([], []) for _ in paths]
+        # Each input's last accepted events: the time guard measures a jump in the steps of the
+        # events before it, in this chunk or the one before, whatever the chunking.
+        recent = [Recent() for _ in paths]
         behind = [float("-inf")] * len(paths)
         live = list(range(len(paths)))
         n_events = n_records = n_skipped = n_late = 0
@@ -144,7 +148,8 @@ def replay(
             # The time guard judges the input's chunk whole, before the split: every partition's
             # events confirm or contradict a jump, as with one partition.
             reached = max((c.windows.max_ts.get(paths[i], float("-inf")) for c in cores), default=None)
-            n_late += screen(batch, reached, pipeline.limits.max_future_skew_s, more=more)
+            n_late += screen(batch, reached, pipeline.limits.max_future_skew_s, more=more, recent=recent[i],
+                             keys=np.asarray(numbers, dtype=np.int64))
             parts = router.split(batch)
             refused = []  # parts[0].rejected: the decoder's and the time guard's refusals
             for c, part in zip(cores, parts):

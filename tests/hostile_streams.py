@@ -567,9 +567,8 @@ def _at_the_end(stream: Stream, key: tuple[int, int]) -> bool:
 
 
 def settled(stream: Stream, acc: Account) -> dict:
-    """The dead letters but the valid events refused at the end of their input: whether those are far
-    enough ahead to need confirming is measured in the steps of their batch, so it depends on the
-    batching (the rest must not)."""
+    """The dead letters but the valid events refused at the end of their input (those are compared
+    apart: "batching (end of input)")."""
     return {k: r for k, r in acc.dead.items() if k in stream.invalid}
 
 

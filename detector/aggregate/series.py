@@ -110,6 +110,11 @@ class _Table:
         self.retired += 1
 
     def _slot(self, a: int, b: int, c: int, now: float | None = None) -> tuple[int, bool]:
+        a, b, c, folded = self._admit(a, b, c, now)
+        return self._series(a, b, c), folded
+
+    def _admit(self, a: int, b: int, c: int, now: float | None = None) -> tuple[int, int, int, bool]:
+        """(a, b, c) after the caps (folded into `other` past them), and whether any folded."""
         overflow_before = self.overflow
         if a not in self._b_seen and len(self._b_seen) >= self.max_a:
             a = self._other
@@ -131,6 +136,9 @@ class _Table:
                     c = self._other
                     self.overflow += 1
             cs.add(c)
+        return a, b, c, self.overflow != overflow_before
+
+    def _series(self, a: int, b: int, c: int) -> int:
         code = (a << (2 * _SHIFT)) | ((_NONE if b < 0 else b) << _SHIFT) | (_NONE if c < 0 else c)
         idx = self.index.get(code)
         if idx is None:
@@ -139,7 +147,7 @@ class _Table:
             self.a.append(a)
             self.b.append(b)
             self.c.append(c)
-        return idx, self.overflow != overflow_before
+        return idx
 
     def map(self, a: np.ndarray, b: np.ndarray, c: np.ndarray, now: float | None = None) -> np.ndarray:
         """Series index per row; new keys are added (or folded into `other`). `now`, the
@@ -147,17 +155,30 @@ class _Table:
         if len(a) == 0:
             return np.empty(0, dtype=np.int64)
         codes = _code3(a, b, c)
-        uniq, inv = np.unique(codes, return_inverse=True)
+        uniq, first, inv = np.unique(codes, return_index=True, return_inverse=True)
         get = self.index.get
         out = np.empty(len(uniq), dtype=np.int64)
+        new = [i for i, code in enumerate(uniq.tolist()) if get(code) is None]
+        # Past a cap, which new endpoint or version gets a slot goes by arrival order, not by
+        # key: in key order an endpoint first seen late took a slot when read in one batch and
+        # folded into `other` in chunks. The new series are then numbered in key order, as before.
+        admitted = {}
+        for i in sorted(new, key=lambda i: int(first[i])):
+            admitted[i] = self._admit(*_decode(int(uniq[i])), now=now)
         for i, code in enumerate(uniq.tolist()):
-            idx = get(code)
-            if idx is None:
-                idx, folded = self._slot(*_decode(code), now=now)
+            if i in admitted:
+                a_, b_, c_, folded = admitted[i]
+                idx = self._series(a_, b_, c_)
                 if not folded:
                     self.index[code] = idx
                 # folded keys are not remembered: a flood of distinct keys costs
                 # time on each sighting, never memory
+            else:
+                idx = get(code)
+                if idx is None:  # its series was renamed for a new version of this batch
+                    idx, folded = self._slot(*_decode(code), now=now)
+                    if not folded:
+                        self.index[code] = idx
             out[i] = idx
         if now is not None and self.retire_after_s is not None:
             self._touch(out, now)

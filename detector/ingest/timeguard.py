@@ -15,7 +15,11 @@ guard looks at a batch in arrival order before the windows do:
   Such an event still counts as a follower of the events before it: refusing it
   for want of followers of its own says nothing against them. A stream whose events
   are normally far apart (hourly samples) is measured in its own steps: the
-  threshold is the larger of `skew_s` and ten typical steps. With a wall clock
+  threshold is the larger of `skew_s` and ten typical steps of the `BEFORE` events
+  accepted before it (a replay hands the guard its input's last accepted events,
+  `Recent`), not of its batch: how an input is cut into chunks does not change
+  what is far ahead (measured in its last chunk, the last line of a file of hourly
+  samples was taken whole and refused in chunks when that chunk was small). With a wall clock
   (live runs), an event more than `skew_s` ahead of it is rejected as well, and
   an event with nothing after it to confirm it is judged by the clock alone.
 - **Far past.** Before a stream has any progress (its first batch), an event
@@ -47,6 +51,22 @@ from detector.ingest.columns import DecodedBatch, Rejected
 
 FOLLOWERS = 8  # how many later events may confirm a jump
 STEPS = 10.0  # a jump of this many typical steps (or skew_s, if larger) needs confirming
+BEFORE = 2 * FOLLOWERS  # how many accepted events before an event give its stream's typical step
+
+
+@dataclass
+class Recent:
+    """A replay input's last accepted events (arrival keys, e.g. line numbers, and times, in arrival
+    order): the events before the next chunk's first ones. Updated by `screen`."""
+
+    keys: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    times: np.ndarray = field(default_factory=lambda: np.empty(0, np.float64))
+
+    def take(self, keys: np.ndarray, times: np.ndarray) -> None:
+        """Append the accepted events of a batch (arrival order) and keep the last ones: twice
+        `BEFORE`, as the first events of the next batch (deferred ones) may precede a few of them."""
+        self.keys = np.concatenate((self.keys, keys.astype(np.int64)))[-2 * BEFORE:]
+        self.times = np.concatenate((self.times, times.astype(np.float64)))[-2 * BEFORE:]
 
 
 @dataclass
@@ -56,6 +76,7 @@ class Guarded:
     reject: dict[int, str]
     late: np.ndarray  # int64 positions
     defer: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))  # to judge with the next batch
+    accepted: np.ndarray | None = None  # positions taken, in arrival order (None: every event, unjudged)
 
 
 def human_span(seconds: float) -> str:
@@ -80,7 +101,8 @@ def _typical_step(ts: np.ndarray) -> float:
 
 
 def guard(ts: np.ndarray, pos: np.ndarray, progress: float | None, skew_s: float,
-          now: float | None = None, more: bool = False) -> Guarded:
+          now: float | None = None, more: bool = False, recent: Recent | None = None,
+          keys: np.ndarray | None = None) -> Guarded:
     """Judge every event of one batch of one stream.
 
     `ts` and `pos` are the batch's event times and positions, in any order;
@@ -88,6 +110,9 @@ def guard(ts: np.ndarray, pos: np.ndarray, progress: float | None, skew_s: float
     stream accepted before this batch (None before its first). `now` is the wall
     clock in a live run, None in a replay. `more`: further events of the stream follow
     this batch (a replay's next chunk); an event that only they could confirm is deferred.
+    `recent`: the stream's last events accepted before this batch; `keys`: the arrival key of
+    each batch position (indexed by position; the positions themselves when None), comparable
+    with `recent.keys`.
     """
     reject: dict[int, str] = {}
     late = np.empty(0, np.int64)
@@ -117,8 +142,33 @@ def guard(ts: np.ndarray, pos: np.ndarray, progress: float | None, skew_s: float
             late_mask &= ~_among_its_own(t, alive, late_mask, limit)
         late = p[late_mask]
         alive &= ~late_mask
-    tail = _reject_unconfirmed(t, p, alive, ref, limit, skew_s, now, reject, more, progress)
-    return Guarded(reject, late, np.asarray(sorted(tail), np.int64))
+    k = p if keys is None else np.asarray(keys, dtype=np.int64)[p]
+    steps = _Steps(t, k, recent)
+    tail = _reject_unconfirmed(t, p, alive, ref, steps, skew_s, now, reject, more, progress)
+    return Guarded(reject, late, np.asarray(sorted(tail), np.int64), p[alive])
+
+
+class _Steps:
+    """The threshold of a jump for each event of a batch (arrival order): the larger of `skew_s`
+    and `STEPS` typical steps of the `BEFORE` events accepted before it (in this batch, or before
+    it: `recent`), whatever batch it came in."""
+
+    def __init__(self, t: np.ndarray, keys: np.ndarray, recent: Recent | None) -> None:
+        self.t, self.keys, self.recent = t, keys, recent
+
+    def limit(self, i: int, alive: np.ndarray, skew_s: float) -> float:
+        mine = self.t[:i][alive[:i]][-BEFORE:]
+        r = self.recent
+        if len(mine) < BEFORE and r is not None and len(r.times):
+            earlier = r.times[r.keys < self.keys[i]]
+            mine = np.concatenate((earlier[max(0, len(earlier) - (BEFORE - len(mine))):], mine))
+        return max(skew_s, STEPS * _typical_step(mine))
+
+
+def _times_of(ts: np.ndarray, pos: np.ndarray, which: np.ndarray) -> np.ndarray:
+    """The times of the events at positions `which`."""
+    order = np.argsort(pos, kind="stable")
+    return ts[order][np.searchsorted(pos[order], which)]
 
 
 def _among_its_own(t: np.ndarray, alive: np.ndarray, cand: np.ndarray, limit: float) -> np.ndarray:
@@ -143,7 +193,7 @@ def _spread(t: np.ndarray) -> float:
     return float(q3 - q1)
 
 
-def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: float, limit: float, skew_s: float,
+def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: float, steps: _Steps, skew_s: float,
                         now: float | None, reject: dict[int, str], more: bool,
                         progress: float | None) -> set[int]:
     """Walk the batch in arrival order; an event far ahead of what came before it needs its followers.
@@ -155,9 +205,10 @@ def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: fl
     while True:
         prior = np.maximum.accumulate(np.where(alive, t, -np.inf))
         before = np.concatenate(([ref], np.maximum(prior[:-1], ref)))
-        cand = np.flatnonzero(alive & (t > before + limit))
+        far = np.flatnonzero(alive & (t > before + skew_s))  # a jump's threshold is never below skew_s
+        cand = [i for i in far.tolist() if t[i] > before[i] + steps.limit(i, alive, skew_s)]
         changed = False
-        for i in cand.tolist():
+        for i in cand:
             nxt = np.flatnonzero(heard[i + 1:])[:FOLLOWERS] + i + 1
             if len(nxt) >= 2:
                 if int((t[nxt] >= t[i] - skew_s).sum()) * 2 >= len(nxt):
@@ -179,17 +230,26 @@ def _reject_unconfirmed(t: np.ndarray, p: np.ndarray, alive: np.ndarray, ref: fl
 
 
 def screen(batch: DecodedBatch, progress: float | None, skew_s: float, now: float | None = None,
-           more: bool = False) -> int:
+           more: bool = False, recent: Recent | None = None, keys: np.ndarray | None = None) -> int:
     """Apply `guard` to `batch` in place: refused events move to `batch.rejected` with their
     reason, deferred ones to `batch.deferred`, far-past ones are dropped and counted.
     `progress` is the newest time the stream accepted before (None, or not finite: none yet).
-    Returns how many events were counted late."""
+    `recent` (a replay's input), with `keys`, the arrival key of each position: the stream's
+    last accepted events, updated with this batch's. Returns how many events were counted late."""
     if not batch.accepted:
         return 0
     if progress is not None and not np.isfinite(progress):
         progress = None  # a source held back before it delivered anything has no progress yet
     ts, pos = batch.times()
-    verdict = guard(ts, pos, progress, skew_s, now, more)
+    verdict = guard(ts, pos, progress, skew_s, now, more, recent, keys)
+    if recent is not None:
+        taken = verdict.accepted
+        if taken is None:
+            order = np.argsort(pos, kind="stable")
+            taken_ts, taken = ts[order], pos[order]
+        else:
+            taken_ts = _times_of(ts, pos, taken)
+        recent.take(taken if keys is None else np.asarray(keys, dtype=np.int64)[taken], taken_ts)
     late = verdict.late
     if len(late) and (batch.deploys or batch.checks or batch.incidents):
         # Far past only matters to what opens windows: a deploy before any

@@ -21,7 +21,7 @@ from detector.replay import replay, run_replay
 from detector.simulate.main import resolve_scenario
 from detector.simulate.output import simulate_to_file
 from detector.simulate.scenario import load_scenario
-from detector.ingest.timeguard import guard, human_span
+from detector.ingest.timeguard import Recent, guard, human_span
 
 YEAR_3000 = 32503680000
 
@@ -260,6 +260,43 @@ def test_a_millisecond_timestamp_in_the_last_chunk_is_dead_lettered(tmp_path, mo
     res = replay([path], load_pipeline(), lambda r: None, lambda s, line, v, why: dead.append((line, why)))
     assert [line for line, _ in dead] == [196] and "ahead of the stream" in dead[0][1]
     assert res.events == 197 and res.late == 0
+
+
+@pytest.mark.parametrize("chunk_lines", [8192, 97])
+def test_the_last_of_hourly_samples_is_judged_in_the_steps_before_it_whatever_the_chunking(
+        tmp_path, monkeypatch, chunk_lines):
+    """97 hourly samples, then one five hours after the last, at the very end of the input: well
+    within ten of the stream's steps. Measured in the steps of its batch, it was taken from the
+    input read whole and refused ("5 hours ahead of the stream") in chunks of 97 lines, where it was
+    alone in its last chunk. It is measured in the steps of the events before it now."""
+    import detector.replay as replay_mod
+
+    t0 = 1764140400.0
+    events = [{"type": "metric", "ts": t0 + 3600 * i, "service": "a", "name": "m", "value": 1.0} for i in range(97)]
+    events.append({**events[0], "ts": t0 + 3600 * 101})
+    path = tmp_path / "hourly.jsonl"
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    monkeypatch.setattr(replay_mod, "CHUNK_LINES", chunk_lines)
+    dead: list = []
+    res = replay([path], load_pipeline(), lambda r: None, lambda s, line, v, why: dead.append((line, why)))
+    assert dead == [] and res.events == 98 and res.late == 0
+
+
+def test_a_jump_is_measured_in_the_steps_of_the_events_accepted_before_it():
+    """The same event, alone in its batch or after its stream's hourly samples: the same threshold
+    when the guard is told the stream's last accepted events (a replay's previous chunk)."""
+    hourly = 1.7e9 + 3600.0 * np.arange(20)
+    last = np.array([hourly[-1] + 5 * 3600])
+    assert not _g(np.concatenate([hourly, last]), progress=hourly[0] - 3600).reject
+    assert _g(last, progress=float(hourly[-1])).reject  # alone, nothing tells its steps
+    recent = Recent()
+    recent.take(np.arange(20), hourly)
+    g = guard(last, np.arange(1), float(hourly[-1]), 300.0, None, recent=recent, keys=np.array([20]))
+    assert not g.reject
+    # a year 3000 event stays far ahead in any steps
+    g = guard(np.array([32503680000.0]), np.arange(1), float(hourly[-1]), 300.0, None, recent=recent,
+              keys=np.array([20]))
+    assert list(g.reject) == [0]
 
 
 def test_a_misdated_event_first_among_a_stretch_is_late_and_the_stretch_is_kept():
