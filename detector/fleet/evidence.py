@@ -50,7 +50,8 @@ class FleetEvidence:
                 continue
             z = stats.robust_z(float(np.median([v for _, _, v in now_means[key]])), b, direction="up").effect
             if z >= min_z:
-                up = [(s, e) for s, e, v in now_means[key] if stats.robust_z(v, b, direction="up").effect >= min_z]
+                z_each = stats.robust_z_each([v for _, _, v in now_means[key]], b, direction="up")
+                up = [(s, e) for (s, e, _), zw in zip(now_means[key], z_each.tolist()) if zw >= min_z]
                 deviating.append((key, z, (up[0][0], up[-1][1])))
         by_name: dict[str, set[str]] = {}
         for (svc, name, _labels), _z, _on in deviating:

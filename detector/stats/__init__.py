@@ -48,7 +48,7 @@ from detector.stats.rates import (concentration_from_variance, error_rate_two_sa
                                   error_rate_vs_expected, error_rate_vs_expected_array)
 from detector.stats.latency import latency_shift, latency_shift_grouped
 from detector.stats.counts import count_deviation, count_deviation_array
-from detector.stats.robust import robust_z, robust_z_array
+from detector.stats.robust import robust_z, robust_z_array, robust_z_each
 from detector.stats.power import min_detectable_drop, min_detectable_effect
 
 __all__ = [
@@ -71,4 +71,5 @@ __all__ = [
     "min_detectable_effect",
     "robust_z",
     "robust_z_array",
+    "robust_z_each",
 ]

@@ -74,3 +74,14 @@ def robust_z(
     mad = float(np.median(np.abs(base - med)))
     return _one(robust_z_array, value, med, mad, base.size, direction=direction, mad_floor=mad_floor,
                 mad_floor_rel=mad_floor_rel, min_samples=min_samples)
+
+
+def robust_z_each(values: np.ndarray, baseline: np.ndarray, *, direction: str = "both") -> np.ndarray:
+    """`robust_z(v, baseline).effect` for every v of `values`, with one pass over the baseline."""
+    base = np.asarray(baseline, dtype=np.float64).ravel()
+    x = np.asarray(values, dtype=np.float64).ravel()
+    if base.size == 0:
+        return np.full(len(x), math.nan)
+    med = float(np.median(base))
+    mad = float(np.median(np.abs(base - med)))
+    return robust_z_array(x, med, mad, base.size, direction=direction).effect

@@ -402,3 +402,16 @@ def test_count_deviation_calls_one_family_when_enough_and_answers_as_both(case):
     got = ds.count_deviation_array(x, mu, var, direction="both")
     np.testing.assert_array_equal(got.score, -log_p / math.log(10) + 0.0)
     assert (got.score > 6).any() and (got.score < 1).any()  # both tails and the bulk are compared
+
+
+def test_robust_z_each_is_robust_z_value_by_value():
+    rng = np.random.default_rng(7)
+    base = rng.lognormal(3.0, 0.4, 40)
+    values = np.concatenate((rng.lognormal(3.0, 0.4, 30), [0.0, 1e6, base[0]]))
+    for direction in ("up", "down", "both"):
+        each = ds.robust_z_each(values, base, direction=direction)
+        one = [ds.robust_z(float(v), base, direction=direction).effect for v in values]
+        assert each.tolist() == one
+    flat = np.full(12, 5.0)  # MAD 0: the floors decide the scale, as in robust_z
+    assert ds.robust_z_each([5.0, 6.0], flat).tolist() == [ds.robust_z(v, flat).effect for v in (5.0, 6.0)]
+    assert np.isnan(ds.robust_z_each([1.0], [])).all()
