@@ -52,6 +52,9 @@ class FleetEvidence:
             if z >= min_z:
                 z_each = stats.robust_z_each([v for _, _, v in now_means[key]], b, direction="up")
                 up = [(s, e) for (s, e, _), zw in zip(now_means[key], z_each.tolist()) if zw >= min_z]
+                # the median of an even count averages two windows, which can pass where neither
+                # does (a tie at the threshold, or a sum that overflows): then the whole span
+                up = up or [(s, e) for s, e, _ in now_means[key]]
                 deviating.append((key, z, (up[0][0], up[-1][1])))
         by_name: dict[str, set[str]] = {}
         for (svc, name, _labels), _z, _on in deviating:

@@ -248,7 +248,8 @@ def infra_series(ctx: Context, min_z: float = 4.0, min_services: int = 2
         z = stats.robust_z(float(np.median(now)), before, direction="up").effect
         if z >= min_z:
             z_each = stats.robust_z_each(now, before, direction="up")
-            up = [w for w, zw in zip(sampled, z_each.tolist()) if zw >= min_z]
+            # no window may pass where the median does (it averages two; see fleet.evidence)
+            up = [w for w, zw in zip(sampled, z_each.tolist()) if zw >= min_z] or sampled
             deviating.append((m, z, (up[0].start, up[-1].end)))
     by_name: dict[int, set[int]] = {}
     for m, _z, _on in deviating:

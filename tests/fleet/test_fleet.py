@@ -20,6 +20,7 @@ from detector.core import Core
 from detector.simulate.scoring import pipeline_for, replay_scenario
 from detector.fleet.summary import (MetricLevel, ServiceSummary, SummaryError, TemplateNote, WindowSummary, decode,
                                     encode)
+from detector.fleet.evidence import FleetEvidence
 from detector.fleet.view import FleetView
 from detector.records import encode as encode_record
 from detector.replay import replay
@@ -255,3 +256,21 @@ def test_a_checkpoint_keeps_the_windows_that_wait_for_the_fleet(shared_db):
     assert back.gate._templates_sent == core.gate._templates_sent
     assert [orjson.loads(encode_record(r)) for r in back.finish()] == \
         [orjson.loads(encode_record(r)) for r in core.finish()]
+
+
+def test_infra_evidence_when_the_median_window_passes_and_no_single_window_does():
+    """Stress seed 171: two span windows of 1e308 average to inf, so the span's median deviates while
+    neither window does on its own; the time range the series was up is then the whole span (it
+    raised IndexError)."""
+    def at(end: float, value: float) -> WindowSummary:
+        return _window(0, 1, end, dataclasses.replace(
+            _service("a"), metrics=(MetricLevel("db_latency_ms", "db=main", value, 1),)))
+
+    view = FleetView(partitions=1, windows_kept=20)
+    for i, v in enumerate((0.0, 3e307, 6e307, 9e307, 1.2e308)):
+        view.add(at(10.0 * (i + 1), v))
+    view.add(at(60.0, 1e308))
+    view.add(at(70.0, 1e308))
+    evidence = FleetEvidence(view, ("db_latency_ms",), lambda labels: False)
+    ((service, text, on),) = evidence.infra_series((50.0, 70.0), (0.0, 50.0))
+    assert service == "a" and text.startswith("db_latency_ms{db=main} of a") and on == (50.0, 70.0)
