@@ -148,15 +148,13 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
             # a shared slowdown moves a narrow population's share more than a broad one's, so it
             # cannot tell whether the cause accounts for the change in other services' terms.
             return True
-        on = [w for w in ctx.span if w.start >= cause[0] - 1e-9 and w.end <= cause[1] + 1e-9]
+        on = _within(ctx.span, cause)
         if not on:
             return True
         c_new = ctx.population(on, service, versions=(new_version,), endpoints=eps)
         c_new_service = ctx.population(on, service, versions=(new_version,))
-        c_stable = ctx.population(on, service, exclude_versions=(new_version,), endpoints=eps)
         local = stable_before is new_before
-        if not local:
-            c_stable = ctx.population(on, service, exclude_versions=(new_version,))
+        c_stable = ctx.population(on, service, exclude_versions=(new_version,), endpoints=eps if local else None)
         refs = [(c_stable, stable_before, local)]
         refs += [(*established(other, (on[0].start, on[-1].end)), False) for other in hit]
         refs = [r for r in refs if r[0].total_n >= ctx.min_requests and r[1].total_n >= ctx.min_requests]
@@ -184,13 +182,17 @@ def shared_with(rule: Rule, service: int, new_version: int, reference: str, ctx:
 
     def established(other: int, cause: tuple[float, float]) -> tuple[Population, Population]:
         skip = tuple(ctx.new_versions.get(other, ()))
-        on = [w for w in ctx.span if w.start >= cause[0] - 1e-9 and w.end <= cause[1] + 1e-9]
-        return (ctx.population(on, other, exclude_versions=skip),
+        return (ctx.population(_within(ctx.span, cause), other, exclude_versions=skip),
                 ctx.population(ctx.before, other, exclude_versions=skip))
 
     if infra and infra_explains(sorted({s for s, _, _ in infra if s != service}), _cause(infra), established):
         reasons.append("infrastructure metrics deviate: " + ", ".join(text for _, text, _ in infra))
     return tuple(reasons)
+
+
+def _within(windows: Sequence[WindowFacts], cause: tuple[float, float]) -> list[WindowFacts]:
+    """The windows that lie inside the time range `cause`."""
+    return [w for w in windows if w.start >= cause[0] - 1e-9 and w.end <= cause[1] + 1e-9]
 
 
 def _cause(infra: Sequence[tuple[object, str, tuple[float, float]]]) -> tuple[float, float]:
